@@ -3,9 +3,11 @@ package vip
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -180,7 +182,9 @@ func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.
 	for {
 		p, err := c.read(buf)
 		if err != nil {
-			if window.Err() != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Only window sets deadlines; its timer may lag the socket's.
+				<-window.Done()
 				break
 			}
 			return nil, fmt.Errorf("vip %s: probe: read: %w", v, err)
@@ -229,7 +233,9 @@ func (m *Manager) WatchConflicts(ctx context.Context, v VIP, onConflict func(mac
 	for {
 		p, err := c.read(buf)
 		if err != nil {
-			if ctx.Err() != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Only ctx sets deadlines; its timer may lag the socket's.
+				<-ctx.Done()
 				return nil
 			}
 			return fmt.Errorf("vip %s: watch: read: %w", v, err)
