@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // LabelTag follows "<ifname>:" in every label harules puts on an address.
@@ -257,6 +259,9 @@ func (m *Manager) Remove(ctx context.Context, v VIP) error {
 	if !found {
 		return nil
 	}
+	if err := m.protectSecondaries(link, addr); err != nil {
+		return fmt.Errorf("vip %s: remove: %w", v, err)
+	}
 	// Delete the address exactly as the kernel has it (its prefix length
 	// may differ from v's), so a stale /24 goes even when asked for a /32.
 	if err := m.nl.AddrDel(link, &netlink.Addr{IPNet: addr.IPNet, Label: addr.Label}); err != nil {
@@ -289,8 +294,52 @@ func (m *Manager) Present(v VIP) (bool, error) {
 	return found, nil
 }
 
+// protectSecondaries makes sure deleting victim does not take other
+// addresses with it: when a primary address is deleted, Linux also deletes
+// every secondary address of the same subnet unless promote_secondaries is
+// set on the interface (a /24 VIP that became primary would take a second
+// /24 VIP down with it). If victim is such a primary, turn the setting on
+// for this interface, as NetworkManager does by default.
+func (m *Manager) protectSecondaries(link netlink.Link, victim netlink.Addr) error {
+	if victim.Flags&unix.IFA_F_SECONDARY != 0 {
+		return nil
+	}
+	addrs, err := m.addrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	var secondaries []string
+	for _, a := range addrs {
+		if a.Flags&unix.IFA_F_SECONDARY != 0 && victim.IPNet.Contains(a.IP) {
+			secondaries = append(secondaries, a.IPNet.String())
+		}
+	}
+	if len(secondaries) == 0 {
+		return nil
+	}
+	name := link.Attrs().Name
+	path := "/proc/sys/net/ipv4/conf/" + name + "/promote_secondaries"
+	err = m.inNS(func() error {
+		// /proc/sys/net resolves against the opening thread's namespace.
+		cur, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(cur)) == "1" {
+			return nil
+		}
+		m.log.Warn("enabling promote_secondaries so removing a primary VIP keeps the other addresses of its subnet",
+			"dev", name, "removing", victim.IPNet, "secondaries", secondaries)
+		return os.WriteFile(path, []byte("1\n"), 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("enable promote_secondaries on %s: %w", name, err)
+	}
+	return nil
+}
+
 func (m *Manager) find(link netlink.Link, ip netip.Addr) (netlink.Addr, bool, error) {
-	addrs, err := m.nl.AddrList(link, netlink.FAMILY_V4)
+	addrs, err := m.addrList(link, netlink.FAMILY_V4)
 	if err != nil {
 		return netlink.Addr{}, false, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
@@ -304,7 +353,7 @@ func (m *Manager) find(link netlink.Link, ip netip.Addr) (netlink.Addr, bool, er
 
 // Owned lists the addresses in the namespace that carry harules' label.
 func (m *Manager) Owned() ([]VIP, error) {
-	links, err := m.nl.LinkList()
+	links, err := m.linkList()
 	if err != nil {
 		return nil, fmt.Errorf("vip: list links: %w", err)
 	}
@@ -312,7 +361,7 @@ func (m *Manager) Owned() ([]VIP, error) {
 	for _, l := range links {
 		names[l.Attrs().Index] = l.Attrs().Name
 	}
-	addrs, err := m.nl.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := m.addrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("vip: list addresses: %w", err)
 	}
@@ -385,4 +434,26 @@ func (m *Manager) inNS(fn func() error) error {
 	}
 	runtime.UnlockOSThread()
 	return fnErr
+}
+
+// dumpRetries bounds retries of netlink dumps that a concurrent change
+// interrupted (the kernel then flags the dump as inconsistent).
+const dumpRetries = 5
+
+func (m *Manager) addrList(link netlink.Link, family int) ([]netlink.Addr, error) {
+	for i := 0; ; i++ {
+		addrs, err := m.nl.AddrList(link, family)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == dumpRetries {
+			return addrs, err
+		}
+	}
+}
+
+func (m *Manager) linkList() ([]netlink.Link, error) {
+	for i := 0; ; i++ {
+		links, err := m.nl.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || i == dumpRetries {
+			return links, err
+		}
+	}
 }

@@ -279,6 +279,42 @@ func TestAddIdempotentRemoveAbsent(t *testing.T) {
 	}
 }
 
+// TestRemovePrimaryKeepsOtherVIPs removes a VIP that the kernel made the
+// primary address of its subnet; a second VIP of that subnet must survive
+// (by default Linux deletes the secondaries along with their primary).
+func TestRemovePrimaryKeepsOtherVIPs(t *testing.T) {
+	l := newLAN(t)
+	ctx := ctxFor(t, 30*time.Second)
+	sysctl := "/proc/sys/net/ipv4/conf/eth0/promote_secondaries"
+	if got := strings.TrimSpace(l.lab.MustExec("ha1", "cat", sysctl)); got != "0" {
+		t.Fatalf("promote_secondaries on a fresh interface = %q, want the kernel default 0 (test premise)", got)
+	}
+	// ha1's own address is in 198.51.100.0/24, so the first 203.0.113.0/24
+	// VIP becomes primary and the second one its secondary.
+	first := VIP{Address: netip.MustParsePrefix("203.0.113.10/24"), Interface: "eth0"}
+	second := VIP{Address: netip.MustParsePrefix("203.0.113.11/24"), Interface: "eth0"}
+	for _, v := range []VIP{first, second} {
+		if err := l.m1.Add(ctx, v); err != nil {
+			t.Fatalf("Add %v: %v", v, err)
+		}
+	}
+	if lines := addrLines(t, l.lab, "ha1", "203.0.113.11"); len(lines) != 1 || !strings.Contains(lines[0], "secondary") {
+		t.Fatalf("second VIP is not a secondary address (test premise): %q", lines)
+	}
+	if err := l.m1.Remove(ctx, first); err != nil {
+		t.Fatalf("Remove first: %v", err)
+	}
+	if ok, err := l.m1.Present(first); err != nil || ok {
+		t.Fatalf("first VIP Present = %v, %v after Remove", ok, err)
+	}
+	if ok, err := l.m1.Present(second); err != nil || !ok {
+		t.Fatalf("second VIP vanished when the first (primary) was removed: Present = %v, %v", ok, err)
+	}
+	if got := strings.TrimSpace(l.lab.MustExec("ha1", "cat", sysctl)); got != "1" {
+		t.Fatalf("promote_secondaries = %q after Remove, want 1", got)
+	}
+}
+
 // TestReleaseStale checks that only harules-labelled addresses not kept go.
 func TestReleaseStale(t *testing.T) {
 	l := newLAN(t)
