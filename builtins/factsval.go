@@ -1,0 +1,323 @@
+package builtins
+
+import (
+	"fmt"
+	"time"
+
+	starlarktime "go.starlark.net/lib/time"
+	"go.starlark.net/starlark"
+
+	"github.com/harules/harules/engine/facts"
+)
+
+// FactsValue is the Starlark view of facts passed to rules as `f`.
+//
+//	f.self            name of the evaluating node
+//	f.now             current (possibly simulated) time, a time.time
+//	f.nodes           dict: node name -> node
+//	f.peers           list of the other nodes
+//	f.groups          dict: group name -> group
+//	f.node(name)      a node
+//	f.owner(group)    the node holding the group (alive or unknown), or None
+//	f.probe(name, node=f.self)  the probe's result on that node, or None if unknown
+//
+// node: name, self, alive, state ("alive"/"dead"/"unknown"), since,
+// up_for / down_for (durations, zero when not in that state), standby,
+// maintenance, holds (list of groups), paths (dict: path -> path).
+// path: name, up, known, missed (whole intervals without a heartbeat), last_seen_ago.
+// group: name, owner, holders, since, held_for, failed_on (list of nodes).
+// probe: name, node, ok, state ("ok"/"failing"/"unknown"), since, duration,
+// failing_for, ok_for, value, text.
+type FactsValue struct {
+	f      *facts.Facts
+	nodes  *starlark.Dict
+	groups *starlark.Dict
+}
+
+var _ starlark.HasAttrs = (*FactsValue)(nil)
+
+// NewFactsValue wraps facts for rules.
+func NewFactsValue(f *facts.Facts) *FactsValue { return &FactsValue{f: f} }
+
+func (v *FactsValue) String() string {
+	return fmt.Sprintf("<facts of %s at %s>", v.f.Self, v.f.Now.Format(time.RFC3339Nano))
+}
+func (v *FactsValue) Type() string          { return "facts" }
+func (v *FactsValue) Freeze()               {}
+func (v *FactsValue) Truth() starlark.Bool  { return starlark.True }
+func (v *FactsValue) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: facts") }
+func (v *FactsValue) AttrNames() []string {
+	return []string{"groups", "node", "nodes", "now", "owner", "peers", "probe", "self"}
+}
+
+func (v *FactsValue) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "self":
+		return starlark.String(v.f.Self), nil
+	case "now":
+		return starlarktime.Time(v.f.Now), nil
+	case "nodes":
+		return v.nodeDict(), nil
+	case "peers":
+		var peers []starlark.Value
+		for _, n := range v.f.Nodes {
+			if !n.Self {
+				peers = append(peers, v.nodeValue(n))
+			}
+		}
+		l := starlark.NewList(peers)
+		l.Freeze()
+		return l, nil
+	case "groups":
+		return v.groupDict(), nil
+	case "node":
+		return starlark.NewBuiltin("node", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var n nodeRef
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &n); err != nil {
+				return nil, err
+			}
+			nf := v.f.Node(string(n))
+			if nf == nil {
+				return nil, fmt.Errorf("f.node: no node %q in the policy", n)
+			}
+			return v.nodeValue(nf), nil
+		}), nil
+	case "owner":
+		return starlark.NewBuiltin("owner", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var g groupRef
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &g); err != nil {
+				return nil, err
+			}
+			if v.f.Group(string(g)) == nil {
+				return nil, fmt.Errorf("f.owner: no group %q in the policy", g)
+			}
+			if o := v.f.Owner(string(g)); o != "" {
+				return starlark.String(o), nil
+			}
+			return starlark.None, nil
+		}), nil
+	case "probe":
+		return starlark.NewBuiltin("probe", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var name string
+			var node starlark.Value = starlark.None
+			if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "node?", &node); err != nil {
+				return nil, err
+			}
+			if _, ok := v.f.Probes[name]; !ok {
+				return nil, fmt.Errorf("f.probe: no probe %q in the policy", name)
+			}
+			nodeName := v.f.Self
+			if node != starlark.None {
+				s, err := nameOf(node, "node")
+				if err != nil {
+					return nil, fmt.Errorf("f.probe: node: %w", err)
+				}
+				nodeName = s
+			}
+			p := v.f.Probe(name, nodeName)
+			if p == nil {
+				return starlark.None, nil
+			}
+			return &probeValue{p: p, now: v.f.Now}, nil
+		}), nil
+	}
+	return nil, nil
+}
+
+func (v *FactsValue) nodeDict() *starlark.Dict {
+	if v.nodes == nil {
+		v.nodes = starlark.NewDict(len(v.f.Nodes))
+		for _, n := range v.f.Nodes {
+			_ = v.nodes.SetKey(starlark.String(n.Name), v.nodeValue(n))
+		}
+		v.nodes.Freeze()
+	}
+	return v.nodes
+}
+
+func (v *FactsValue) groupDict() *starlark.Dict {
+	if v.groups == nil {
+		v.groups = starlark.NewDict(len(v.f.Groups))
+		for _, g := range v.f.Groups {
+			_ = v.groups.SetKey(starlark.String(g.Name), &groupValue{g: g, f: v.f})
+		}
+		v.groups.Freeze()
+	}
+	return v.groups
+}
+
+func (v *FactsValue) nodeValue(n *facts.Node) starlark.Value { return &nodeValue{n: n, now: v.f.Now} }
+
+// readOnly provides the boilerplate of the fact values.
+type readOnly struct{}
+
+func (readOnly) Freeze()               {}
+func (readOnly) Truth() starlark.Bool  { return starlark.True }
+func (readOnly) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable") }
+
+type nodeValue struct {
+	readOnly
+	n   *facts.Node
+	now time.Time
+}
+
+func (v *nodeValue) String() string { return fmt.Sprintf("<node %s %s>", v.n.Name, v.n.State) }
+func (v *nodeValue) Type() string   { return "node_facts" }
+func (v *nodeValue) AttrNames() []string {
+	return []string{"alive", "down_for", "holds", "maintenance", "name", "paths", "self", "since", "standby", "state", "up_for"}
+}
+func (v *nodeValue) Attr(name string) (starlark.Value, error) {
+	n := v.n
+	switch name {
+	case "name":
+		return starlark.String(n.Name), nil
+	case "self":
+		return starlark.Bool(n.Self), nil
+	case "alive":
+		return starlark.Bool(n.Alive()), nil
+	case "state":
+		return starlark.String(n.State), nil
+	case "since":
+		return starlarktime.Time(n.Since), nil
+	case "up_for":
+		return durIf(n.Alive(), v.now.Sub(n.Since)), nil
+	case "down_for":
+		return durIf(n.State == facts.Dead, v.now.Sub(n.Since)), nil
+	case "standby":
+		return starlark.Bool(n.Standby), nil
+	case "maintenance":
+		return starlark.Bool(n.Maintenance), nil
+	case "holds":
+		return stringsList(n.Holds), nil
+	case "paths":
+		d := starlark.NewDict(len(n.Paths))
+		for _, p := range n.Paths {
+			_ = d.SetKey(starlark.String(p.Name), &pathValue{p: p, now: v.now})
+		}
+		d.Freeze()
+		return d, nil
+	}
+	return nil, nil
+}
+
+type pathValue struct {
+	readOnly
+	p   *facts.Path
+	now time.Time
+}
+
+func (v *pathValue) String() string { return fmt.Sprintf("<path %s up=%t>", v.p.Name, v.p.Up) }
+func (v *pathValue) Type() string   { return "path_facts" }
+func (v *pathValue) AttrNames() []string {
+	return []string{"known", "last_seen_ago", "missed", "name", "up"}
+}
+func (v *pathValue) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "name":
+		return starlark.String(v.p.Name), nil
+	case "up":
+		return starlark.Bool(v.p.Up), nil
+	case "known":
+		return starlark.Bool(v.p.Known), nil
+	case "missed":
+		return starlark.MakeInt(v.p.Missed), nil
+	case "last_seen_ago":
+		return durIf(v.p.Known, v.now.Sub(v.p.LastSeen)), nil
+	}
+	return nil, nil
+}
+
+type groupValue struct {
+	readOnly
+	g *facts.Group
+	f *facts.Facts
+}
+
+func (v *groupValue) String() string { return fmt.Sprintf("<group %s>", v.g.Name) }
+func (v *groupValue) Type() string   { return "group_facts" }
+func (v *groupValue) AttrNames() []string {
+	return []string{"failed_on", "held_for", "holders", "name", "owner", "since"}
+}
+func (v *groupValue) Attr(name string) (starlark.Value, error) {
+	switch name {
+	case "name":
+		return starlark.String(v.g.Name), nil
+	case "owner":
+		if o := v.f.Owner(v.g.Name); o != "" {
+			return starlark.String(o), nil
+		}
+		return starlark.None, nil
+	case "holders":
+		return stringsList(v.g.Holders), nil
+	case "since":
+		return starlarktime.Time(v.g.Since), nil
+	case "held_for":
+		return durIf(len(v.g.Holders) > 0, v.f.Now.Sub(v.g.Since)), nil
+	case "failed_on":
+		var nodes []string
+		for _, n := range v.f.Nodes {
+			if _, ok := v.g.FailedOn[n.Name]; ok {
+				nodes = append(nodes, n.Name)
+			}
+		}
+		return stringsList(nodes), nil
+	}
+	return nil, nil
+}
+
+type probeValue struct {
+	readOnly
+	p   *facts.Probe
+	now time.Time
+}
+
+func (v *probeValue) String() string {
+	return fmt.Sprintf("<probe %s on %s: %s>", v.p.Probe, v.p.Node, v.p.State)
+}
+func (v *probeValue) Type() string { return "probe_facts" }
+func (v *probeValue) AttrNames() []string {
+	return []string{"duration", "failing_for", "name", "node", "ok", "ok_for", "since", "state", "text", "value"}
+}
+func (v *probeValue) Attr(name string) (starlark.Value, error) {
+	p := v.p
+	switch name {
+	case "name":
+		return starlark.String(p.Probe), nil
+	case "node":
+		return starlark.String(p.Node), nil
+	case "ok":
+		return starlark.Bool(p.State == facts.ProbeOK), nil
+	case "state":
+		return starlark.String(p.State), nil
+	case "since":
+		return starlarktime.Time(p.Since), nil
+	case "duration":
+		return starlarktime.Duration(v.now.Sub(p.Since)), nil
+	case "failing_for":
+		return durIf(p.State == facts.ProbeFailing, v.now.Sub(p.Since)), nil
+	case "ok_for":
+		return durIf(p.State == facts.ProbeOK, v.now.Sub(p.Since)), nil
+	case "value":
+		return starlark.Float(p.Value), nil
+	case "text":
+		return starlark.String(p.Text), nil
+	}
+	return nil, nil
+}
+
+func durIf(cond bool, d time.Duration) starlarktime.Duration {
+	if !cond || d < 0 {
+		return 0
+	}
+	return starlarktime.Duration(d)
+}
+
+func stringsList(ss []string) *starlark.List {
+	vals := make([]starlark.Value, len(ss))
+	for i, s := range ss {
+		vals[i] = starlark.String(s)
+	}
+	l := starlark.NewList(vals)
+	l.Freeze()
+	return l
+}

@@ -1,0 +1,81 @@
+// Command harules is a high-availability manager whose failover policy is
+// Starlark code. See `harules --help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes, documented in --help.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // an expectation failed, or check found errors
+	exitUsage    = 2 // bad flags, an invalid policy or scenario given to simulate
+	exitInternal = 3
+)
+
+// exitError carries an exit code through urfave/cli.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func fail(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args))
+}
+
+func run(ctx context.Context, args []string) int {
+	app := newApp()
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err.Error() != "" {
+			fmt.Fprintln(app.ErrWriter, "harules:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(app.ErrWriter, "harules:", err)
+	return exitUsage
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "harules",
+		Usage:   "high availability whose failover policy is code",
+		Version: version,
+		Description: `harules keeps a virtual IP, disks, services and databases running on one
+node of a cluster and moves them when a node, its network, its application
+or its database fails. The failover policy is a Starlark file (policy.star).
+
+Start here:
+  harules demo                                    simulate a node crash on the built-in example
+  harules check policy.star                       validate a policy (errors as file:line:col)
+  harules simulate policy.star --scenario 's/*.star'   replay scenarios, exit 1 if an expectation fails
+
+Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
+invalid input, 3 internal error.`,
+		Commands:       []*cli.Command{checkCommand(), simulateCommand(), demoCommand()},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+}

@@ -1,0 +1,135 @@
+// Package facts defines what one node knows about the cluster at one moment:
+// which peers it hears on which heartbeat path, what they report holding,
+// probe results, and operator requests. Facts are the only input of a
+// decision besides the policy, the node's own state and the time.
+//
+// The live agent and the simulator both build Facts with engine.View, so the
+// rules see the same shape in production and in a scenario.
+package facts
+
+import (
+	"time"
+)
+
+// Node states as seen from the evaluating node.
+const (
+	Alive   = "alive"
+	Dead    = "dead"
+	Unknown = "unknown" // not heard from since this node started; within the startup grace
+)
+
+// Probe states.
+const (
+	ProbeOK      = "ok"
+	ProbeFailing = "failing"
+	ProbeUnknown = "unknown"
+)
+
+// Facts is one node's view of the cluster.
+type Facts struct {
+	// Self is the evaluating node.
+	Self string
+	Now  time.Time
+	// Nodes holds every node of the policy, in policy order.
+	Nodes []*Node
+	// Groups holds every group of the policy, in policy order.
+	Groups []*Group
+	// Probes maps probe name -> node name -> result.
+	Probes map[string]map[string]*Probe
+	// Boot is when the evaluating node started.
+	Boot time.Time
+
+	nodeIndex  map[string]*Node
+	groupIndex map[string]*Group
+}
+
+// Node is what the evaluating node knows about one node (itself included).
+type Node struct {
+	Name  string
+	Self  bool
+	State string // Alive, Dead or Unknown
+	// Since is when State last changed.
+	Since       time.Time
+	Standby     bool
+	Maintenance bool
+	Paths       []*Path
+	// Holds lists the groups the node reports holding (for a dead node: what
+	// it last reported).
+	Holds       []string
+	Incarnation uint64
+	PolicyHash  string
+}
+
+// Alive reports whether the node is considered alive.
+func (n *Node) Alive() bool { return n.State == Alive }
+
+// Path is the state of one heartbeat path to a peer.
+type Path struct {
+	Name string
+	Up   bool
+	// Known is false until a first heartbeat arrived on the path.
+	Known bool
+	// Missed counts whole heartbeat intervals since the last valid heartbeat.
+	Missed   int
+	LastSeen time.Time
+	Since    time.Time
+}
+
+// Group is what the evaluating node knows about one group.
+type Group struct {
+	Name string
+	// Holders lists the nodes believed to hold the group, in policy node
+	// order; a dead node's last report is included (see Node.State).
+	Holders []string
+	// Since is when the holder set last changed in this node's view.
+	Since time.Time
+	// FailedOn maps node -> when a resource of the group last failed there.
+	FailedOn map[string]time.Time
+}
+
+// Probe is one probe's debounced result on one node.
+type Probe struct {
+	Probe string
+	Node  string
+	State string
+	Since time.Time
+	Value float64
+	Text  string
+}
+
+// Index builds the lookup tables; call after filling Nodes and Groups.
+func (f *Facts) Index() {
+	f.nodeIndex = make(map[string]*Node, len(f.Nodes))
+	for _, n := range f.Nodes {
+		f.nodeIndex[n.Name] = n
+	}
+	f.groupIndex = make(map[string]*Group, len(f.Groups))
+	for _, g := range f.Groups {
+		f.groupIndex[g.Name] = g
+	}
+}
+
+// Node returns the named node, or nil.
+func (f *Facts) Node(name string) *Node { return f.nodeIndex[name] }
+
+// Group returns the named group, or nil.
+func (f *Facts) Group(name string) *Group { return f.groupIndex[name] }
+
+// Probe returns a probe's result on a node, or nil when unknown.
+func (f *Facts) Probe(probe, node string) *Probe {
+	return f.Probes[probe][node]
+}
+
+// Owner returns the first alive holder of a group, or "".
+func (f *Facts) Owner(group string) string {
+	g := f.groupIndex[group]
+	if g == nil {
+		return ""
+	}
+	for _, h := range g.Holders {
+		if n := f.nodeIndex[h]; n != nil && n.State != Dead {
+			return h
+		}
+	}
+	return ""
+}

@@ -1,0 +1,317 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/harules/harules/engine/facts"
+	"github.com/harules/harules/policy"
+)
+
+// Executor carries out actions. The agent's executor moves VIPs, mounts
+// disks and starts services; the simulator's records them.
+type Executor interface {
+	// Execute performs one start or stop action on the local node.
+	Execute(ctx context.Context, a Action) error
+	// Backup runs one backup job on the local node.
+	Backup(ctx context.Context, run BackupRun) error
+}
+
+// Record is one line of a node's timeline: what it saw, decided and did.
+type Record struct {
+	At     time.Time `json:"at"`
+	Node   string    `json:"node"`
+	Kind   string    `json:"kind"`
+	Group  string    `json:"group,omitempty"`
+	Text   string    `json:"text"`
+	Reason string    `json:"reason,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// Record kinds.
+const (
+	RecEvent  = "event"  // something that happened to the node (scenario or OS)
+	RecPath   = "path"   // a heartbeat path changed state
+	RecPeer   = "peer"   // a peer was declared alive or dead
+	RecAction = "action" // an action ran
+	RecWait   = "wait"   // a start waits for something
+	RecAlert  = "alert"  // an alert was raised
+	RecClear  = "clear"  // an alert cleared
+	RecBackup = "backup" // a backup job ran or was skipped
+	RecPolicy = "policy" // placement changed
+)
+
+// Node is one node's decision loop: facts in, Decide, execute own actions,
+// remember the outcome. The agent and the simulator both drive it with Step.
+type Node struct {
+	Policy *policy.Policy
+	Name   string
+	State  *State
+	View   *View
+	Exec   Executor
+	// Record receives timeline records; nil discards them.
+	Record func(Record)
+
+	last      *Decision
+	alerts    map[string]Alert
+	waits     map[string]string
+	targets   map[string]string
+	prevPaths map[string]bool
+	prevPeers map[string]string
+	report    *Report
+}
+
+// NewNode builds the loop for node name, booted at boot.
+func NewNode(p *policy.Policy, name string, boot time.Time, s *State, exec Executor, record func(Record)) *Node {
+	if record == nil {
+		record = func(Record) {}
+	}
+	return &Node{Policy: p, Name: name, State: s, View: NewView(p, name, boot), Exec: exec, Record: record,
+		alerts: map[string]Alert{}, waits: map[string]string{}, targets: map[string]string{},
+		prevPaths: map[string]bool{}, prevPeers: map[string]string{}}
+}
+
+// Last returns the most recent decision (nil before the first Step).
+func (n *Node) Last() *Decision { return n.last }
+
+// Step runs one evaluation at now and executes this node's ready actions.
+func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
+	n.View.Update(now)
+	n.View.Merge(n.State)
+	f := n.View.Facts(now, n.State)
+	n.recordTransitions(f)
+	d := Decide(ctx, Input{Policy: n.Policy, Facts: f, State: n.State})
+	n.State.RulePending = d.RulePending
+	n.recordDecision(now, d)
+	n.execute(ctx, now, d)
+	n.runBackups(ctx, now, d)
+	n.last = d
+	return d
+}
+
+func (n *Node) rec(now time.Time, kind, group, text, reason string, err error) {
+	r := Record{At: now, Node: n.Name, Kind: kind, Group: group, Text: text, Reason: reason}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	n.Record(r)
+}
+
+func (n *Node) recordTransitions(f *facts.Facts) {
+	for _, nf := range f.Nodes {
+		if nf.Self {
+			continue
+		}
+		for _, p := range nf.Paths {
+			key := nf.Name + "/" + p.Name
+			prev, seen := n.prevPaths[key]
+			if seen && prev != p.Up || !seen && p.Up {
+				state := "down"
+				reason := fmt.Sprintf("%d heartbeats missed", p.Missed)
+				if p.Up {
+					state, reason = "up", "heartbeat received"
+				}
+				n.rec(p.Since, RecPath, "", fmt.Sprintf("path %s to %s %s", p.Name, nf.Name, state), reason, nil)
+			}
+			n.prevPaths[key] = p.Up
+		}
+		if prev := n.prevPeers[nf.Name]; prev != nf.State {
+			if prev != "" || nf.State != facts.Unknown {
+				reason := "heartbeat received"
+				switch nf.State {
+				case facts.Dead:
+					reason = "no heartbeat on any path"
+					if prev == facts.Unknown {
+						reason = "not heard from within the startup grace"
+					}
+				}
+				n.rec(f.Now, RecPeer, "", fmt.Sprintf("%s is %s", nf.Name, nf.State), reason, nil)
+			}
+			n.prevPeers[nf.Name] = nf.State
+		}
+	}
+}
+
+func (n *Node) recordDecision(now time.Time, d *Decision) {
+	current := map[string]Alert{}
+	for _, a := range d.Alerts {
+		current[a.Key()] = a
+		if _, ok := n.alerts[a.Key()]; !ok {
+			n.rec(now, RecAlert, "", fmt.Sprintf("%s [%s] %s", a.Name, a.Severity, a.Message), ruleOf(a), nil)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(n.alerts)) {
+		if _, ok := current[k]; !ok {
+			a := n.alerts[k]
+			n.rec(now, RecClear, "", fmt.Sprintf("%s cleared: %s", a.Name, a.Message), ruleOf(a), nil)
+		}
+	}
+	n.alerts = current
+	for _, gp := range d.Placement {
+		if prev, ok := n.targets[gp.Group]; !ok || prev != gp.Node {
+			target := gp.Node
+			if target == "" {
+				target = "nowhere (stopped)"
+			}
+			n.rec(now, RecPolicy, gp.Group, fmt.Sprintf("%s should run on %s", gp.Group, target), gp.Reason, nil)
+			n.targets[gp.Group] = gp.Node
+		}
+	}
+	waits := map[string]string{}
+	for _, a := range d.Plan {
+		if a.Node == n.Name && a.Wait != "" {
+			waits[a.Group] = a.Wait
+		}
+	}
+	for _, g := range slices.Sorted(maps.Keys(waits)) {
+		if n.waits[g] != waits[g] {
+			n.rec(now, RecWait, g, waits[g], "", nil)
+		}
+	}
+	n.waits = waits
+}
+
+func ruleOf(a Alert) string {
+	if a.Rule != "" {
+		return "rule " + a.Rule
+	}
+	return ""
+}
+
+// execute runs this node's ready actions group by group. A failed start
+// rolls back what the group started here and marks the group failed on this
+// node, so placement moves it elsewhere; a failed stop keeps the group held,
+// so no peer starts it while it may still run here.
+func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
+	byGroup := map[string][]Action{}
+	var order []string
+	for _, a := range d.Plan {
+		if a.Node != n.Name || !a.Ready || a.Op == OpRelease {
+			continue
+		}
+		if _, ok := byGroup[a.Group]; !ok {
+			order = append(order, a.Group)
+		}
+		byGroup[a.Group] = append(byGroup[a.Group], a)
+	}
+	for _, g := range order {
+		actions := byGroup[g]
+		if n.State.Maintenance {
+			for _, a := range actions {
+				n.rec(now, RecAction, g, "maintenance: would "+a.Op+" "+a.Resource+": "+a.Detail, a.Reason, nil)
+			}
+			continue
+		}
+		op := actions[0].Op
+		var done []Action
+		var failed error
+		for _, a := range actions {
+			err := n.Exec.Execute(ctx, a)
+			n.rec(now, RecAction, g, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
+			if err != nil {
+				failed = err
+				break
+			}
+			done = append(done, a)
+		}
+		switch {
+		case failed == nil && op == OpStart:
+			n.State.Holds[g] = now
+		case failed == nil && op == OpStop:
+			delete(n.State.Holds, g)
+		case op == OpStart:
+			n.State.Failed[g] = now
+			for i := len(done) - 1; i >= 0; i-- {
+				a := done[i]
+				a.Op, a.Detail = OpStop, describe(a.res, OpStop)
+				a.Reason = fmt.Sprintf("rolling back %s after a failed start: %v", g, failed)
+				err := n.Exec.Execute(ctx, a)
+				n.rec(now, RecAction, g, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
+			}
+		default:
+			n.State.Failed[g] = now
+		}
+	}
+}
+
+// ResourceFailed records that a resource of a held group failed its monitor:
+// the group becomes ineligible here for the failure timeout, so the next
+// decision stops it here and places it elsewhere.
+func (n *Node) ResourceFailed(now time.Time, group, resource string, err error) {
+	n.State.Failed[group] = now
+	n.rec(now, RecEvent, group, fmt.Sprintf("%s failed on %s", resource, n.Name), "monitor", err)
+}
+
+func (n *Node) runBackups(ctx context.Context, now time.Time, d *Decision) {
+	for _, run := range d.Backups {
+		if run.Skip {
+			n.rec(now, RecBackup, "", "skip backup "+run.Job, run.Reason, nil)
+		} else if n.State.Maintenance {
+			n.rec(now, RecBackup, "", "maintenance: would run backup "+run.Job, run.Reason, nil)
+			continue
+		} else {
+			err := n.Exec.Backup(ctx, run)
+			n.rec(now, RecBackup, "", "run backup "+run.Job, run.Reason, err)
+		}
+		n.State.BackupLast[run.Job] = run.Scheduled
+	}
+}
+
+// Report returns what this node tells its peers; the pointer changes only
+// when the content does, so receivers can detect changes cheaply.
+func (n *Node) Report() *Report {
+	failed := map[string]time.Time{}
+	for g, t := range n.State.Failed {
+		if n.Policy.Cluster.FailureTimeout == 0 || (n.last != nil && n.last.Now.Sub(t) < n.Policy.Cluster.FailureTimeout) {
+			failed[g] = t
+		}
+	}
+	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(),
+		Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
+		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast)}
+	if n.report != nil && reflect.DeepEqual(n.report, r) {
+		return n.report
+	}
+	n.report = r
+	return r
+}
+
+// Move records an operator's request to run group on node.
+func (n *Node) Move(now time.Time, group, node string) error {
+	if n.Policy.Group(group) == nil {
+		return fmt.Errorf("unknown group %q (groups: %s)", group, strings.Join(groupNames(n.Policy), ", "))
+	}
+	if node != "" && n.Policy.Node(node) == nil {
+		return fmt.Errorf("unknown node %q", node)
+	}
+	n.State.Operator.Merge(Operator{Moves: map[string]OperatorMove{group: {Node: node, At: now}}})
+	n.rec(now, RecEvent, group, fmt.Sprintf("operator: move %s to %s", group, orDefault(node, "(cleared)")), "", nil)
+	return nil
+}
+
+// SetStandby records an operator's standby (on) or online (off) request.
+func (n *Node) SetStandby(now time.Time, node string, on bool) error {
+	if n.Policy.Node(node) == nil {
+		return fmt.Errorf("unknown node %q", node)
+	}
+	n.State.Operator.Merge(Operator{Standby: map[string]OperatorFlag{node: {On: on, At: now}}})
+	word := "online"
+	if on {
+		word = "standby"
+	}
+	n.rec(now, RecEvent, "", fmt.Sprintf("operator: %s %s", word, node), "", nil)
+	return nil
+}
+
+func groupNames(p *policy.Policy) []string {
+	var out []string
+	for _, g := range p.Groups {
+		out = append(out, g.Name)
+	}
+	return out
+}

@@ -1,0 +1,709 @@
+// Package simulate replays a scenario against a policy. It runs one
+// engine.Node per cluster node, exactly as the live agents do, each fed only
+// the facts that node could see (heartbeats that reached it, its own
+// probes), on a simulated clock, and records what each node decided and did.
+// A network partition therefore gives each side its own view: split brain
+// is simulated, not assumed away.
+package simulate
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"math/rand"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/engine/facts"
+	"github.com/harules/harules/policy"
+)
+
+// Result is the outcome of one simulation.
+type Result struct {
+	Policy   string          `json:"policy"`
+	Scenario string          `json:"scenario"`
+	Name     string          `json:"name"`
+	Start    time.Time       `json:"start"`
+	Duration Dur             `json:"duration"`
+	Records  []engine.Record `json:"records"`
+	// FinalPlacement maps group -> nodes holding it at the end.
+	FinalPlacement map[string][]string `json:"final_placement"`
+	// Outages are the windows in which a group that had been running was
+	// held by no node (what clients would notice).
+	Outages []Window `json:"outages"`
+	// DualOwners are windows in which a group was held by two nodes at once.
+	DualOwners   []Window      `json:"dual_owners"`
+	Expectations []ExpectCheck `json:"expectations"`
+	OK           bool          `json:"ok"`
+	// Stats count the work done (for benchmarks).
+	Stats Stats `json:"stats"`
+}
+
+// Stats count what the simulation did.
+type Stats struct {
+	Heartbeats int `json:"heartbeats"`
+	Decisions  int `json:"decisions"`
+	Actions    int `json:"actions"`
+}
+
+// Window is a time interval of one group, relative to the scenario start.
+type Window struct {
+	Group string   `json:"group"`
+	Start Dur      `json:"start"`
+	End   Dur      `json:"end"`
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// ExpectCheck is an expectation with its verdict.
+type ExpectCheck struct {
+	Expect string `json:"expect"`
+	Pos    string `json:"pos"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Dur is a duration that marshals as seconds with a unit, e.g. "1.2s".
+type Dur time.Duration
+
+// MarshalText renders the duration in Go syntax.
+func (d Dur) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// Options tune a run.
+type Options struct {
+	// RecordHeartbeats adds every heartbeat to the records (very verbose).
+	RecordHeartbeats bool
+}
+
+type simNode struct {
+	name    string
+	up      bool
+	node    *engine.Node
+	incarn  uint64
+	links   map[string]bool // path -> interface up
+	probes  map[string]*probeSim
+	failing map[string]bool // group -> starts fail
+	phase   time.Duration
+}
+
+type probeSim struct {
+	raw      bool
+	rawSince time.Time
+	value    float64
+	text     string
+	gen      int
+}
+
+type sim struct {
+	ctx        context.Context
+	p          *policy.Policy
+	sc         *Scenario
+	opts       Options
+	now        time.Time
+	queue      eventQueue
+	seq        int
+	nodes      map[string]*simNode
+	order      []*simNode
+	rng        *rand.Rand
+	res        *Result
+	holds      map[string][]string // group -> up nodes holding it
+	hadRun     map[string]bool
+	openOutage map[string]time.Time
+	openDual   map[string]time.Time
+	dirty      map[string]bool
+	ownerLog   map[string][]ownerChange
+	ticks      []tickSpec
+}
+
+type tickSpec struct {
+	interval time.Duration
+	paths    []*policy.HeartbeatPath
+}
+
+type qitem struct {
+	at  time.Time
+	seq int
+	fn  func()
+}
+
+type eventQueue []*qitem
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*qitem)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	it := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return it
+}
+
+func (s *sim) schedule(at time.Time, fn func()) {
+	s.seq++
+	heap.Push(&s.queue, &qitem{at: at, seq: s.seq, fn: fn})
+}
+
+// Run simulates sc against p.
+func Run(ctx context.Context, p *policy.Policy, policyFile string, sc *Scenario, opts Options) (*Result, error) {
+	s := &sim{ctx: ctx, p: p, sc: sc, opts: opts, now: sc.Start, nodes: map[string]*simNode{},
+		rng: rand.New(rand.NewSource(sc.Seed)), holds: map[string][]string{}, hadRun: map[string]bool{},
+		openOutage: map[string]time.Time{}, openDual: map[string]time.Time{}, dirty: map[string]bool{}, ownerLog: map[string][]ownerChange{}}
+	s.res = &Result{Policy: policyFile, Scenario: sc.File, Name: sc.Name, Start: sc.Start, Duration: Dur(sc.Duration),
+		Outages: []Window{}, DualOwners: []Window{}}
+	byInterval := map[time.Duration][]*policy.HeartbeatPath{}
+	for _, h := range p.Paths {
+		byInterval[h.Interval] = append(byInterval[h.Interval], h)
+	}
+	for iv, paths := range byInterval {
+		s.ticks = append(s.ticks, tickSpec{interval: iv, paths: paths})
+	}
+	sort.Slice(s.ticks, func(i, j int) bool { return s.ticks[i].interval < s.ticks[j].interval })
+	for _, n := range p.Nodes {
+		sn := &simNode{name: n.Name, links: map[string]bool{}, probes: map[string]*probeSim{}, failing: map[string]bool{}}
+		for _, h := range p.Paths {
+			sn.links[h.Name] = true
+		}
+		// Nodes do not tick in lock step in real life; a seeded phase keeps
+		// runs reproducible.
+		if len(s.ticks) > 0 {
+			sn.phase = time.Duration(s.rng.Int63n(int64(s.ticks[0].interval)))
+		}
+		s.nodes[n.Name] = sn
+		s.order = append(s.order, sn)
+	}
+	boot := sc.Boot
+	if boot == nil {
+		for _, n := range p.Nodes {
+			boot = append(boot, n.Name)
+		}
+	}
+	for _, name := range boot {
+		s.boot(s.nodes[name])
+	}
+	for _, e := range sc.Events {
+		e := e
+		s.schedule(sc.Start.Add(e.At), func() { s.apply(e) })
+	}
+	end := sc.Start.Add(sc.Duration)
+	for s.queue.Len() > 0 {
+		it := heap.Pop(&s.queue).(*qitem)
+		if it.at.After(end) {
+			break
+		}
+		if it.at.After(s.now) {
+			s.flush()
+			s.now = it.at
+		}
+		it.fn()
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("simulation cancelled at %s: %w", s.now.Sub(sc.Start), err)
+		}
+	}
+	s.flush()
+	s.now = end
+	s.observe()
+	s.finish()
+	return s.res, nil
+}
+
+func (s *sim) record(r engine.Record) { s.res.Records = append(s.res.Records, r) }
+
+func (s *sim) boot(sn *simNode) {
+	sn.up = true
+	sn.incarn++
+	st := engine.NewState(sn.incarn)
+	sn.node = engine.NewNode(s.p, sn.name, s.now, st, &recorder{s: s, sn: sn}, s.record)
+	for _, pr := range s.p.Probes {
+		if len(pr.Nodes) > 0 && !slices.Contains(pr.Nodes, sn.name) {
+			continue
+		}
+		ps := sn.probes[pr.Name]
+		if ps == nil {
+			ps = &probeSim{raw: true, rawSince: s.now}
+			sn.probes[pr.Name] = ps
+		}
+		state := facts.ProbeFailing
+		if ps.raw {
+			state = facts.ProbeOK
+		}
+		sn.node.View.SetProbe(facts.Probe{Probe: pr.Name, State: state, Since: s.now, Value: ps.value, Text: ps.text})
+	}
+	for _, t := range s.ticks {
+		t := t
+		s.schedule(s.now.Add(sn.phase), func() { s.tick(sn, sn.incarn, t) })
+	}
+	s.scheduleReevaluate(sn, sn.incarn)
+	s.dirty[sn.name] = true
+}
+
+// tick is one heartbeat interval of a node: send on each path, then let the
+// failure detector look at what arrived.
+func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
+	if !sn.up || sn.incarn != incarn {
+		return
+	}
+	rep := sn.node.Report()
+	for _, h := range t.paths {
+		for _, peer := range s.order {
+			if peer == sn {
+				continue
+			}
+			s.res.Stats.Heartbeats++
+			if !s.delivers(sn, peer, h.Name) {
+				continue
+			}
+			peer, path := peer, h.Name
+			deliver := func() {
+				if !peer.up || !s.delivers(sn, peer, path) {
+					return
+				}
+				if peer.node.View.Heartbeat(sn.name, path, s.now, rep) {
+					s.dirty[peer.name] = true
+				}
+			}
+			if s.sc.Latency > 0 {
+				s.schedule(s.now.Add(s.sc.Latency), deliver)
+			} else {
+				deliver()
+			}
+		}
+	}
+	if sn.node.View.Update(s.now) {
+		s.dirty[sn.name] = true
+	}
+	next := t.interval
+	if len(t.paths) > 0 && t.paths[0].Jitter > 0 {
+		j := t.paths[0].Jitter
+		next += time.Duration(s.rng.Int63n(int64(2*j))) - j
+	}
+	s.schedule(s.now.Add(next), func() { s.tick(sn, incarn, t) })
+}
+
+func (s *sim) delivers(from, to *simNode, path string) bool {
+	return from.up && to.up && from.links[path] && to.links[path]
+}
+
+func (s *sim) scheduleReevaluate(sn *simNode, incarn uint64) {
+	s.schedule(s.now.Add(s.p.Cluster.Reevaluate), func() {
+		if !sn.up || sn.incarn != incarn {
+			return
+		}
+		s.dirty[sn.name] = true
+		s.scheduleReevaluate(sn, incarn)
+	})
+}
+
+// flush runs the decision of every node whose facts changed at this instant.
+func (s *sim) flush() {
+	for i := 0; i < 4 && len(s.dirty) > 0; i++ {
+		for _, sn := range s.order {
+			if !s.dirty[sn.name] {
+				continue
+			}
+			delete(s.dirty, sn.name)
+			if !sn.up {
+				continue
+			}
+			before := sn.node.Report()
+			sn.node.Step(s.ctx, s.now)
+			s.res.Stats.Decisions++
+			if sn.node.Report() != before {
+				// The node changed what it holds or reports: peers learn it
+				// with its next heartbeat, and its own loop looks again now.
+				s.observe()
+			}
+		}
+	}
+	s.observe()
+}
+
+// observe tracks who holds each group to find outages and dual owners.
+func (s *sim) observe() {
+	for _, g := range s.p.Groups {
+		var holders []string
+		for _, sn := range s.order {
+			if sn.up && sn.node != nil {
+				if _, ok := sn.node.State.Holds[g.Name]; ok {
+					holders = append(holders, sn.name)
+				}
+			}
+		}
+		if !slices.Equal(holders, s.holds[g.Name]) {
+			s.ownerLog[g.Name] = append(s.ownerLog[g.Name], ownerChange{at: s.now.Sub(s.sc.Start), holders: holders})
+			s.record(engine.Record{At: s.now, Node: "cluster", Kind: RecOwner, Group: g.Name, Text: fmt.Sprintf("%s held by %s", g.Name, orNobody(holders))})
+		}
+		s.holds[g.Name] = holders
+		if len(holders) > 0 {
+			s.hadRun[g.Name] = true
+		}
+		// Outage bookkeeping.
+		if len(holders) == 0 && s.hadRun[g.Name] {
+			if _, open := s.openOutage[g.Name]; !open {
+				s.openOutage[g.Name] = s.now
+			}
+		} else if start, open := s.openOutage[g.Name]; open {
+			s.res.Outages = append(s.res.Outages, Window{Group: g.Name, Start: Dur(start.Sub(s.sc.Start)), End: Dur(s.now.Sub(s.sc.Start))})
+			delete(s.openOutage, g.Name)
+		}
+		if len(holders) > 1 {
+			if _, open := s.openDual[g.Name]; !open {
+				s.openDual[g.Name] = s.now
+				s.res.DualOwners = append(s.res.DualOwners, Window{Group: g.Name, Start: Dur(s.now.Sub(s.sc.Start)), End: -1, Nodes: holders})
+			}
+		} else if start, open := s.openDual[g.Name]; open {
+			for i := range s.res.DualOwners {
+				w := &s.res.DualOwners[i]
+				if w.Group == g.Name && w.End == -1 && w.Start == Dur(start.Sub(s.sc.Start)) {
+					w.End = Dur(s.now.Sub(s.sc.Start))
+				}
+			}
+			delete(s.openDual, g.Name)
+		}
+	}
+}
+
+func (s *sim) apply(e Event) {
+	sn := s.nodes[e.Node]
+	text := e.Kind
+	switch e.Kind {
+	case "crash":
+		text = "crash: node stops; its resources vanish with it"
+		if sn.up {
+			sn.up = false
+			s.dirty[sn.name] = false
+			delete(s.dirty, sn.name)
+		}
+	case "boot":
+		if sn.up {
+			text = "boot ignored: node is already up"
+		} else {
+			text = "boot"
+			s.record(engine.Record{At: s.now, Node: e.Node, Kind: engine.RecEvent, Text: text})
+			s.boot(sn)
+			s.observe()
+			return
+		}
+	case "link_down", "link_up":
+		up := e.Kind == "link_up"
+		var targets []*simNode
+		if e.Node != "" {
+			targets = []*simNode{sn}
+		} else {
+			targets = s.order
+		}
+		for _, t := range targets {
+			for _, h := range s.p.Paths {
+				if e.Path == "" || e.Path == h.Name {
+					t.links[h.Name] = up
+				}
+			}
+		}
+		what := "all heartbeat paths"
+		if e.Path != "" {
+			what = "heartbeat path " + e.Path
+		}
+		where := "on every node"
+		if e.Node != "" {
+			where = "on " + e.Node
+		}
+		state := "down"
+		if up {
+			state = "up"
+		}
+		text = fmt.Sprintf("%s %s %s", what, state, where)
+	case "probe":
+		ps := sn.probes[e.Probe]
+		if ps == nil {
+			ps = &probeSim{}
+			sn.probes[e.Probe] = ps
+		}
+		ps.raw, ps.rawSince, ps.value, ps.text = e.OK, s.now, e.Value, e.Text
+		ps.gen++
+		word := "fails"
+		if e.OK {
+			word = "passes"
+		}
+		text = fmt.Sprintf("probe %s %s on %s", e.Probe, word, e.Node)
+		if sn.up {
+			s.scheduleProbe(sn, e.Probe, ps)
+		}
+	case "operator_move":
+		sn = s.firstUp()
+		if sn != nil {
+			_ = sn.node.Move(s.now, e.Group, e.Node)
+			s.dirty[sn.name] = true
+		}
+		return
+	case "operator_standby", "operator_online":
+		on := e.Kind == "operator_standby"
+		sn = s.firstUp()
+		if sn != nil {
+			_ = sn.node.SetStandby(s.now, e.Node, on)
+			s.dirty[sn.name] = true
+		}
+		return
+	case "maintenance":
+		if sn.up {
+			sn.node.State.Maintenance = !sn.node.State.Maintenance
+			text = fmt.Sprintf("maintenance mode %v on %s", sn.node.State.Maintenance, e.Node)
+		}
+	case "resource_fail":
+		if sn.up {
+			if _, held := sn.node.State.Holds[e.Group]; held {
+				res := e.Text
+				if res == "" {
+					res = s.p.Group(e.Group).Resources[0].ID()
+				}
+				sn.node.ResourceFailed(s.now, e.Group, res, fmt.Errorf("monitor reported failure (scenario)"))
+				s.dirty[sn.name] = true
+				return
+			}
+			text = fmt.Sprintf("resource_fail ignored: %s does not hold %s", e.Node, e.Group)
+		}
+	case "fail_starts":
+		sn.failing[e.Group] = !e.OK
+		text = fmt.Sprintf("starts of %s on %s will fail", e.Group, e.Node)
+		if e.OK {
+			text = fmt.Sprintf("starts of %s on %s work again", e.Group, e.Node)
+		}
+	}
+	s.record(engine.Record{At: s.now, Node: e.Node, Kind: engine.RecEvent, Group: e.Group, Text: text})
+	s.observe()
+	if sn != nil && sn.up {
+		s.dirty[sn.name] = true
+	}
+}
+
+// scheduleProbe applies the probe's rise/fall debounce: the fact changes
+// after `fall` consecutive failed checks (or `rise` good ones), checks
+// running every `every` from the node's boot.
+func (s *sim) scheduleProbe(sn *simNode, name string, ps *probeSim) {
+	pr := s.p.Probe(name)
+	need := pr.Fall
+	if ps.raw {
+		need = pr.Rise
+	}
+	boot := sn.node.View.Boot()
+	elapsed := s.now.Sub(boot)
+	first := boot.Add((elapsed + pr.Every - 1) / pr.Every * pr.Every)
+	at := first.Add(time.Duration(need-1) * pr.Every)
+	gen, incarn := ps.gen, sn.incarn
+	s.schedule(at, func() {
+		if !sn.up || sn.incarn != incarn || ps.gen != gen {
+			return
+		}
+		state := facts.ProbeFailing
+		if ps.raw {
+			state = facts.ProbeOK
+		}
+		if sn.node.View.SetProbe(facts.Probe{Probe: name, State: state, Since: s.now, Value: ps.value, Text: ps.text}) {
+			word := map[string]string{facts.ProbeOK: "ok", facts.ProbeFailing: "failing"}[state]
+			s.record(engine.Record{At: s.now, Node: sn.name, Kind: engine.RecEvent,
+				Text: fmt.Sprintf("probe %s is %s", name, word), Reason: fmt.Sprintf("%d consecutive checks every %s", need, pr.Every)})
+			s.dirty[sn.name] = true
+		}
+	})
+}
+
+func (s *sim) firstUp() *simNode {
+	for _, sn := range s.order {
+		if sn.up {
+			return sn
+		}
+	}
+	return nil
+}
+
+// recorder is the simulator's executor: it succeeds unless the scenario
+// made starts of a group fail on that node.
+type recorder struct {
+	s  *sim
+	sn *simNode
+}
+
+var _ engine.Executor = (*recorder)(nil)
+
+func (r *recorder) Execute(_ context.Context, a engine.Action) error {
+	r.s.res.Stats.Actions++
+	if a.Op == engine.OpStart && r.sn.failing[a.Group] {
+		return fmt.Errorf("%s failed to start (scenario fail_starts)", a.Resource)
+	}
+	return nil
+}
+
+func (r *recorder) Backup(context.Context, engine.BackupRun) error { return nil }
+
+// finish closes open windows and checks the expectations.
+func (s *sim) finish() {
+	end := Dur(s.sc.Duration)
+	for g, start := range s.openOutage {
+		s.res.Outages = append(s.res.Outages, Window{Group: g, Start: Dur(start.Sub(s.sc.Start)), End: end})
+	}
+	for i := range s.res.DualOwners {
+		if s.res.DualOwners[i].End == -1 {
+			s.res.DualOwners[i].End = end
+		}
+	}
+	sort.SliceStable(s.res.Outages, func(i, j int) bool { return s.res.Outages[i].Start < s.res.Outages[j].Start })
+	s.res.FinalPlacement = map[string][]string{}
+	for _, g := range s.p.Groups {
+		s.res.FinalPlacement[g.Name] = append([]string{}, s.holds[g.Name]...)
+	}
+	s.res.OK = true
+	for _, x := range s.sc.Expect {
+		c := s.check(x)
+		if !c.OK {
+			s.res.OK = false
+		}
+		s.res.Expectations = append(s.res.Expectations, c)
+	}
+}
+
+func (s *sim) check(x Expectation) ExpectCheck {
+	c := ExpectCheck{Pos: x.Pos.String()}
+	switch x.Kind {
+	case "expect_owner":
+		want := x.Node
+		if want == "" {
+			want = "nobody"
+		}
+		c.Expect = fmt.Sprintf("%s is held by %s at %s", x.Group, want, x.At)
+		got := s.ownersAt(x.Group, x.At)
+		c.OK = x.Node == "" && len(got) == 0 || len(got) == 1 && got[0] == x.Node
+		c.Detail = "held by " + orNobody(got)
+	case "expect_single_owner":
+		c.Expect = "no group is ever held by two nodes at once"
+		if x.Group != "" {
+			c.Expect = x.Group + " is never held by two nodes at once"
+		}
+		c.OK = true
+		var bad []string
+		for _, w := range s.res.DualOwners {
+			if x.Group == "" || w.Group == x.Group {
+				c.OK = false
+				bad = append(bad, fmt.Sprintf("%s on %s from %s to %s", w.Group, strings.Join(w.Nodes, "+"), time.Duration(w.Start), time.Duration(w.End)))
+			}
+		}
+		c.Detail = "never"
+		if !c.OK {
+			c.Detail = "dual owners: " + strings.Join(bad, "; ")
+		}
+	case "expect_no_actions":
+		c.Expect = fmt.Sprintf("no action runs between %s and %s", x.At, x.End)
+		if x.Node != "" {
+			c.Expect = fmt.Sprintf("no action runs on %s between %s and %s", x.Node, x.At, x.End)
+		}
+		c.OK = true
+		c.Detail = "none ran"
+		for _, r := range s.res.Records {
+			off := r.At.Sub(s.sc.Start)
+			if r.Kind == engine.RecAction && off >= x.At && off <= x.End && (x.Node == "" || r.Node == x.Node) {
+				c.OK = false
+				c.Detail = fmt.Sprintf("%s at %s on %s", r.Text, off, r.Node)
+				break
+			}
+		}
+	case "expect_alert":
+		c.Expect = fmt.Sprintf("alert %s is raised", x.Name)
+		if x.Node != "" {
+			c.Expect += " on " + x.Node
+		}
+		if x.At >= 0 {
+			c.Expect += fmt.Sprintf(" and active at %s", x.At)
+		}
+		c.OK, c.Detail = alertCheck(s.res.Records, s.sc, x)
+	case "expect_backup":
+		c.Expect = fmt.Sprintf("backup %s runs", x.Name)
+		if x.Node != "" {
+			c.Expect += " on " + x.Node
+		}
+		if x.Count >= 0 {
+			c.Expect += fmt.Sprintf(" %d time(s)", x.Count)
+		}
+		n := 0
+		var where []string
+		for _, r := range s.res.Records {
+			if r.Kind == engine.RecBackup && r.Text == "run backup "+x.Name {
+				where = append(where, fmt.Sprintf("%s at %s", r.Node, r.At.Sub(s.sc.Start)))
+				if x.Node == "" || r.Node == x.Node {
+					n++
+				}
+			}
+		}
+		c.OK = n > 0 && (x.Count < 0 || n == x.Count) || x.Count == 0 && n == 0
+		c.Detail = fmt.Sprintf("ran %d time(s): %s", n, strings.Join(where, ", "))
+	}
+	return c
+}
+
+// RecOwner records are written by the simulator when the set of nodes
+// holding a group changes.
+const RecOwner = "owner"
+
+type ownerChange struct {
+	at      time.Duration
+	holders []string
+}
+
+// ownersAt returns who held a group at an offset.
+func (s *sim) ownersAt(group string, at time.Duration) []string {
+	var held []string
+	for _, c := range s.ownerLog[group] {
+		if c.at > at {
+			break
+		}
+		held = c.holders
+	}
+	return held
+}
+
+func alertCheck(recs []engine.Record, sc *Scenario, x Expectation) (bool, string) {
+	active := map[string]bool{}
+	raised := false
+	match := func(r engine.Record) bool {
+		return (x.Node == "" || r.Node == x.Node) && strings.HasPrefix(r.Text, x.Name+" ")
+	}
+	for _, r := range recs {
+		off := r.At.Sub(sc.Start)
+		if x.At >= 0 && off > x.At {
+			break
+		}
+		switch {
+		case r.Kind == engine.RecAlert && match(r):
+			raised = true
+			active[r.Node] = true
+		case r.Kind == engine.RecClear && match(r):
+			delete(active, r.Node)
+		case r.Kind == engine.RecEvent && strings.HasPrefix(r.Text, "crash"):
+			delete(active, r.Node)
+		}
+	}
+	if x.At >= 0 {
+		if len(active) > 0 {
+			return true, "active"
+		}
+		if raised {
+			return false, "raised but cleared before " + x.At.String()
+		}
+		return false, "never raised"
+	}
+	if raised {
+		return true, "raised"
+	}
+	return false, "never raised"
+}
+
+func orNobody(nodes []string) string {
+	if len(nodes) == 0 {
+		return "nobody"
+	}
+	return strings.Join(nodes, "+")
+}
