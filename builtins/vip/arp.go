@@ -167,6 +167,11 @@ func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.
 	go func() {
 		for {
 			if err := c.send(arp.OperationRequest, netip.IPv4Unspecified(), zeroMAC, ip, ethernet.Broadcast); err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					// Only window sets deadlines: the window is over.
+					<-window.Done()
+					err = nil
+				}
 				sendErr <- err
 				return
 			}
@@ -197,7 +202,8 @@ func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.
 			return owner, nil
 		}
 	}
-	if err := <-sendErr; err != nil && window.Err() == nil {
+	// A probe that could not be sent proves nothing: never call that "free".
+	if err := <-sendErr; err != nil {
 		return nil, fmt.Errorf("vip %s: probe: %w", v, err)
 	}
 	// The caller's context ending before the window did means the probe

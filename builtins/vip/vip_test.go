@@ -209,6 +209,16 @@ func TestProbe(t *testing.T) {
 	if owner != nil {
 		t.Fatalf("Probe of a free VIP reported owner %s", owner)
 	}
+	// A probe that cannot be sent (link down) is an error, not "free".
+	l.lab.SetLink("ha2", "eth0", false)
+	if owner, err := l.m2.Probe(ctx, testVIP, 300*time.Millisecond); err == nil {
+		t.Fatalf("Probe on a down link returned %v, nil; want an error", owner)
+	}
+	if err := l.m2.Announce(ctx, testVIP); err == nil {
+		t.Fatalf("Announce on a down link succeeded")
+	}
+	l.lab.SetLink("ha2", "eth0", true)
+
 	// A caller deadline shorter than the window is an error, not "free".
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
@@ -548,4 +558,40 @@ func BenchmarkFailoverNeighbourSwitch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/switch")
+}
+
+// TestCurrentNamespaceIsCaptured creates a manager with no NetNS from a
+// thread inside ha1, then uses it from ordinary goroutines: every action
+// must still happen in ha1, never in the namespace of whichever thread runs.
+func TestCurrentNamespaceIsCaptured(t *testing.T) {
+	l := newLAN(t)
+	ctx := ctxFor(t, 30*time.Second)
+	var m *Manager
+	err := l.lab.Do("ha1", func() error {
+		var err error
+		m, err = New(Options{ARPCount: 1, ARPInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("New inside ha1: %v", err)
+	}
+	defer m.Close()
+	v := VIP{Address: netip.MustParsePrefix("198.51.100.120/32"), Interface: "eth0"}
+	errs := make(chan error, 1)
+	go func() { errs <- m.Add(ctx, v) }()
+	if err := <-errs; err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	if lines := addrLines(t, l.lab, "ha1", "198.51.100.120"); len(lines) != 1 {
+		t.Fatalf("VIP not on ha1's eth0: %q", lines)
+	}
+	if owner, err := l.m2.Probe(ctx, v, 2*time.Second); err != nil || !bytes.Equal(owner, l.mac1) {
+		t.Fatalf("Probe from ha2 = %v, %v; want ha1's %s", owner, err, l.mac1)
+	}
+	if err := m.Remove(ctx, v); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if lines := addrLines(t, l.lab, "ha1", "198.51.100.120"); len(lines) != 0 {
+		t.Fatalf("VIP still on ha1 after Remove: %q", lines)
+	}
 }
