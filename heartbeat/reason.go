@@ -77,6 +77,8 @@ func (e *RejectError) Is(target error) bool {
 	return ok && t.Reason == e.Reason
 }
 
+var _ error = (*RejectError)(nil)
+
 func reject(r Reason, detail string) error { return &RejectError{Reason: r, Detail: detail} }
 
 // Sentinel errors, one per Reason, for errors.Is.

@@ -118,7 +118,9 @@ func (s *Sender) SendRound(ctx context.Context) error {
 	for _, ep := range s.cfg.Endpoints {
 		m.Path = ep.Path()
 		err := ep.Broadcast(ctx, m)
-		s.noteResult(ep.Path(), err)
+		if ctx.Err() == nil { // shutting down is not a path failure
+			s.noteResult(ep.Path(), err)
+		}
 		if err != nil {
 			errs = append(errs, err)
 		}

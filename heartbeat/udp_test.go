@@ -384,3 +384,25 @@ func TestListenErrors(t *testing.T) {
 		t.Fatalf("Send of a backnet message on a lan endpoint: %v", err)
 	}
 }
+
+func TestUDPOverIPv6Loopback(t *testing.T) {
+	codec := mustCodec(t, "prod", testSecret)
+	got := make(chan Received, 4)
+	listen := func(deliver func(Received)) *Endpoint {
+		ep, err := Listen(t.Context(), EndpointConfig{Path: "lan", Listen: ap("[::1]:0"), Codec: codec, Deliver: deliver})
+		if err != nil {
+			t.Fatalf("Listen on [::1] (is IPv6 loopback configured? `ip -6 addr show dev lo`): %v", err)
+		}
+		t.Cleanup(func() { ep.Close() })
+		return ep
+	}
+	a := listen(func(Received) {})
+	b := listen(func(r Received) { got <- r })
+	mustSetPeers(t, b, map[string]netip.AddrPort{"a": a.LocalAddr()})
+	if err := a.Send(t.Context(), Message{From: "a", Seq: 1}, b.LocalAddr()); err != nil {
+		t.Fatal(err)
+	}
+	if r := recv(t, got, "over ::1"); r.From != a.LocalAddr() || !r.From.Addr().Is6() {
+		t.Fatalf("got %+v", r)
+	}
+}
