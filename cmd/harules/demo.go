@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 
@@ -28,12 +29,16 @@ this machine is touched. The same files are in the repository's examples/.`,
 			if err := os.CopyFS(dir, examples.FS); err != nil {
 				return fail(exitInternal, "demo: unpack examples: %v", err)
 			}
-			policyFile := filepath.Join(dir, "web-active-standby", "policy.star")
+			// Run from the unpacked copy so positions read like the repository's.
+			if err := os.Chdir(dir); err != nil {
+				return fail(exitInternal, "demo: %v", err)
+			}
+			policyFile := filepath.Join("web-active-standby", "policy.star")
 			p, err := rules.Load(c.Context, policyFile, rules.Options{})
 			if err != nil {
 				return fail(exitInternal, "demo: embedded policy invalid: %v", err)
 			}
-			sc, err := simulate.LoadScenario(c.Context, filepath.Join(dir, "web-active-standby", "scenarios", "node-crash.star"), p)
+			sc, err := simulate.LoadScenario(c.Context, filepath.Join("web-active-standby", "scenarios", "node-crash.star"), p)
 			if err != nil {
 				return fail(exitInternal, "demo: embedded scenario invalid: %v", err)
 			}
@@ -42,7 +47,15 @@ this machine is touched. The same files are in the repository's examples/.`,
 				return fail(exitInternal, "demo: %v", err)
 			}
 			res.Scenario = "examples/web-active-standby/scenarios/node-crash.star"
-			simulate.WriteText(c.App.Writer, res, simulate.TextOptions{})
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(map[string]any{"ok": res.OK, "results": []*simulate.Result{res}}); err != nil {
+					return fail(exitInternal, "write JSON: %v", err)
+				}
+			} else {
+				simulate.WriteText(c.App.Writer, res, simulate.TextOptions{})
+			}
 			if !res.OK {
 				return fail(exitFailed, "demo: an expectation failed")
 			}
