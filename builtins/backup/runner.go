@@ -100,7 +100,7 @@ func (r *Runner) log() *slog.Logger {
 
 // progressEvery is how often (in bytes) progress is reported and the
 // headroom rechecked during a run.
-const progressEvery = 8 << 20
+const progressEvery = 2 << 20
 
 // Run executes one backup of job: headroom check (pruning by retention
 // first if short), stream into the store, commit, copy to replicas,
@@ -147,7 +147,7 @@ func (r *Runner) Run(ctx context.Context, job Job) (Record, error) {
 	sum, err := job.Source.Backup(ctx, out)
 	rec.End = r.now()
 	rec.Stderr, rec.Compression, rec.Entries = sum.Stderr, sum.Compression, sum.Entries
-	if err == nil && data.err != nil {
+	if data.err != nil { // the store stopped the source (headroom); that is the cause
 		err = data.err
 	}
 	if err != nil {
