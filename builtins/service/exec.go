@@ -64,7 +64,7 @@ func (e *ActionError) Unwrap() error { return e.Err }
 
 // commandResult is what running one command to completion produced.
 type commandResult struct {
-	exitCode int // -1 when killed or never started
+	exitCode int    // -1 when killed or never started
 	output   string // tail of stdout and stderr (only stderr when stdout was captured apart)
 	stdout   string // all of stdout (up to maxStdout), when asked for
 	timedOut bool

@@ -214,7 +214,7 @@ func TestProcessHangingHealthCheckTimesOut(t *testing.T) {
 	ctx := testCtx(t)
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "hang")
-	r := newProcessRunner(t, Spec{Argv: []string{"sleep", "1000"}, MonitorTimeout: 300 * time.Millisecond,
+	r := newProcessRunner(t, Spec{Argv: []string{"sleep", "1000"}, MonitorTimeout: 1500 * time.Millisecond,
 		Monitor: []string{"sh", "-c", `[ -e "$D/hang" ] || exit 0; sleep 1000 & echo $! > "$D/monpid"; wait`},
 		Env:     map[string]string{"D": dir}})
 	if err := r.Start(ctx); err != nil {
