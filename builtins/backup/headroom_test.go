@@ -80,7 +80,7 @@ func TestHeadroomOnSmallFilesystem(t *testing.T) {
 	reserve := uint64(0.3 * float64(u.Total))
 	ballast := filepath.Join(mnt, "ballast")
 	writeAt(t, ballast, 0, make([]byte, int(u.Free-reserve+mib/4))) // pruning one 1 MiB backup will not be enough
-	job.Retention = Retention{} // would prune all but the newest good
+	job.Retention = Retention{}                                     // would prune all but the newest good
 	_, err := r.Run(ctx, job)
 	if !errors.As(err, &herr) || herr.Pruned != 1 {
 		t.Fatalf("run on a full disk: %v, want a refusal after pruning 1", err)
