@@ -26,9 +26,15 @@ func TestMain(m *testing.M) {
 }
 
 func runTestAgent(mode string) int {
-	killWithAgent := mode == "kill-with-agent"
-	r, err := New(Spec{Name: "orphan-check", Kind: KindProcess, Argv: []string{"sleep", "1000"},
-		KillWithAgent: &killWithAgent}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	killWithAgent := mode != "keep"
+	spec := Spec{Name: "orphan-check", Kind: KindProcess, Argv: []string{"sleep", "1000"}, KillWithAgent: &killWithAgent}
+	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if owner, ok := strings.CutPrefix(mode, "owner:"); ok {
+		// A service with a worker: Pdeathsig reaches only the main process.
+		spec.Argv = []string{"sh", "-c", "sleep 1000 & wait"}
+		opts.Owner = owner
+	}
+	r, err := New(spec, opts)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1

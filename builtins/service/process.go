@@ -28,12 +28,15 @@ const killWait = 10 * time.Second
 // cgroups. With KillWithAgent the kernel kills the main process when the
 // agent dies (Pdeathsig); its own children are not signalled by the kernel,
 // so a service that forks workers should end them when its main process dies
-// (most daemons in foreground mode do).
+// (most daemons in foreground mode do); with Options.Owner set, the runner
+// of the next agent finds and ends such leftovers (see Options.Owner).
 type ProcessRunner struct {
 	spec  Spec
 	opts  Options
 	log   *slog.Logger
 	slots chan struct{} // one action (start/stop) at a time
+	// marker is the HARULES_SERVICE value of this service's processes.
+	marker string
 
 	mu  sync.Mutex
 	cur *processInstance // nil when nothing was started or it was stopped
@@ -72,10 +75,11 @@ func newProcess(spec Spec, opts Options) (*ProcessRunner, error) {
 	spec.StopTimeout = orDefault(spec.StopTimeout, DefaultTimeout)
 	spec.MonitorTimeout = orDefault(spec.MonitorTimeout, DefaultTimeout)
 	return &ProcessRunner{
-		spec:  spec,
-		opts:  opts,
-		log:   opts.Logger.With("service", spec.Name, "kind", KindProcess),
-		slots: make(chan struct{}, 1),
+		spec:   spec,
+		opts:   opts,
+		log:    opts.Logger.With("service", spec.Name, "kind", KindProcess),
+		slots:  make(chan struct{}, 1),
+		marker: opts.Owner + "/" + spec.Name,
 	}, nil
 }
 
@@ -116,6 +120,12 @@ func (r *ProcessRunner) Start(ctx context.Context) error {
 		if err := r.terminate(ctx, cur); err != nil {
 			return fmt.Errorf("service %q: start: clean up the previous run: %w", r.spec.Name, err)
 		}
+		r.mu.Lock()
+		r.cur = nil
+		r.mu.Unlock()
+	}
+	if err := r.killOrphans(ctx); err != nil {
+		return &ActionError{Service: r.spec.Name, Action: "start", ExitCode: -1, Err: err}
 	}
 
 	inst, err := r.spawn()
@@ -148,7 +158,7 @@ func (r *ProcessRunner) spawn() (*processInstance, error) {
 		return nil, fmt.Errorf("create output pipe: %w", err)
 	}
 	cmd := exec.Command(r.spec.Argv[0], r.spec.Argv[1:]...)
-	cmd.Env = environ(r.spec.Env)
+	cmd.Env = append(environ(r.spec.Env), markerVar+"="+r.marker)
 	cmd.Dir = r.spec.Dir
 	cmd.Stdout, cmd.Stderr = wr, wr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -218,9 +228,36 @@ func (r *ProcessRunner) Monitor(ctx context.Context) (Status, error) {
 	inst := r.cur
 	r.mu.Unlock()
 	if inst == nil {
+		if r.opts.Owner != "" {
+			pids, err := findMarked(r.marker, 0)
+			if err != nil {
+				return Status{State: StateFailed, ExitCode: -1}, &ActionError{Service: r.spec.Name, Action: "monitor", ExitCode: -1, Err: err}
+			}
+			if len(pids) > 0 {
+				return Status{State: StateFailed, ExitCode: -1, Message: fmt.Sprintf(
+					"processes %v carry %s=%s but this agent did not start them (left by a previous agent?); Stop ends them",
+					pids, markerVar, r.marker)}, nil
+			}
+		}
 		return Status{State: StateStopped, ExitCode: -1, Message: "not started"}, nil
 	}
 	return r.check(ctx, inst)
+}
+
+// killOrphans ends processes carrying this service's marker that no live
+// run of ours owns (only when Options.Owner is set).
+func (r *ProcessRunner) killOrphans(ctx context.Context) error {
+	if r.opts.Owner == "" {
+		return nil
+	}
+	pids, err := killMarked(ctx, r.marker, 0, r.spec.StopTimeout, r.opts.PollInterval)
+	if len(pids) > 0 {
+		r.log.Warn("killed orphaned service processes", "pids", pids, "marker", r.marker)
+	}
+	if err != nil {
+		return fmt.Errorf("end orphaned processes: %w", err)
+	}
+	return nil
 }
 
 func (r *ProcessRunner) check(ctx context.Context, inst *processInstance) (Status, error) {
@@ -247,7 +284,8 @@ func (r *ProcessRunner) check(ctx context.Context, inst *processInstance) (Statu
 }
 
 // Stop ends the whole process group: SIGTERM, then SIGKILL after
-// StopTimeout (or when ctx ends first). Stopping what is not running
+// StopTimeout (or when ctx ends first); with Options.Owner set, also every
+// other process carrying the service's marker. Stopping what is not running
 // succeeds.
 func (r *ProcessRunner) Stop(ctx context.Context) error {
 	if err := r.acquire(ctx, "stop"); err != nil {
@@ -257,15 +295,17 @@ func (r *ProcessRunner) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	inst := r.cur
 	r.mu.Unlock()
-	if inst == nil {
-		return nil
+	if inst != nil {
+		if err := r.terminate(ctx, inst); err != nil {
+			return &ActionError{Service: r.spec.Name, Action: "stop", ExitCode: -1, Err: err}
+		}
+		r.mu.Lock()
+		r.cur = nil
+		r.mu.Unlock()
 	}
-	if err := r.terminate(ctx, inst); err != nil {
+	if err := r.killOrphans(ctx); err != nil {
 		return &ActionError{Service: r.spec.Name, Action: "stop", ExitCode: -1, Err: err}
 	}
-	r.mu.Lock()
-	r.cur = nil
-	r.mu.Unlock()
 	return nil
 }
 

@@ -349,3 +349,105 @@ func TestProcessStartOfMissingProgramFails(t *testing.T) {
 	}
 	mustStatus(t, r, StateStopped)
 }
+
+// TestProcessOrphansOfCrashedAgent lets a tiny agent start a service whose
+// main process has a worker, kills the agent (Pdeathsig ends only the main
+// process), and checks that a new agent with the same Owner sees the
+// leftover worker as a failed service and that Stop ends it.
+func TestProcessOrphansOfCrashedAgent(t *testing.T) {
+	owner := "node-" + strconv.Itoa(os.Getpid())
+	agent := exec.Command(os.Args[0], "-test.run=^$")
+	agent.Env = append(os.Environ(), "HARULES_SERVICE_TEST_AGENT=owner:"+owner)
+	out, err := agent.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Wait()
+	defer agent.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("read the agent's output: %v", err)
+	}
+	leader, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("agent said %q", line)
+	}
+	var members []int
+	waitFor(t, "the service's worker", func() bool { members, _ = liveGroupMembers(leader); return len(members) == 2 })
+	killOnCleanup(t, func() []int { return members })
+	if err := agent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = agent.Wait()
+	waitFor(t, "the main process to die with the agent", func() bool { return !alive(leader) })
+	worker := members[0]
+	if worker == leader {
+		worker = members[1]
+	}
+	if !alive(worker) {
+		t.Fatalf("test premise: the worker %d should outlive the agent", worker)
+	}
+
+	opts := testOptions(t)
+	opts.Owner = "someone-else"
+	other, err := New(Spec{Name: "orphan-check", Kind: KindProcess, Argv: []string{"true"}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustStatus(t, other, StateStopped) // another agent's processes are not its business
+	if err := other.Stop(testCtx(t)); err != nil || !alive(worker) {
+		t.Fatalf("Stop by another owner: err %v, worker alive %v; want nil, true", err, alive(worker))
+	}
+
+	opts.Owner = owner
+	r, err := New(Spec{Name: "orphan-check", Kind: KindProcess, Argv: []string{"true"}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := mustStatus(t, r, StateFailed)
+	if !strings.Contains(st.Message, strconv.Itoa(worker)) {
+		t.Fatalf("Monitor message %q does not name the orphan %d", st.Message, worker)
+	}
+	if err := r.Stop(testCtx(t)); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if alive(worker) {
+		t.Fatalf("orphan %d survived Stop", worker)
+	}
+	mustStatus(t, r, StateStopped)
+}
+
+// TestProcessStopWithOwnerEndsEscapedProcesses checks that a process which
+// left the service's process group (setsid) is still ended by Stop when
+// Options.Owner is set, through its inherited marker.
+func TestProcessStopWithOwnerEndsEscapedProcesses(t *testing.T) {
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	opts := testOptions(t)
+	opts.Owner = "node-" + strconv.Itoa(os.Getpid())
+	r, err := New(Spec{Name: "escaper", Kind: KindProcess, Env: map[string]string{"D": dir},
+		Argv: []string{"sh", "-c", `setsid sleep 1000 & echo $! > "$D/pid"; wait`}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	pgid := r.(*ProcessRunner).cur.pgid
+	waitFor(t, "the escaped process", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		return len(b) > 0
+	})
+	escaped := readPIDs(t, filepath.Join(dir, "pid"))[0]
+	killOnCleanup(t, func() []int { return []int{escaped} })
+	waitFor(t, "setsid to take effect", func() bool { _, pg, ok := procStat(escaped); return ok && pg != pgid })
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if alive(escaped) {
+		t.Fatalf("process %d escaped the group and survived Stop", escaped)
+	}
+}

@@ -112,6 +112,14 @@ type Options struct {
 	Systemctl string
 	// MetaDataTimeout bounds the OCF meta-data call New makes; default 5s.
 	MetaDataTimeout time.Duration
+	// Owner identifies this agent among all agents on the machine (e.g. the
+	// node name). Every process service carries HARULES_SERVICE=Owner/Name in
+	// its environment; with Owner set, a runner finds processes with its
+	// marker that it did not start or that left its process group (left by
+	// a crashed agent, whose Pdeathsig reached only the main process, or a
+	// service that called setsid): Monitor reports them as failed, Start and
+	// Stop kill them. Give every agent on one machine its own Owner.
+	Owner string
 	// PollInterval is how often a stopping process group or a starting
 	// process's health check is polled; default 50ms.
 	PollInterval time.Duration
