@@ -14,4 +14,23 @@
 // outstanding, so a hung dependency cannot pile up goroutines. Second, the
 // state logic (rise/fall thresholds and flap damping) lives in Debouncer, a
 // pure type driven by injected times, so the simulator can reuse it verbatim.
+//
+// Checks and their constructors (each validates its config):
+//
+//	NewTCP("10.0.0.5:5432")
+//	NewHTTP(HTTPConfig{URL, ExpectStatus, BodyContains, BodyRegexp, InsecureSkipVerify})
+//	NewExec(ExecConfig{Argv: []string{"/usr/local/bin/check"}})
+//	NewProcessByPidfile("/run/app.pid"), NewProcessByName("haproxy")
+//	NewICMP(ICMPConfig{Target: "192.0.2.1"}), NewARP(ARPConfig{Target: "192.0.2.1"})
+//	NewDiskSpace(DiskSpaceConfig{Path, MinFreePercent, MinFreeInodesPercent}), NewWritable("/data")
+//	NewLoad(LoadConfig{MaxPerCPU: 2}), NewMemory(MemoryConfig{MinAvailablePercent: 5})
+//	NewPostgres(PostgresConfig{DSN, Query, Role, MaxLagBytes, MaxLagSeconds, MinSyncStandbys})
+//	NewMySQL(MySQLConfig{DSN, Query, Role, MaxSecondsBehind})
+//
+// Typical wiring:
+//
+//	r := probes.NewRunner(probes.Options{Logger: log})
+//	_ = r.Add(probes.Spec{Name: "pg", Check: pg, Every: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3})
+//	go r.Run(ctx)
+//	for f := range r.Changes() { ... }   // or poll r.Snapshot()
 package probes

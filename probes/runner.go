@@ -222,8 +222,8 @@ func (r *Runner) loop(ctx context.Context, p *probe) {
 	defer ticker.Stop()
 	for {
 		res := r.runOnce(ctx, p)
-		if ctx.Err() != nil {
-			return // shutting down: a cancelled run says nothing about health
+		if shuttingDown(ctx) {
+			return // a run cut short by shutdown says nothing about health
 		}
 		r.record(p, res)
 		select {
@@ -232,6 +232,16 @@ func (r *Runner) loop(ctx context.Context, p *probe) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// shuttingDown reports whether ctx is done or past its deadline (a socket
+// deadline derived from it can expire a moment before ctx.Err is set).
+func shuttingDown(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // runOnce runs the check in its own goroutine and waits at most Timeout.
