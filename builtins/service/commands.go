@@ -94,10 +94,10 @@ func (r *CommandsRunner) Monitor(ctx context.Context) (Status, error) {
 func (r *CommandsRunner) monitor(ctx context.Context) (Status, error) {
 	res := runCommand(ctx, r.spec.Monitor, environ(r.spec.Env), r.spec.Dir, r.spec.MonitorTimeout, false)
 	if res.err != nil {
-		return Status{State: StateFailed, ExitCode: -1, Message: res.output},
+		return Status{State: StateFailed, ExitCode: -1, Message: messageTail(res.output)},
 			&ActionError{Service: r.spec.Name, Action: "monitor", ExitCode: -1, TimedOut: res.timedOut, Output: res.output, Err: res.err}
 	}
-	st := Status{ExitCode: res.exitCode, Message: res.output}
+	st := Status{ExitCode: res.exitCode, Message: messageTail(res.output)}
 	switch res.exitCode {
 	case 0:
 		st.State = StateRunning

@@ -25,6 +25,8 @@ type ActionError struct {
 	Service string
 	Action  string
 	// ExitCode is the command's exit code, -1 if it did not exit normally.
+	// For an OCF agent it is an OCFCode: OCFCode(ExitCode).Hard() tells
+	// whether retrying on this node is pointless.
 	ExitCode int
 	// OCF is true when ExitCode is an OCF exit code.
 	OCF bool
@@ -42,7 +44,7 @@ func (e *ActionError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "service %q: %s", e.Service, e.Action)
 	switch {
-	case e.TimedOut:
+	case e.TimedOut && e.Err != nil:
 		b.WriteString(": " + e.Err.Error())
 	case e.OCF && e.ExitCode >= 0:
 		fmt.Fprintf(&b, ": %s (exit %d)", OCFCode(e.ExitCode), e.ExitCode)
@@ -140,6 +142,9 @@ func runCommand(ctx context.Context, argv, env []string, dir string, timeout tim
 	}
 	if res.err == nil {
 		res.exitCode = cmd.ProcessState.ExitCode()
+		if res.exitCode < 0 { // killed by a signal nobody here sent
+			res.err = fmt.Errorf("%s ended abnormally: %s", argv[0], cmd.ProcessState)
+		}
 	}
 	res.output = readTail(out, outputTail)
 	return res
@@ -182,6 +187,18 @@ func readTail(f *os.File, max int64) string {
 		}
 	}
 	return strings.TrimSpace(s)
+}
+
+// messageLines is how many lines of output a Status message keeps.
+const messageLines = 10
+
+// messageTail keeps the last lines of a command's output for a Status.
+func messageTail(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > messageLines {
+		lines = lines[len(lines)-messageLines:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // lastLines returns the last n non-empty lines of s joined by " | ", for

@@ -45,10 +45,17 @@ func (c OCFCode) String() string {
 	return "OCF_UNKNOWN_" + strconv.Itoa(int(c))
 }
 
-// state maps a monitor's exit code to a State. hard is true for codes that
-// say the agent cannot work here at all (bad arguments, not installed, not
-// configured, no permission, unimplemented, or a code outside the standard):
-// the check itself failed, not merely the service.
+// Hard reports whether c says the agent cannot work here at all (bad
+// arguments, unimplemented, no permission, not installed, not configured, or
+// a code outside the standard), so retrying on this node is pointless;
+// Pacemaker bans the resource from the node (or, for OCF_ERR_CONFIGURED,
+// from the cluster).
+func (c OCFCode) Hard() bool {
+	return c < OCFSuccess || (c >= OCFErrArgs && c <= OCFErrConfigured) || c > OCFFailedMaster
+}
+
+// state maps a monitor's exit code to a State; hard codes mean the check
+// itself failed, not merely the service.
 func (c OCFCode) state() (s State, hard bool) {
 	switch c {
 	case OCFSuccess:
@@ -59,10 +66,8 @@ func (c OCFCode) state() (s State, hard bool) {
 		return StatePromoted, false
 	case OCFFailedMaster:
 		return StateFailedPromoted, false
-	case OCFErrGeneric:
-		return StateFailed, false
 	}
-	return StateFailed, true
+	return StateFailed, c.Hard()
 }
 
 // OCFRunner runs an OCF resource agent (kind "ocf") the way Pacemaker does:
@@ -253,7 +258,7 @@ func (r *OCFRunner) Monitor(ctx context.Context) (Status, error) {
 	reason, output := exitReason(res.output)
 	msg := reason
 	if msg == "" {
-		msg = output
+		msg = messageTail(output)
 	}
 	if res.err != nil {
 		return Status{State: StateFailed, ExitCode: -1, Message: msg}, r.resultError("monitor", res)
@@ -289,11 +294,7 @@ func (r *OCFRunner) act(ctx context.Context, action string, timeout time.Duratio
 		r.log.Info("service action done", "action", action, "took", r.opts.Now().Sub(began))
 		return nil
 	}
-	err := r.resultError(action, res)
-	if err == nil { // exit 0 not accepted, e.g. a start reporting OCF_NOT_RUNNING
-		reason, output := exitReason(res.output)
-		err = &ActionError{Service: r.spec.Name, Action: action, ExitCode: res.exitCode, OCF: true, Reason: reason, Output: output}
-	}
+	err := r.resultError(action, res) // not nil: every ok accepts OCF_SUCCESS
 	r.log.Warn("service action failed", "action", action, "err", err)
 	return err
 }

@@ -300,6 +300,9 @@ func TestOCFExitCodes(t *testing.T) {
 		if st.State != tc.want || st.ExitCode != int(tc.code) || (err != nil) != tc.wantErr {
 			t.Errorf("monitor exit %d: got %v, err %v; want %v, error %v", tc.code, st, err, tc.want, tc.wantErr)
 		}
+		if tc.code.Hard() != tc.wantErr { // exactly the hard codes make the check itself fail
+			t.Errorf("OCFCode(%d).Hard() = %v", int(tc.code), tc.code.Hard())
+		}
 		if tc.code.String() != tc.wantName {
 			t.Errorf("OCFCode(%d) = %s, want %s", int(tc.code), tc.code, tc.wantName)
 		}

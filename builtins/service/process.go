@@ -263,7 +263,7 @@ func (r *ProcessRunner) killOrphans(ctx context.Context) error {
 func (r *ProcessRunner) check(ctx context.Context, inst *processInstance) (Status, error) {
 	if inst.hasExited() {
 		msg := "process " + inst.how
-		if out := inst.output.String(); out != "" {
+		if out := messageTail(inst.output.String()); out != "" {
 			msg += ": " + out
 		}
 		return Status{State: StateFailed, ExitCode: -1, Message: msg}, nil
@@ -273,14 +273,14 @@ func (r *ProcessRunner) check(ctx context.Context, inst *processInstance) (Statu
 	}
 	res := runCommand(ctx, r.spec.Monitor, environ(r.spec.Env), r.spec.Dir, r.spec.MonitorTimeout, false)
 	if res.err != nil {
-		return Status{State: StateFailed, ExitCode: -1, Message: res.output},
+		return Status{State: StateFailed, ExitCode: -1, Message: messageTail(res.output)},
 			&ActionError{Service: r.spec.Name, Action: "monitor", ExitCode: -1, TimedOut: res.timedOut, Output: res.output, Err: res.err}
 	}
 	if res.exitCode == 0 {
-		return Status{State: StateRunning, ExitCode: 0, Message: res.output}, nil
+		return Status{State: StateRunning, ExitCode: 0, Message: messageTail(res.output)}, nil
 	}
 	return Status{State: StateFailed, ExitCode: res.exitCode,
-		Message: fmt.Sprintf("health check exited with %d: %s", res.exitCode, res.output)}, nil
+		Message: fmt.Sprintf("health check exited with %d: %s", res.exitCode, messageTail(res.output))}, nil
 }
 
 // Stop ends the whole process group: SIGTERM, then SIGKILL after

@@ -106,7 +106,7 @@ func (r *SystemdRunner) Monitor(ctx context.Context) (Status, error) {
 	defer r.release()
 	res := runCommand(ctx, systemctlArgv(r.systemctl, "is-active", r.spec.Unit), os.Environ(), "", r.spec.MonitorTimeout, true)
 	if res.err != nil {
-		return Status{State: StateFailed, ExitCode: -1, Message: res.output},
+		return Status{State: StateFailed, ExitCode: -1, Message: messageTail(res.output)},
 			&ActionError{Service: r.spec.Name, Action: "systemctl is-active", ExitCode: -1, TimedOut: res.timedOut, Output: res.output, Err: res.err}
 	}
 	return isActiveStatus(res.exitCode, res.stdout, res.output)
