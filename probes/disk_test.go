@@ -3,6 +3,7 @@ package probes
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,4 +133,84 @@ func mustWritable(t *testing.T, dir string) *WritableCheck {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// mountExt4 mounts a small ext4 on a loop device, so it can be
+// frozen with fsfreeze (tmpfs cannot be frozen), and tears it all down.
+func mountExt4(t *testing.T) string {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	for tool, pkg := range map[string]string{"mkfs.ext4": "e2fsprogs", "losetup": "mount", "fsfreeze": "util-linux"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install the Debian package %s (apt-get install -y %s)", tool, pkg, pkg)
+		}
+	}
+	base, err := os.MkdirTemp("", "harules-probe-ext4-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	img := filepath.Join(base, "disk.img")
+	mnt := filepath.Join(base, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(argv ...string) string {
+		t.Helper()
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("truncate", "-s", "16M", img)
+	run("mkfs.ext4", "-q", "-F", img)
+	dev := run("losetup", "-f", "--show", img)
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	if err := unix.Mount(dev, mnt, "ext4", 0, ""); err != nil {
+		t.Fatalf("mount %s on %s: %v", dev, mnt, err)
+	}
+	t.Cleanup(func() {
+		exec.Command("fsfreeze", "--unfreeze", mnt).Run() // in case the test failed while frozen
+		if err := unix.Unmount(mnt, 0); err != nil {
+			t.Errorf("unmount %s: %v", mnt, err)
+		}
+	})
+	return mnt
+}
+
+func TestWritableHungFilesystem(t *testing.T) {
+	mnt := mountExt4(t)
+	c, err := NewWritable(mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, runWithin(t, c, 10*time.Second))
+
+	// A frozen filesystem blocks writers in the kernel, like hung storage.
+	if out, err := exec.Command("fsfreeze", "--freeze", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("fsfreeze --freeze: %v\n%s", err, out)
+	}
+	start := time.Now()
+	r := runWithin(t, c, time.Second)
+	mustFail(t, r, "did not finish")
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("write probe on a frozen filesystem took %s with a 1s deadline", el)
+	}
+
+	rn := NewRunner(Options{})
+	if err := rn.Add(Spec{Name: "disk", Check: c, Every: 300 * time.Millisecond, Timeout: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, rn)
+	waitFact(t, rn, "disk", "failing while frozen", func(f Fact) bool { return f.State == StateFailing })
+
+	if out, err := exec.Command("fsfreeze", "--unfreeze", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("fsfreeze --unfreeze: %v\n%s", err, out)
+	}
+	waitFact(t, rn, "disk", "ok after thaw", func(f Fact) bool { return f.State == StateOK })
+	waitFor(t, "the blocked writes to finish and clean up", func() bool {
+		left, _ := filepath.Glob(filepath.Join(mnt, ".harules-probe-*"))
+		return len(left) == 0
+	})
 }

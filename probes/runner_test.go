@@ -262,3 +262,32 @@ func TestRunnerAddErrors(t *testing.T) {
 		t.Fatal("second Run should fail")
 	}
 }
+
+func TestRunnerFlapDamping(t *testing.T) {
+	var n atomic.Int64
+	flip := CheckFunc(func(context.Context) Result { return Result{OK: n.Add(1)%2 == 1} })
+	r := NewRunner(Options{NotifyBuffer: 100})
+	if err := r.Add(Spec{Name: "f", Check: flip, Every: 5 * time.Millisecond, FlapWindow: time.Hour, FlapChanges: 3}); err != nil {
+		t.Fatal(err)
+	}
+	startRunner(t, r)
+	f := waitFact(t, r, "f", "flapping", func(f Fact) bool { return f.Flapping })
+	held := f.State
+	since := f.Since
+	// Keep flipping: the state stays held and the fact keeps saying so.
+	waitFact(t, r, "f", "more runs", func(Fact) bool { return n.Load() > 40 })
+	f = r.Snapshot()["f"]
+	if !f.Flapping || f.State != held || !f.Since.Equal(since) {
+		t.Fatalf("flapping probe moved: %+v (held %s since %v)", f, held, since)
+	}
+	// Notifications: ok, failing, ok, then the one that marks flapping; no more.
+	var got []string
+	for len(r.Changes()) > 0 {
+		c := <-r.Changes()
+		got = append(got, fmt.Sprintf("%s/%v", c.State, c.Flapping))
+	}
+	want := "[ok/false failing/false ok/false ok/true]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("notifications %v, want %s", got, want)
+	}
+}
