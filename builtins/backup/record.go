@@ -37,6 +37,7 @@ type StoredFile struct {
 // Copy is the state of one replica copy of a backup.
 type Copy struct {
 	Replica    string    `json:"replica"`
+	Location   string    `json:"location,omitempty"` // where the copy lives, e.g. a directory or node
 	Verified   bool      `json:"verified"`
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
 	Error      string    `json:"error,omitempty"`

@@ -22,13 +22,22 @@ type Replica interface {
 	Delete(ctx context.Context, job, id string) error
 }
 
+// Locator is implemented by replicas that can say where their copies live
+// (recorded in Copy.Location).
+type Locator interface {
+	Location() string
+}
+
 // DirReplica keeps copies in another Store, e.g. on a second disk.
 type DirReplica struct {
 	name  string
 	store *Store
 }
 
-var _ Replica = (*DirReplica)(nil)
+var (
+	_ Replica = (*DirReplica)(nil)
+	_ Locator = (*DirReplica)(nil)
+)
 
 // NewDirReplica returns a replica named name storing copies in store.
 func NewDirReplica(name string, store *Store) *DirReplica {
@@ -37,6 +46,9 @@ func NewDirReplica(name string, store *Store) *DirReplica {
 
 // Name implements Replica.
 func (d *DirReplica) Name() string { return d.name }
+
+// Location implements Locator: the replica store's directory.
+func (d *DirReplica) Location() string { return d.store.Dir() }
 
 // Store returns the store holding the copies.
 func (d *DirReplica) Store() *Store { return d.store }

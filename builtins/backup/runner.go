@@ -187,6 +187,9 @@ func (r *Runner) copyAll(ctx context.Context, job Job, rec *Record) error {
 	open := func(name string) (io.ReadCloser, error) { return r.Store.OpenFile(rec.Job, rec.ID, name) }
 	for _, rep := range job.Replicas {
 		c := Copy{Replica: rep.Name()}
+		if l, ok := rep.(Locator); ok {
+			c.Location = l.Location()
+		}
 		if err := rep.Put(ctx, *rec, open); err != nil {
 			c.Error = err.Error()
 			errs = append(errs, err)
@@ -343,6 +346,9 @@ func (r *Runner) Verify(ctx context.Context, job Job, id string) (Record, error)
 	}
 	for _, rep := range job.Replicas {
 		c := Copy{Replica: rep.Name()}
+		if l, ok := rep.(Locator); ok {
+			c.Location = l.Location()
+		}
 		if err := rep.Verify(ctx, job.Name, id); err != nil {
 			c.Error = err.Error()
 			errs = append(errs, err)
