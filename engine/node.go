@@ -224,6 +224,14 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 			n.State.Holds[g] = now
 		case failed == nil && op == OpStop:
 			delete(n.State.Holds, g)
+			// A rule that moved the group away from this node judged it
+			// unhealthy here. Once stopped, the rule's condition (usually
+			// "failing on the owner") no longer holds, so without marking
+			// it failed the group would come straight back; failure_timeout
+			// keeps it away, as after a failed monitor.
+			if movedAway(d, g, n.Name) {
+				n.State.Failed[g] = now
+			}
 		case op == OpStart:
 			n.State.Failed[g] = now
 			for i := len(done) - 1; i >= 0; i-- {
@@ -237,6 +245,16 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 			n.State.Failed[g] = now
 		}
 	}
+}
+
+// movedAway reports whether a fired rule moved group away from node.
+func movedAway(d *Decision, group, node string) bool {
+	for _, dec := range d.Fired {
+		if dec.Kind == policy.Move && dec.AwayFrom == node && dec.AppliesTo(group) {
+			return true
+		}
+	}
+	return false
 }
 
 // ResourceFailed records that a resource of a held group failed its monitor:

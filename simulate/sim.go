@@ -552,7 +552,15 @@ func (s *sim) finish() {
 			s.res.DualOwners[i].End = end
 		}
 	}
-	sort.SliceStable(s.res.Outages, func(i, j int) bool { return s.res.Outages[i].Start < s.res.Outages[j].Start })
+	// Outages still open come from a map: order ties by group so that runs
+	// are byte-for-byte reproducible.
+	sort.SliceStable(s.res.Outages, func(i, j int) bool {
+		a, b := s.res.Outages[i], s.res.Outages[j]
+		if a.Start != b.Start {
+			return a.Start < b.Start
+		}
+		return a.Group < b.Group
+	})
 	s.res.FinalPlacement = map[string][]string{}
 	for _, g := range s.p.Groups {
 		s.res.FinalPlacement[g.Name] = append([]string{}, s.holds[g.Name]...)
@@ -666,7 +674,10 @@ func (s *sim) ownersAt(group string, at time.Duration) []string {
 }
 
 func alertCheck(recs []engine.Record, sc *Scenario, x Expectation) (bool, string) {
-	active := map[string]bool{}
+	// Active alerts are tracked per node and message: one node may raise
+	// several alerts of the same name (one per path), and clearing one must
+	// not hide the others.
+	active := map[string]map[string]bool{}
 	raised := false
 	match := func(r engine.Record) bool {
 		return (x.Node == "" || r.Node == x.Node) && strings.HasPrefix(r.Text, x.Name+" ")
@@ -679,9 +690,17 @@ func alertCheck(recs []engine.Record, sc *Scenario, x Expectation) (bool, string
 		switch {
 		case r.Kind == engine.RecAlert && match(r):
 			raised = true
-			active[r.Node] = true
+			_, msg, _ := strings.Cut(r.Text, "] ")
+			if active[r.Node] == nil {
+				active[r.Node] = map[string]bool{}
+			}
+			active[r.Node][msg] = true
 		case r.Kind == engine.RecClear && match(r):
-			delete(active, r.Node)
+			_, msg, _ := strings.Cut(r.Text, " cleared: ")
+			delete(active[r.Node], msg)
+			if len(active[r.Node]) == 0 {
+				delete(active, r.Node)
+			}
 		case r.Kind == engine.RecEvent && strings.HasPrefix(r.Text, "crash"):
 			delete(active, r.Node)
 		}
