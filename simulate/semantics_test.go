@@ -1,0 +1,315 @@
+package simulate_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHeartbeatDetectionTiming checks the failure detector over many
+// seeds (node phases) and crash instants. A path is declared down
+// misses x interval after the last heartbeat that arrived, and the last
+// heartbeat of a node crashing at t left it during (t-interval, t]; the
+// observer notices at its next evaluation, at most one interval later. So
+// with interval 200ms and misses 5:
+//
+//	path down at  (t+800ms, t+1s]
+//	peer dead at  (t+800ms, t+1.2s), at most one interval after the path went down
+//
+// and the standby takes over in that same instant (no guard objects).
+func TestHeartbeatDetectionTiming(t *testing.T) {
+	const interval, misses = 200 * time.Millisecond, 5
+	det := misses * interval
+	for seed := 1; seed <= 30; seed++ {
+		for _, crash := range []string{"10s", "10.07s", "10.13s"} {
+			t.Run(fmt.Sprintf("seed%d-%s", seed, crash), func(t *testing.T) {
+				res := simulateSrc(t, withRules(""), fmt.Sprintf(`
+scenario(duration = "20s", seed = %d)
+at(%q, crash("node1"))
+expect_single_owner()
+`, seed, crash))
+				mustOK(t, res)
+				at, _ := time.ParseDuration(crash)
+				dead := find(res, "node2", "peer", "node1 is dead")
+				if len(dead) != 1 {
+					t.Fatalf("want one 'node1 is dead' on node2, got %d", len(dead))
+				}
+				deadAt := offset(res, dead[0])
+				if deadAt <= at+det-interval || deadAt >= at+det+interval {
+					t.Errorf("crash at %s declared dead at %s; want within (%s, %s)", at, deadAt, at+det-interval, at+det+interval)
+				}
+				for _, path := range []string{"a", "b"} {
+					down := find(res, "node2", "path", "path "+path+" to node1 down")
+					if len(down) != 1 {
+						t.Fatalf("want one path %s down record, got %d", path, len(down))
+					}
+					downAt := offset(res, down[0])
+					if downAt <= at+det-interval || downAt > at+det {
+						t.Errorf("path %s down at %s; want within (%s, %s]", path, downAt, at+det-interval, at+det)
+					}
+					if deadAt < downAt || deadAt-downAt >= interval {
+						t.Errorf("peer dead at %s, path %s down at %s: want the verdict within one interval of the path going down", deadAt, path, downAt)
+					}
+				}
+				starts := find(res, "node2", "action", "start vip:")
+				if len(starts) != 1 || !starts[0].At.Equal(dead[0].At) {
+					t.Errorf("want node2 to start the VIP when it declares node1 dead (%s), got %v", deadAt, starts)
+				}
+			})
+		}
+	}
+}
+
+// TestOnePathDownMovesNothing: the seed's second-path rule. Losing one of
+// two paths keeps the peer alive, moves nothing and raises one alert per
+// node (not one per evaluation).
+func TestOnePathDownMovesNothing(t *testing.T) {
+	res := simulateSrc(t, withRules(`rule("path-alert", when = path_down_alert())`), `
+scenario(duration = "30s")
+at("10s", link_down("b"))
+at("20s", link_up("b"))
+expect_no_actions(start = "2s", end = "30s")
+expect_alert("path-down", node = "node1", at = "15s")
+expect_alert("path-down", node = "node2", at = "15s")
+expect_owner("web", "node1", at = "29s")
+`)
+	mustOK(t, res)
+	if d := find(res, "", "peer", "is dead"); len(d) > 0 {
+		t.Errorf("a peer was declared dead with one path left: %v", d)
+	}
+	for _, n := range []string{"node1", "node2"} {
+		if raised := find(res, n, "alert", "path-down"); len(raised) != 1 {
+			t.Errorf("%s raised path-down %d times, want once for the whole outage", n, len(raised))
+		}
+		cleared := find(res, n, "clear", "path-down")
+		if len(cleared) != 1 || offset(res, cleared[0]) < 20*time.Second {
+			t.Errorf("%s: want path-down cleared once after the path came back at 20s, got %v", n, cleared)
+		}
+	}
+}
+
+// TestPartitionWithoutGuardIsDualOwner: without a tiebreaker a partition
+// makes both sides run the group; the simulator must say so.
+func TestPartitionWithoutGuardIsDualOwner(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "30s")
+at("10s", link_down())
+at("20s", link_up())
+expect_single_owner()
+`)
+	if res.OK {
+		t.Fatal("expect_single_owner passed during an unguarded partition")
+	}
+	if len(res.DualOwners) != 1 {
+		t.Fatalf("want one dual-owner window, got %+v", res.DualOwners)
+	}
+	w := res.DualOwners[0]
+	if w.Group != "web" || strings.Join(w.Nodes, "+") != "node1+node2" {
+		t.Errorf("dual owner %+v, want web on node1+node2", w)
+	}
+	if time.Duration(w.Start) < 10*time.Second || time.Duration(w.Start) > 12*time.Second ||
+		time.Duration(w.End) < 20*time.Second || time.Duration(w.End) > 21*time.Second {
+		t.Errorf("dual owner window %s..%s, want from takeover (~11s) to just after the partition heals (~20s)", time.Duration(w.Start), time.Duration(w.End))
+	}
+	if got := res.FinalPlacement["web"]; len(got) != 1 {
+		t.Errorf("after healing the group should have one owner again, got %v", got)
+	}
+}
+
+// TestPartitionGuardBlocksTakeover: the same partition, but node2 lost its
+// gateway: the gateway guard blocks its takeover.
+func TestPartitionGuardBlocksTakeover(t *testing.T) {
+	res := simulateSrc(t, withRules(`rule("gw", when = gateway_guard("gateway"))`), `
+scenario(duration = "30s")
+at("10s", link_down(), probe("gateway", node = "node2", ok = False))
+at("20s", link_up())
+at("25s", probe("gateway", node = "node2", ok = True))
+expect_single_owner()
+expect_no_actions(start = "2s", end = "30s")
+`)
+	mustOK(t, res)
+	waits := find(res, "node2", "wait", "takeover blocked by rule gw")
+	if len(waits) == 0 {
+		t.Error("node2 never recorded that the guard blocked its takeover")
+	}
+}
+
+// TestFailStarts: starts of the group fail on node1, so node1 stops at the
+// first failing resource, the group is marked failed there (visible to
+// rules on every node as failed_on) and it runs on node2 instead.
+func TestFailStarts(t *testing.T) {
+	res := simulateSrc(t, withRules(`
+rule("failed", when = lambda f: [alert("group-failed", message = "web failed on " + ",".join(f.groups["web"].failed_on))] if f.groups["web"].failed_on else [])
+`), `
+scenario(duration = "20s")
+at("0s", fail_starts(node = "node1", group = "web"))
+expect_owner("web", "node2", at = "5s")
+expect_owner("web", "node2", at = "19s")
+expect_single_owner()
+expect_alert("group-failed", node = "node2", at = "10s")
+`)
+	mustOK(t, res)
+	starts := find(res, "node1", "action", "start ")
+	if len(starts) != 1 || starts[0].Error == "" || !strings.Contains(starts[0].Text, "vip:") {
+		t.Errorf("want exactly one, failed, start on node1 (the VIP; the service is never tried), got %+v", starts)
+	}
+	if a := find(res, "node2", "alert", "group-failed"); len(a) == 0 || !strings.Contains(a[0].Text, "web failed on node1") {
+		t.Errorf("node2 should see web failed on node1, got %v", a)
+	}
+}
+
+// TestProbeDebounce: a probe changes state after `fall` failed checks or
+// `rise` good ones, checks running every `every` from the node's boot; a
+// blip shorter than that never reaches the rules.
+func TestProbeDebounce(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "60s")
+at("10s", probe("http", node = "node1", ok = False))   # checks 10, 11, 12 fail: failing at 12s
+at("20s", probe("http", node = "node1", ok = True))    # checks 20, 21 pass: ok at 21s
+at("30.5s", probe("http", node = "node1", ok = False)) # checks 31, 32, 33: failing at 33s
+at("40s", probe("http", node = "node1", ok = True))    # ok at 41s
+at("50s", probe("http", node = "node1", ok = False))   # a 1 s blip: never failing
+at("51s", probe("http", node = "node1", ok = True))
+`)
+	var got []string
+	for _, r := range find(res, "node1", "event", "probe http is") {
+		got = append(got, fmt.Sprintf("%s@%s", strings.TrimPrefix(r.Text, "probe http is "), offset(res, r)))
+	}
+	want := "failing@12s ok@21s failing@33s ok@41s"
+	if strings.Join(got, " ") != want {
+		t.Errorf("probe transitions %v, want %s", got, want)
+	}
+}
+
+// TestOperatorMoveAndStandby: an operator move is a clean stop-then-start;
+// it keeps applying until replaced, so standby moves the group away and
+// online brings it back to the node the operator chose.
+func TestOperatorMoveAndStandby(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "40s")
+at("10s", operator_move("web", "node2"))
+at("20s", operator_standby("node2"))
+at("30s", operator_online("node2"))
+expect_owner("web", "node1", at = "9s")
+expect_owner("web", "node2", at = "12s")
+expect_owner("web", "node1", at = "25s")
+expect_owner("web", "node2", at = "35s")
+expect_single_owner()
+`)
+	mustOK(t, res)
+	stop := find(res, "node1", "action", "stop vip:")
+	start := find(res, "node2", "action", "start vip:")
+	if len(stop) == 0 || len(start) == 0 || start[0].At.Before(stop[0].At) {
+		t.Fatalf("want node1 to stop before node2 starts; stops %v, starts %v", stop, start)
+	}
+	if !strings.Contains(start[0].Reason, "operator moved it here") {
+		t.Errorf("start reason %q does not name the operator move", start[0].Reason)
+	}
+}
+
+// TestRuleMoveAwayStaysAway: a rule that moves a group away from an
+// unhealthy owner stops it there; the group must not come back once the
+// rule's condition (it fails on the owner) stops holding.
+func TestRuleMoveAwayStaysAway(t *testing.T) {
+	res := simulateSrc(t, withRules(`
+load("@stdlib//rules.star", "move_when_failing")
+rule("health", when = move_when_failing("web", "http"), for_ = "5s")
+`), `
+scenario(duration = "50s")
+at("10s", probe("http", node = "node1", ok = False))
+expect_owner("web", "node1", at = "16s")
+expect_owner("web", "node2", at = "18s")
+expect_owner("web", "node2", at = "49s")
+expect_single_owner()
+`)
+	mustOK(t, res)
+	if n := len(find(res, "node1", "action", "start vip:")); n != 1 {
+		t.Errorf("node1 started the VIP %d times; after the move away it must not take the group back", n)
+	}
+}
+
+// TestExpectVerdicts checks that every expect_* kind can pass and fail.
+func TestExpectVerdicts(t *testing.T) {
+	cases := []struct {
+		name     string
+		scenario string
+		want     []bool
+	}{
+		{"owner-and-actions", `
+scenario(duration = "20s")
+at("10s", crash("node1"))
+expect_owner("web", "node1", at = "5s")
+expect_owner("web", "node2", at = "5s")
+expect_owner("web", None, at = "10.5s")
+expect_owner("web", None, at = "15s")
+expect_no_actions(start = "2s", end = "9s")
+expect_no_actions(start = "2s", end = "20s")
+expect_no_actions(start = "2s", end = "20s", node = "node1")
+expect_single_owner()
+expect_single_owner("web")
+`, []bool{true, false, true, false, true, false, true, true, true}},
+		{"single-owner-fails", `
+scenario(duration = "20s")
+at("5s", link_down())
+expect_single_owner()
+expect_single_owner("web")
+`, []bool{false, false}},
+		{"alerts", `
+scenario(duration = "30s")
+at("10s", link_down("b"))
+at("20s", link_up("b"))
+expect_alert("path-down", node = "node1", at = "15s")
+expect_alert("path-down", node = "node1", at = "25s")
+expect_alert("path-down", node = "node2")
+expect_alert("path-down", at = "5s")
+expect_alert("no-such-alert")
+`, []bool{true, false, true, false, false}},
+		{"backups", `
+scenario(start = "2026-01-01T01:59:00Z", duration = "5m")
+expect_backup("nightly", node = "node1", count = 1)
+expect_backup("nightly")
+expect_backup("nightly", node = "node2")
+expect_backup("nightly", count = 2)
+expect_backup("nightly", node = "node2", count = 0)
+expect_backup("nightly", node = "node1", count = 0)
+`, []bool{true, true, false, false, true, false}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := simulateSrc(t, withRules(`rule("path-alert", when = path_down_alert())`), tc.scenario)
+			if len(res.Expectations) != len(tc.want) {
+				t.Fatalf("got %d verdicts, want %d", len(res.Expectations), len(tc.want))
+			}
+			allOK := true
+			for i, e := range res.Expectations {
+				allOK = allOK && e.OK
+				if e.OK != tc.want[i] {
+					t.Errorf("%s: %s: ok=%v (%s), want %v", e.Pos, e.Expect, e.OK, e.Detail, tc.want[i])
+				}
+			}
+			if res.OK != allOK {
+				t.Errorf("Result.OK = %v, want %v", res.OK, allOK)
+			}
+		})
+	}
+}
+
+// TestRunIsDeterministic: the same policy, scenario and seed give the same
+// bytes, text and JSON.
+func TestRunIsDeterministic(t *testing.T) {
+	pf, sf := writeFiles(t, withRules(`rule("path-alert", when = path_down_alert())`), `
+scenario(duration = "40s", seed = 7, latency = "3ms")
+at("10s", link_down("b"), probe("http", node = "node2", ok = False))
+at("15s", crash("node1"))
+at("25s", boot("node1"), link_up("b"))
+expect_single_owner()
+`)
+	txt, js := textAndJSON(t, runFiles(t, pf, sf))
+	for i := 0; i < 3; i++ {
+		txt2, js2 := textAndJSON(t, runFiles(t, pf, sf))
+		if txt2+js2 != txt+js {
+			t.Fatalf("run %d differs from the first:\n%s", i+2, firstDiff(txt+js, txt2+js2))
+		}
+	}
+}
