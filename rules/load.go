@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -76,6 +77,10 @@ type loader struct {
 	files    []string
 	contents map[string][]byte
 	universe starlark.StringDict
+	// loading is the chain of files being executed, outermost first, so a
+	// load cycle can be reported as the whole loop.
+	loading []string
+	stops   []func() bool
 }
 
 // Load executes the policy file at path and returns the compiled policy, or
@@ -85,6 +90,11 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 		opts.ReadFile = os.ReadFile
 	}
 	l := &loader{ctx: ctx, opts: opts, cache: map[string]*loadEntry{}, contents: map[string][]byte{}, universe: builtins.Universe()}
+	defer func() {
+		for _, stop := range l.stops {
+			stop()
+		}
+	}()
 	c := builtins.NewCollector()
 	thread := l.newThread("policy " + path)
 	c.Attach(thread)
@@ -117,7 +127,9 @@ func (l *loader) newThread(name string) *starlark.Thread {
 	}
 	t.SetMaxExecutionSteps(MaxLoadSteps)
 	if l.ctx.Done() != nil {
-		context.AfterFunc(l.ctx, func() { t.Cancel("policy loading cancelled") })
+		// Stopped when Load returns: a long-lived context (an agent that
+		// reloads its policy) must not keep every loaded policy alive.
+		l.stops = append(l.stops, context.AfterFunc(l.ctx, func() { t.Cancel("policy loading cancelled") }))
 	}
 	return t
 }
@@ -142,7 +154,8 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 	e := l.cache[key]
 	if e != nil {
 		if e.loading {
-			return nil, fmt.Errorf("load cycle: %s is already being loaded (check the load() statements between the files)", key)
+			chain := append([]string(nil), l.loading[slices.Index(l.loading, key):]...)
+			return nil, fmt.Errorf("load cycle: %s (files must not load each other)", strings.Join(append(chain, key), " loads "))
 		}
 		return e.globals, e.err
 	}
@@ -157,7 +170,11 @@ func (l *loader) load(thread *starlark.Thread, module string) (starlark.StringDi
 func (l *loader) exec(thread *starlark.Thread, key string) (starlark.StringDict, error) {
 	e := &loadEntry{loading: true}
 	l.cache[key] = e
-	defer func() { e.loading = false }()
+	l.loading = append(l.loading, key)
+	defer func() {
+		e.loading = false
+		l.loading = l.loading[:len(l.loading)-1]
+	}()
 	var src []byte
 	var err error
 	if name, ok := strings.CutPrefix(key, StdlibPrefix); ok {
@@ -200,24 +217,63 @@ func toErrors(err error, path string) Errors {
 	case errors.As(err, &re):
 		out := make(Errors, len(re))
 		for i, e := range re {
-			out[i] = Error{Pos: fromSyntax(e.Pos), Msg: e.Msg}
+			out[i] = Error{Pos: fromSyntax(e.Pos), Msg: undefinedHint(e.Msg)}
 		}
 		return out
 	case errors.As(err, &ee):
-		// Report the innermost frame that is in a file: for an error raised
-		// by a built-in, that is the call site in the policy.
-		pos := policy.Pos{File: path, Line: 1, Col: 1}
-		for i := len(ee.CallStack) - 1; i >= 0; i-- {
-			if p := ee.CallStack[i].Pos; p.Filename() != "<builtin>" && p.Line > 0 {
-				pos = fromSyntax(p)
-				break
-			}
-		}
-		return Errors{{Pos: pos, Msg: ee.Msg}}
+		return Errors{evalErrorAt(ee, path)}
 	case errors.As(err, &pe):
 		return Errors{{Pos: policy.Pos{File: path}, Msg: fmt.Sprintf("cannot read policy: %v", pe.Err)}}
 	}
 	return Errors{{Pos: policy.Pos{File: path, Line: 1, Col: 1}, Msg: err.Error()}}
+}
+
+// evalErrorAt places a runtime error at the innermost frame in an operator's
+// file: for an error raised by a built-in that is the call site in the
+// policy; for one raised inside @stdlib, the policy line that called the
+// library (operators cannot edit @stdlib), with the library line noted.
+func evalErrorAt(ee *starlark.EvalError, path string) Error {
+	msg := ee.Msg
+	if strings.HasSuffix(msg, "too many steps") {
+		msg = fmt.Sprintf("policy stopped after %d steps (is there an endless loop?): %s", MaxLoadSteps, msg)
+	}
+	var lib *syntax.Position
+	for i := len(ee.CallStack) - 1; i >= 0; i-- {
+		p := ee.CallStack[i].Pos
+		if p.Filename() == "<builtin>" || p.Line <= 0 {
+			continue
+		}
+		if strings.HasPrefix(p.Filename(), StdlibPrefix) {
+			if lib == nil {
+				lib = &p
+			}
+			continue
+		}
+		if lib != nil {
+			msg += fmt.Sprintf(" (raised at %s)", fromSyntax(*lib))
+		}
+		return Error{Pos: fromSyntax(p), Msg: msg}
+	}
+	if lib != nil {
+		return Error{Pos: fromSyntax(*lib), Msg: msg}
+	}
+	return Error{Pos: policy.Pos{File: path, Line: 1, Col: 1}, Msg: msg}
+}
+
+// undefinedHint adds a "did you mean" to the resolver's "undefined: NAME"
+// for misspelt harules and Starlark built-ins, which the resolver cannot
+// suggest itself.
+func undefinedHint(msg string) string {
+	name, ok := strings.CutPrefix(msg, "undefined: ")
+	if !ok || strings.Contains(name, " ") {
+		return msg
+	}
+	known := builtins.Universe().Keys()
+	known = append(known, starlark.Universe.Keys()...)
+	if n := nearest(name, known); n != "" {
+		return fmt.Sprintf("%s (did you mean %s?)", msg, n)
+	}
+	return msg
 }
 
 func fromSyntax(p syntax.Position) policy.Pos {

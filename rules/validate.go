@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"go.starlark.net/starlark"
@@ -64,7 +65,7 @@ func Validate(p *policy.Policy, mainFile string) Errors {
 			}
 		}
 		for _, n := range sortedNodes(pl.Scores) {
-			if p.Node(n) == nil {
+			if p.Node(n) == nil && !slices.Contains(pl.Nodes, n) { // reported above already
 				add(g.Pos, "group %q: placement scores name unknown node %q%s", g.Name, n, suggest(n, nodeNames(p)))
 			}
 		}
@@ -148,14 +149,20 @@ func sortedNodes(m map[string]int) []string {
 	return out
 }
 
-// suggest returns " (did you mean X?)" for a close known name.
-func suggest(name string, known []string) string {
+// nearest returns the known name closest to name (at most two edits), or "".
+func nearest(name string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
 		if d := editDistance(name, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
+	return best
+}
+
+// suggest returns " (did you mean X?)" for a close known name.
+func suggest(name string, known []string) string {
+	best := nearest(name, known)
 	if best == "" {
 		if len(known) > 0 {
 			return fmt.Sprintf(" (known: %v)", known)

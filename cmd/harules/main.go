@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -40,11 +41,13 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args))
+	os.Exit(run(ctx, os.Args, os.Stdout, os.Stderr))
 }
 
-func run(ctx context.Context, args []string) int {
-	app := newApp()
+// run executes the command line args and returns the exit code; output goes
+// to stdout and stderr (parameters so tests can capture them).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return exitOK
@@ -60,11 +63,13 @@ func run(ctx context.Context, args []string) int {
 	return exitUsage
 }
 
-func newApp() *cli.App {
+func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:    "harules",
-		Usage:   "high availability whose failover policy is code",
-		Version: version,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Name:      "harules",
+		Usage:     "high availability whose failover policy is code",
+		Version:   version,
 		Description: `harules keeps a virtual IP, disks, services and databases running on one
 node of a cluster and moves them when a node, its network, its application
 or its database fails. The failover policy is a Starlark file (policy.star).
@@ -73,6 +78,8 @@ Start here:
   harules demo                                    simulate a node crash on the built-in example
   harules check policy.star                       validate a policy (errors as file:line:col)
   harules simulate policy.star --scenario 's/*.star'   replay scenarios, exit 1 if an expectation fails
+  harules run --policy /etc/harules/policy.star --node node1   the node agent (systemd: contrib/systemd)
+  harules status | move GROUP NODE | standby NODE | online NODE   steer the running agents
 
 Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
 invalid input, 3 internal error.`,
