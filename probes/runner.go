@@ -254,14 +254,12 @@ func (r *Runner) runOnce(ctx context.Context, p *probe) Result {
 	runCtx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("probe timeout %s", timeout))
 	done := make(chan Result, 1) // buffered: an abandoned run can always deliver and exit
 	go func() {
-		defer p.inflight.Store(false)
-		defer cancel()
-		defer func() {
-			if v := recover(); v != nil {
-				done <- Result{Err: fmt.Sprintf("check panicked: %v", v), Latency: time.Since(start)}
-			}
-		}()
-		done <- p.spec.Check.Run(runCtx)
+		res := safeRun(runCtx, p.spec.Check, start)
+		cancel()
+		// Clear inflight before delivering, so the next run never sees a
+		// finished run as still going.
+		p.inflight.Store(false)
+		done <- res
 	}()
 
 	select {
@@ -283,6 +281,16 @@ func (r *Runner) runOnce(ctx context.Context, p *probe) Result {
 		r.log.Warn("probe timed out; abandoning the run", "probe", p.spec.Name, "timeout", timeout)
 		return Result{Err: fmt.Sprintf("timeout after %s", timeout), Latency: time.Since(start)}
 	}
+}
+
+// safeRun runs c, turning a panic into a failed Result.
+func safeRun(ctx context.Context, c Check, start time.Time) (res Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			res = Result{Err: fmt.Sprintf("check panicked: %v", v), Latency: time.Since(start)}
+		}
+	}()
+	return c.Run(ctx)
 }
 
 func (r *Runner) record(p *probe, res Result) {

@@ -67,7 +67,9 @@ func (s *scripted) Run(ctx context.Context) Result {
 func TestRunnerRiseFall(t *testing.T) {
 	r := NewRunner(Options{})
 	check := &scripted{results: []bool{true, true, false, false, false, true}}
-	if err := r.Add(Spec{Name: "s", Check: check, Every: 10 * time.Millisecond, Rise: 2, Fall: 3}); err != nil {
+	// A generous interval (and so timeout): on a loaded machine a timeout
+	// would slip an extra failure into the scripted sequence.
+	if err := r.Add(Spec{Name: "s", Check: check, Every: 100 * time.Millisecond, Rise: 2, Fall: 3}); err != nil {
 		t.Fatal(err)
 	}
 	if f := r.Snapshot()["s"]; f.State != StateUnknown {
@@ -193,7 +195,7 @@ func TestRunnerNotifyEveryResult(t *testing.T) {
 	var n atomic.Int64
 	if err := r.Add(Spec{Name: "v", Check: CheckFunc(func(context.Context) Result {
 		return Result{OK: true, Value: float64(n.Add(1))}
-	}), Every: 10 * time.Millisecond}); err != nil {
+	}), Every: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	startRunner(t, r)
@@ -267,7 +269,7 @@ func TestRunnerFlapDamping(t *testing.T) {
 	var n atomic.Int64
 	flip := CheckFunc(func(context.Context) Result { return Result{OK: n.Add(1)%2 == 1} })
 	r := NewRunner(Options{NotifyBuffer: 100})
-	if err := r.Add(Spec{Name: "f", Check: flip, Every: 5 * time.Millisecond, FlapWindow: time.Hour, FlapChanges: 3}); err != nil {
+	if err := r.Add(Spec{Name: "f", Check: flip, Every: 50 * time.Millisecond, FlapWindow: time.Hour, FlapChanges: 3}); err != nil {
 		t.Fatal(err)
 	}
 	startRunner(t, r)
@@ -275,7 +277,7 @@ func TestRunnerFlapDamping(t *testing.T) {
 	held := f.State
 	since := f.Since
 	// Keep flipping: the state stays held and the fact keeps saying so.
-	waitFact(t, r, "f", "more runs", func(Fact) bool { return n.Load() > 40 })
+	waitFact(t, r, "f", "more runs", func(Fact) bool { return n.Load() > 12 })
 	f = r.Snapshot()["f"]
 	if !f.Flapping || f.State != held || !f.Since.Equal(since) {
 		t.Fatalf("flapping probe moved: %+v (held %s since %v)", f, held, since)
