@@ -199,7 +199,7 @@ func TestWritableHungFilesystem(t *testing.T) {
 	}
 
 	rn := NewRunner(Options{})
-	if err := rn.Add(Spec{Name: "disk", Check: c, Every: 300 * time.Millisecond, Timeout: 200 * time.Millisecond}); err != nil {
+	if err := rn.Add(Spec{Name: "disk", Check: c, Every: 2 * time.Second, Timeout: 1500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	startRunner(t, rn)

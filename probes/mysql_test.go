@@ -96,7 +96,7 @@ func TestMariaDB(t *testing.T) {
 	}
 	t.Logf("stopped mariadbd: failed after %s: %s", elapsed.Round(time.Millisecond), r.Err)
 	rn := NewRunner(Options{})
-	if err := rn.Add(Spec{Name: "mdb", Check: primary, Every: time.Second, Timeout: 500 * time.Millisecond}); err != nil {
+	if err := rn.Add(Spec{Name: "mdb", Check: primary, Every: 2 * time.Second, Timeout: 1500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	startRunner(t, rn)

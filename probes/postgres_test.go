@@ -50,7 +50,7 @@ func TestPostgresPrimary(t *testing.T) {
 
 	// The runner turns it into a failing fact and keeps running.
 	rn := NewRunner(Options{})
-	if err := rn.Add(Spec{Name: "pg", Check: check, Every: time.Second, Timeout: 500 * time.Millisecond}); err != nil {
+	if err := rn.Add(Spec{Name: "pg", Check: check, Every: 2 * time.Second, Timeout: 1500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	startRunner(t, rn)
