@@ -104,9 +104,21 @@ func decAlert(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	return decisionValue(policy.Decision{Kind: policy.Alert, Name: name, Message: message, Severity: severity}), nil
 }
 
+// maxDecisionNesting bounds how deeply lists of decisions may nest; a list
+// that contains itself would otherwise recurse until the Go stack overflows,
+// which kills the process instead of failing the rule.
+const maxDecisionNesting = 32
+
 // decisionsOf turns a rule's result (None, a decision, or a list/tuple of
 // decisions, possibly nested) into decisions.
 func decisionsOf(v starlark.Value) ([]policy.Decision, error) {
+	return nestedDecisions(v, 0)
+}
+
+func nestedDecisions(v starlark.Value, depth int) ([]policy.Decision, error) {
+	if depth > maxDecisionNesting {
+		return nil, fmt.Errorf("lists of decisions nest more than %d deep (does a list contain itself?)", maxDecisionNesting)
+	}
 	switch x := v.(type) {
 	case nil, starlark.NoneType:
 		return nil, nil
@@ -118,7 +130,7 @@ func decisionsOf(v starlark.Value) ([]policy.Decision, error) {
 		defer iter.Done()
 		var item starlark.Value
 		for iter.Next(&item) {
-			ds, err := decisionsOf(item)
+			ds, err := nestedDecisions(item, depth+1)
 			if err != nil {
 				return nil, err
 			}

@@ -176,6 +176,9 @@ func declHeartbeat(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 		return nil, fmt.Errorf("heartbeat %q: port %d is out of range 1..65535", name, port)
 	case jitter >= interval:
 		return nil, fmt.Errorf("heartbeat %q: jitter %s must be smaller than the interval %s", name, time.Duration(jitter), time.Duration(interval))
+	case float64(interval)*float64(misses) > float64(maxDetection):
+		// Also keeps interval x misses from overflowing time.Duration.
+		return nil, fmt.Errorf("heartbeat %q: interval %s x misses %d exceeds %s; a dead peer would never be noticed", name, time.Duration(interval), misses, maxDetection)
 	}
 	if err := c.unique("heartbeat", name, pos); err != nil {
 		return nil, err
@@ -191,17 +194,21 @@ func declProbe(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 		return nil, err
 	}
 	var name string
-	var chk *object[policy.Check]
+	var chkArg starlark.Value
 	every, timeout := duration(time.Second), duration(0)
 	rise, fall := 2, 3
 	var nodes starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "check", &chk, "every?", &every,
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "check", &chkArg, "every?", &every,
 		"timeout?", &timeout, "rise?", &rise, "fall?", &fall, "nodes?", &nodes); err != nil {
 		return nil, err
 	}
 	pos := callerPos(thread)
 	if err := checkName("probe", name); err != nil {
 		return nil, err
+	}
+	chk, ok := chkArg.(*object[policy.Check])
+	if !ok {
+		return nil, fmt.Errorf("probe %q: check must be a check.KIND(...) value such as check.tcp(\"127.0.0.1:80\"), got %s", name, chkArg.Type())
 	}
 	if timeout == 0 {
 		timeout = min(every, duration(time.Second))
@@ -233,13 +240,17 @@ func declGroup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple
 	}
 	var name string
 	var resources *starlark.List
-	var place *object[policy.Placement]
-	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "resources", &resources, "placement?", &place); err != nil {
+	var placeArg starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "resources", &resources, "placement?", &placeArg); err != nil {
 		return nil, err
 	}
 	pos := callerPos(thread)
 	if err := checkName("group", name); err != nil {
 		return nil, err
+	}
+	place, ok := placeArg.(*object[policy.Placement])
+	if !ok && placeArg != starlark.None {
+		return nil, fmt.Errorf("group %q: placement must be a placement(...) value, e.g. active_standby([...]) from @stdlib//placement.star, got %s", name, placeArg.Type())
 	}
 	g := &policy.Group{Name: name, Pos: pos}
 	seen := map[string]bool{}
@@ -296,7 +307,7 @@ func declPlacement(thread *starlark.Thread, b *starlark.Builtin, args starlark.T
 			}
 			v, err := starlark.AsInt32(kv[1])
 			if err != nil {
-				return nil, fmt.Errorf("placement: scores[%q]: want an int, got %s", n, kv[1].Type())
+				return nil, fmt.Errorf("placement: scores[%q]: want a 32-bit int: %v", n, err)
 			}
 			p.Scores[n] = v
 		}
@@ -343,6 +354,9 @@ func declRule(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	return starlark.None, nil
 }
 
+// maxDetection bounds a heartbeat path's detection time (interval x misses).
+const maxDetection = 24 * time.Hour
+
 // cronParser accepts standard 5-field lines and descriptors such as @daily.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 
@@ -363,6 +377,12 @@ func declBackup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	pos := callerPos(thread)
 	if err := checkName("backup", name); err != nil {
 		return nil, err
+	}
+	if every, ok := strings.CutPrefix(strings.TrimSpace(schedule), "@every "); ok {
+		// cron silently turns "@every 0s" and "@every -5m" into every second.
+		if d, err := time.ParseDuration(strings.TrimSpace(every)); err == nil && d < time.Second {
+			return nil, fmt.Errorf("backup %q: schedule %q: the @every interval must be at least 1s", name, schedule)
+		}
 	}
 	sched, err := cronParser.Parse(schedule)
 	if err != nil {

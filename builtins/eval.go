@@ -145,7 +145,7 @@ func EvalScore(ctx context.Context, fn starlark.Callable, f *FactsValue, group s
 		}
 		v, err := starlark.AsInt32(kv[1])
 		if err != nil {
-			return nil, fmt.Errorf("score function of group %q: score of %q: want an int, got %s", group, n, kv[1].Type())
+			return nil, fmt.Errorf("score function of group %q: score of %q: want a 32-bit int: %v", group, n, err)
 		}
 		scores[n] = v
 	}

@@ -98,6 +98,12 @@ func TestEvalRule(t *testing.T) {
 		{name: "decision with bad arguments at decide time",
 			src: "when = lambda f: [move('web')]",
 			err: "move: give exactly one of to=NODE or away_from=NODE"},
+		{name: "list containing itself",
+			src: "def when(f):\n    loop = [alert('a')]\n    loop.append(loop)\n    return loop",
+			err: "when: lists of decisions nest more than 32 deep (does a list contain itself?)"},
+		{name: "deeply nested but finite",
+			src:   "def when(f):\n    x = alert('a')\n    for i in range(20):\n        x = [x]\n    return x",
+			holds: true, decisions: []string{"alert"}},
 		{name: "time.now is the evaluation time",
 			src:   "when = lambda f: time.now() == f.now and f.now.year == 2026",
 			holds: true},
@@ -209,7 +215,7 @@ func TestEvalScore(t *testing.T) {
 	if _, err := builtins.EvalScore(context.Background(), g["bad"].(starlark.Callable), fv, "web", evalNow); err == nil || !strings.Contains(err.Error(), `score function of group "web" returned list; want a dict of node -> int`) {
 		t.Errorf("bad score err = %v", err)
 	}
-	if _, err := builtins.EvalScore(context.Background(), g["badval"].(starlark.Callable), fv, "web", evalNow); err == nil || !strings.Contains(err.Error(), `score of "n1": want an int, got string`) {
+	if _, err := builtins.EvalScore(context.Background(), g["badval"].(starlark.Callable), fv, "web", evalNow); err == nil || !strings.Contains(err.Error(), `score of "n1": want a 32-bit int: got string, want int`) {
 		t.Errorf("badval score err = %v", err)
 	}
 }

@@ -90,11 +90,17 @@ func declService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		case starlark.NoneType:
 			return nil
 		case starlark.String:
+			if strings.TrimSpace(string(x)) == "" {
+				return fmt.Errorf("service %q: %s is empty", name, key)
+			}
 			p[key] = string(x)
 		case *starlark.List, starlark.Tuple:
 			parts, err := stringList(v, "argument")
 			if err != nil {
 				return fmt.Errorf("service %q: %s: %w", name, key, err)
+			}
+			if len(parts) == 0 {
+				return fmt.Errorf("service %q: %s is an empty list; give the program and its arguments", name, key)
 			}
 			p[key] = strings.Join(parts, "\x00")
 		default:

@@ -47,7 +47,11 @@ func FuzzLoad(f *testing.F) {
 			}
 			return os.ReadFile(path)
 		}
-		p, err := rules.Load(context.Background(), fuzzMain, rules.Options{ReadFile: read})
+		// A live context, as in the agent, so the cancellation hooks are set
+		// up and released on every load.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		p, err := rules.Load(ctx, fuzzMain, rules.Options{ReadFile: read})
 		if err == nil {
 			if p == nil || len(p.Hash) != 16 || p.Cluster.Name == "" || len(p.Nodes) == 0 {
 				t.Fatalf("Load succeeded with an incomplete policy: %+v", p)
