@@ -34,6 +34,10 @@ type Action struct {
 	Ready bool `json:"ready"`
 	// Wait says why an action of the evaluating node is not ready.
 	Wait string `json:"wait,omitempty"`
+	// Takeover marks starts that proceed without a previous holder that was
+	// declared dead: executors check harder there (e.g. an ARP probe for the
+	// VIP before adding it).
+	Takeover bool `json:"takeover,omitempty"`
 
 	res *policy.Resource
 }
@@ -133,7 +137,7 @@ func buildPlan(p *policy.Policy, f *facts.Facts, c constraints, d *Decision) Pla
 		prev := 0
 		for _, r := range g.Resources {
 			a := Action{Node: target, Group: g.Name, Op: OpStart, Resource: r.ID(), Kind: r.Kind, Detail: describe(r, OpStart),
-				Reason: reason, Ready: target == f.Self && wait == "", Wait: wait, res: r}
+				Reason: reason, Ready: target == f.Self && wait == "", Wait: wait, Takeover: len(released) > 0, res: r}
 			switch {
 			case prev != 0:
 				a.After = []int{prev}

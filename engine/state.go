@@ -23,6 +23,10 @@ type State struct {
 	Operator Operator `json:"operator"`
 	// Maintenance makes the node evaluate but not act.
 	Maintenance bool `json:"maintenance,omitempty"`
+	// Leaving is set while the agent shuts down: the node takes no group and
+	// gives away what it holds (a planned handover), without the lasting
+	// effect of an operator's standby.
+	Leaving bool `json:"-"`
 	// BackupLast maps job -> the scheduled time of its last run (or skip).
 	BackupLast map[string]time.Time `json:"backup_last,omitempty"`
 }

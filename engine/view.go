@@ -211,6 +211,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 			nf.Self, nf.State, nf.Since = true, facts.Alive, v.boot
 			nf.Holds = s.HeldGroups()
 			nf.Maintenance = s.Maintenance
+			nf.Standby = s.Leaving
 			nf.Incarnation = s.Incarnation
 			nf.PolicyHash = p.Hash
 			for _, pr := range v.probes {
@@ -235,6 +236,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 			if r := pv.report; r != nil {
 				nf.Holds, nf.Incarnation, nf.PolicyHash = r.Holds, r.Incarnation, r.PolicyHash
 				nf.Maintenance = r.Maintenance
+				nf.Standby = r.Standby
 				for _, pr := range r.Probes {
 					if f.Probes[pr.Probe] != nil {
 						f.Probes[pr.Probe][n.Name] = pr

@@ -135,7 +135,7 @@ func (m *Manager) Announce(ctx context.Context, v VIP) error {
 			return fmt.Errorf("vip %s: announce: %w", v, ctxErr(ctx, err))
 		}
 	}
-	m.log.Info("vip announced", "vip", ip, "dev", v.Interface, "mac", c.mac, "rounds", m.count, "took", m.now().Sub(start))
+	m.log.Info("vip announced", "vip", ip, "dev", v.Interface, "mac", c.mac.String(), "rounds", m.count, "took", m.now().Sub(start))
 	return nil
 }
 

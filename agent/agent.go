@@ -1,0 +1,517 @@
+// Package agent is the live harules node agent (`harules run`): it sends and
+// receives authenticated heartbeats on every path, runs the policy's probes,
+// feeds both into the same engine.Node loop the simulator uses, executes the
+// node's actions for real (VIPs, services), persists its state, and answers
+// a local control API (status, move, standby, online).
+//
+// One goroutine owns the engine state; heartbeats, probe results, monitor
+// results and control requests reach it over channels, so decisions are
+// serialised exactly as in the simulator.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/engine/facts"
+	"github.com/harules/harules/heartbeat"
+	"github.com/harules/harules/policy"
+	"github.com/harules/harules/probes"
+	"github.com/harules/harules/rules"
+)
+
+// Config configures an agent.
+type Config struct {
+	PolicyPath string
+	Node       string
+	// StateDir holds state.json and the incarnation counter.
+	StateDir string
+	// ControlSocket is the unix socket of the local control API.
+	ControlSocket string
+	Logger        *slog.Logger
+	// Executor overrides the real executor (tests, maintenance tooling).
+	Executor engine.Executor
+	// HandoverTimeout bounds the planned handover on shutdown.
+	HandoverTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Defaults that fit a systemd service.
+const (
+	DefaultPolicyPath      = "/etc/harules/policy.star"
+	DefaultStateDir        = "/var/lib/harules"
+	DefaultControlSocket   = "/run/harules/harules.sock"
+	DefaultHandoverTimeout = 30 * time.Second
+)
+
+// Agent is one running node agent.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	policy *policy.Policy
+	node   *engine.Node
+	exec   engine.Executor
+	real   *Executor
+
+	inbox    chan heartbeat.Received
+	control  chan controlRequest
+	monitors chan monitorResult
+	reload   chan chan error
+
+	payload  atomic.Pointer[[]byte]
+	status   atomic.Pointer[Status]
+	senders  []*heartbeat.Sender
+	eps      []*heartbeat.Endpoint
+	prober   *probes.Runner
+	peerRpts map[string]peerReport
+	lastRpt  *engine.Report
+	saved    []byte
+	records  *recordLog
+}
+
+type peerReport struct {
+	raw    []byte
+	report *engine.Report
+}
+
+// New loads the policy and prepares the agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	if cfg.PolicyPath == "" {
+		cfg.PolicyPath = DefaultPolicyPath
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir
+	}
+	if cfg.ControlSocket == "" {
+		cfg.ControlSocket = DefaultControlSocket
+	}
+	if cfg.HandoverTimeout == 0 {
+		cfg.HandoverTimeout = DefaultHandoverTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p, err := rules.Load(context.Background(), cfg.PolicyPath, rules.Options{Print: func(msg string) { cfg.Logger.Info("policy print", "msg", msg) }})
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s:\n%w", cfg.PolicyPath, err)
+	}
+	if p.Node(cfg.Node) == nil {
+		return nil, fmt.Errorf("node %q is not declared in %s (nodes: %s); pass --node with one of them", cfg.Node, cfg.PolicyPath, nodeNames(p))
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
+		inbox: make(chan heartbeat.Received, 1024), control: make(chan controlRequest),
+		monitors: make(chan monitorResult, 64), reload: make(chan chan error),
+		peerRpts: map[string]peerReport{}, records: newRecordLog(500)}
+	return a, nil
+}
+
+func nodeNames(p *policy.Policy) string {
+	s := ""
+	for i, n := range p.Nodes {
+		if i > 0 {
+			s += ", "
+		}
+		s += n.Name
+	}
+	return s
+}
+
+// Run runs the agent until ctx is cancelled, then hands over what it holds
+// (a planned switchover when a peer is alive) and releases everything.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	boot := a.now()
+	incarnation, err := heartbeat.NextIncarnation(filepath.Join(a.cfg.StateDir, "incarnation"), a.now)
+	if err != nil {
+		return fmt.Errorf("incarnation: %w", err)
+	}
+	st, err := loadState(a.cfg.StateDir, incarnation)
+	if err != nil {
+		return err
+	}
+	a.exec = a.cfg.Executor
+	if a.exec == nil {
+		a.real = NewExecutor(a.cfg.Node, a.log)
+		defer a.real.Close()
+		a.exec = a.real
+	}
+	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.exec, a.record)
+	a.log.Info("agent starting", "policy", a.cfg.PolicyPath, "policy_hash", a.policy.Hash, "incarnation", incarnation)
+
+	// Whatever a previous run left behind (after a crash) is released
+	// before this node may decide anything: it starts holding nothing.
+	a.releaseAll(ctx, "agent start: release what a previous run may have left")
+	st.Holds = map[string]time.Time{}
+
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	defer stopLoop()
+	if err := a.startHeartbeats(loopCtx, incarnation); err != nil {
+		return err
+	}
+	defer a.stopHeartbeats()
+	a.startProbes(loopCtx)
+	srv, err := a.serveControl()
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	err = a.loop(ctx)
+	a.handover()
+	return err
+}
+
+func (a *Agent) record(r engine.Record) {
+	a.records.add(r)
+	attrs := []any{"kind", r.Kind, "at", r.At.Format(time.RFC3339Nano)}
+	if r.Group != "" {
+		attrs = append(attrs, "group", r.Group)
+	}
+	if r.Reason != "" {
+		attrs = append(attrs, "reason", r.Reason)
+	}
+	if r.Error != "" {
+		attrs = append(attrs, "error", r.Error)
+		a.log.Warn(r.Text, attrs...)
+		return
+	}
+	a.log.Info(r.Text, attrs...)
+}
+
+func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
+	if len(a.policy.Nodes) < 2 {
+		return nil
+	}
+	secretFile := a.policy.Cluster.SecretFile
+	if secretFile == "" {
+		return fmt.Errorf("cluster(secret_file=...) is required to run: heartbeats are authenticated with it")
+	}
+	if !filepath.IsAbs(secretFile) {
+		secretFile = filepath.Join(filepath.Dir(a.cfg.PolicyPath), secretFile)
+	}
+	secret, err := heartbeat.LoadSecret(secretFile)
+	if err != nil {
+		return err
+	}
+	codec, err := heartbeat.NewCodec(a.policy.Cluster.Name, secret)
+	if err != nil {
+		return err
+	}
+	guard := heartbeat.NewReplayGuard()
+	self := a.policy.Node(a.cfg.Node)
+	empty := []byte("{}")
+	a.payload.Store(&empty)
+	for _, h := range a.policy.Paths {
+		if h.Kind != "udp" {
+			a.log.Warn("heartbeat path kind not supported by this agent yet; ignoring it", "path", h.Name, "kind", h.Kind)
+			continue
+		}
+		peers := map[string]netip.AddrPort{}
+		for _, n := range a.policy.Nodes {
+			if n.Name != self.Name {
+				peers[n.Name] = netip.AddrPortFrom(n.AddressOn(h.Name), uint16(h.Port))
+			}
+		}
+		ep, err := heartbeat.Listen(ctx, heartbeat.EndpointConfig{Path: h.Name, Listen: netip.AddrPortFrom(self.AddressOn(h.Name), uint16(h.Port)),
+			Peers: peers, Codec: codec, Guard: guard, Now: a.now, Logger: a.log,
+			Deliver: func(r heartbeat.Received) {
+				select {
+				case a.inbox <- r:
+				default: // the loop is busy; a later heartbeat carries the same news
+				}
+			}})
+		if err != nil {
+			return fmt.Errorf("heartbeat path %s: listen on %s:%d: %w", h.Name, self.AddressOn(h.Name), h.Port, err)
+		}
+		a.eps = append(a.eps, ep)
+		s, err := heartbeat.NewSender(heartbeat.SenderConfig{Node: self.Name, Incarnation: incarnation, Interval: h.Interval,
+			Endpoints: []*heartbeat.Endpoint{ep}, Payload: func() []byte { return *a.payload.Load() }, Now: a.now, Logger: a.log})
+		if err != nil {
+			return fmt.Errorf("heartbeat path %s: %w", h.Name, err)
+		}
+		a.senders = append(a.senders, s)
+		go func() { _ = s.Run(ctx) }()
+	}
+	return nil
+}
+
+func (a *Agent) stopHeartbeats() {
+	for _, ep := range a.eps {
+		_ = ep.Close()
+	}
+}
+
+// kick sends a heartbeat on every path now, so peers learn a change (a
+// released group) without waiting for the next interval.
+func (a *Agent) kick() {
+	for _, s := range a.senders {
+		s.Kick()
+	}
+}
+
+func (a *Agent) startProbes(ctx context.Context) {
+	if len(a.policy.Probes) == 0 {
+		return
+	}
+	a.prober = probes.NewRunner(probes.Options{Now: a.now, Logger: a.log})
+	for _, pr := range a.policy.Probes {
+		if len(pr.Nodes) > 0 && !contains(pr.Nodes, a.cfg.Node) {
+			continue
+		}
+		chk, err := buildCheck(pr.Check)
+		if err != nil {
+			a.log.Error("probe cannot run; it stays unknown", "probe", pr.Name, "error", err)
+			continue
+		}
+		if err := a.prober.Add(probes.Spec{Name: pr.Name, Check: chk, Every: pr.Every, Timeout: pr.Timeout, Rise: pr.Rise, Fall: pr.Fall}); err != nil {
+			a.log.Error("probe cannot run; it stays unknown", "probe", pr.Name, "error", err)
+		}
+	}
+	go func() { _ = a.prober.Run(ctx) }()
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// loop is the single owner of the engine state.
+func (a *Agent) loop(ctx context.Context) error {
+	tick := a.policy.Cluster.Reevaluate
+	for _, h := range a.policy.Paths {
+		tick = min(tick, h.Interval)
+	}
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	var probeCh <-chan probes.Fact
+	if a.prober != nil {
+		probeCh = a.prober.Changes()
+	}
+	monitorTicker := time.NewTicker(time.Second)
+	defer monitorTicker.Stop()
+	lastStep := time.Time{}
+	a.step(ctx)
+	for {
+		dirty := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-a.inbox:
+			dirty = a.heartbeat(r)
+			// Drain what else arrived, so a burst costs one decision.
+			for more := true; more; {
+				select {
+				case r := <-a.inbox:
+					dirty = a.heartbeat(r) || dirty
+				default:
+					more = false
+				}
+			}
+		case f := <-probeCh:
+			dirty = a.node.View.SetProbe(probeFact(f))
+		case <-ticker.C:
+			dirty = a.node.View.Update(a.now()) || a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate
+		case <-monitorTicker.C:
+			a.monitorHeld(ctx)
+		case m := <-a.monitors:
+			if _, held := a.node.State.Holds[m.group]; held && m.err != nil {
+				a.node.ResourceFailed(a.now(), m.group, m.resource, m.err)
+				dirty = true
+			}
+		case req := <-a.control:
+			req.reply <- a.handleControl(req)
+			dirty = true
+		case reply := <-a.reload:
+			reply <- a.reloadPolicy()
+			dirty = true
+		}
+		if dirty {
+			a.step(ctx)
+			lastStep = a.now()
+		}
+	}
+}
+
+func (a *Agent) heartbeat(r heartbeat.Received) bool {
+	prev := a.peerRpts[r.Message.From]
+	rep := prev.report
+	if !bytes.Equal(prev.raw, r.Message.Payload) {
+		var fresh engine.Report
+		if err := json.Unmarshal(r.Message.Payload, &fresh); err != nil || fresh.Node != r.Message.From {
+			a.log.Warn("heartbeat payload unreadable; keeping the peer's previous view", "peer", r.Message.From, "error", err)
+		} else {
+			rep = &fresh
+			a.peerRpts[r.Message.From] = peerReport{raw: bytes.Clone(r.Message.Payload), report: rep}
+		}
+	}
+	return a.node.View.Heartbeat(r.Message.From, r.Path, r.At, rep)
+}
+
+func probeFact(f probes.Fact) facts.Probe {
+	state := facts.ProbeUnknown
+	switch f.State {
+	case probes.StateOK:
+		state = facts.ProbeOK
+	case probes.StateFailing:
+		state = facts.ProbeFailing
+	}
+	text := f.Last.Text
+	if f.Last.Err != "" {
+		text = f.Last.Err
+	}
+	return facts.Probe{Probe: f.Name, State: state, Since: f.Since, Value: f.Last.Value, Text: text}
+}
+
+// step decides and acts once, then publishes what changed.
+func (a *Agent) step(ctx context.Context) {
+	now := a.now()
+	d := a.node.Step(ctx, now)
+	rep := a.node.Report()
+	if rep != a.lastRpt {
+		a.lastRpt = rep
+		if b, err := json.Marshal(rep); err == nil {
+			a.payload.Store(&b)
+		}
+		a.kick()
+	}
+	a.publishStatus(now, d)
+	a.saveState()
+}
+
+func (a *Agent) saveState() {
+	b, err := json.MarshalIndent(a.node.State, "", "  ")
+	if err != nil || bytes.Equal(b, a.saved) {
+		return
+	}
+	if err := writeFileAtomic(filepath.Join(a.cfg.StateDir, "state.json"), b); err != nil {
+		a.log.Error("cannot save state", "error", err)
+		return
+	}
+	a.saved = b
+}
+
+// reloadPolicy swaps in a new policy only if it passes check; otherwise the
+// running policy stays in force.
+func (a *Agent) reloadPolicy() error {
+	p, err := rules.Load(context.Background(), a.cfg.PolicyPath, rules.Options{})
+	if err != nil {
+		a.log.Error("policy reload refused; the running policy stays in force", "policy", a.cfg.PolicyPath, "error", err.Error())
+		a.record(engine.Record{At: a.now(), Node: a.cfg.Node, Kind: engine.RecEvent, Text: "policy reload refused", Error: err.Error()})
+		return err
+	}
+	if p.Node(a.cfg.Node) == nil {
+		err := fmt.Errorf("the new policy does not declare node %q", a.cfg.Node)
+		a.log.Error("policy reload refused; the running policy stays in force", "error", err)
+		return err
+	}
+	a.policy = p
+	a.node.SetPolicy(p)
+	a.record(engine.Record{At: a.now(), Node: a.cfg.Node, Kind: engine.RecEvent, Text: "policy reloaded, hash " + p.Hash})
+	return nil
+}
+
+// Reload asks the running agent to reload its policy (SIGHUP).
+func (a *Agent) Reload(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case a.reload <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// handover gives away what this node holds: peers see it leaving and take
+// over; whatever is still held when the timeout passes is stopped anyway.
+func (a *Agent) handover() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HandoverTimeout)
+	defer cancel()
+	a.node.State.Leaving = true
+	a.log.Info("shutting down: handing over held groups", "holds", a.node.State.HeldGroups())
+	for len(a.node.State.Holds) > 0 && ctx.Err() == nil {
+		a.step(ctx)
+		if len(a.node.State.Holds) == 0 {
+			break
+		}
+		select {
+		case r := <-a.inbox:
+			a.heartbeat(r)
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	// Tell peers at once that nothing is held here any more.
+	a.kick()
+	time.Sleep(5 * time.Millisecond)
+	a.releaseAll(context.Background(), "agent stop: release everything")
+	a.node.State.Holds = map[string]time.Time{}
+	a.saveState()
+}
+
+// releaseAll stops every resource of every group of the policy on this node.
+func (a *Agent) releaseAll(ctx context.Context, why string) {
+	if a.real == nil {
+		return
+	}
+	var errs []error
+	for _, g := range a.policy.Groups {
+		for i := len(g.Resources) - 1; i >= 0; i-- {
+			r := g.Resources[i]
+			if err := a.real.Release(ctx, r); err != nil {
+				errs = append(errs, fmt.Errorf("%s/%s: %w", g.Name, r.ID(), err))
+			}
+		}
+	}
+	if err := a.real.ReleaseStaleVIPs(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.log.Error(why+": some resources could not be released", "error", err)
+	} else {
+		a.log.Info(why)
+	}
+}
+
+// Release stops every resource of the policy's groups on this node and
+// removes every VIP carrying harules' label. The supervisor runs it when the
+// agent process dies, and systemd's ExecStopPost does too, so a crashed agent
+// never leaves a VIP configured that the peer is about to take over.
+func Release(ctx context.Context, policyPath, node string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	p, err := rules.Load(ctx, policyPath, rules.Options{})
+	if err != nil {
+		return fmt.Errorf("load policy %s:\n%w", policyPath, err)
+	}
+	a := &Agent{cfg: Config{Node: node}, log: log, policy: p, real: NewExecutor(node, log)}
+	defer a.real.Close()
+	a.releaseAll(ctx, "released everything after the agent stopped")
+	return nil
+}

@@ -1,0 +1,253 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/harules/harules/engine"
+)
+
+// Status is what `harules status` shows: this node's view of the cluster.
+type Status struct {
+	Node        string          `json:"node"`
+	Cluster     string          `json:"cluster"`
+	PolicyHash  string          `json:"policy_hash"`
+	Incarnation uint64          `json:"incarnation"`
+	Now         time.Time       `json:"now"`
+	Maintenance bool            `json:"maintenance"`
+	Nodes       []NodeStatus    `json:"nodes"`
+	Groups      []GroupStatus   `json:"groups"`
+	Alerts      []engine.Alert  `json:"alerts"`
+	Plan        engine.Plan     `json:"plan"`
+	Recent      []engine.Record `json:"recent"`
+}
+
+// NodeStatus is one node as this node sees it.
+type NodeStatus struct {
+	Name       string       `json:"name"`
+	State      string       `json:"state"`
+	Since      time.Time    `json:"since"`
+	Standby    bool         `json:"standby"`
+	Holds      []string     `json:"holds"`
+	PolicyHash string       `json:"policy_hash,omitempty"`
+	Paths      []PathStatus `json:"paths,omitempty"`
+}
+
+// PathStatus is one heartbeat path to a peer.
+type PathStatus struct {
+	Name     string    `json:"name"`
+	Up       bool      `json:"up"`
+	Missed   int       `json:"missed"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// GroupStatus is one group: where it should run and who holds it.
+type GroupStatus struct {
+	Name    string   `json:"name"`
+	Target  string   `json:"target"`
+	Reason  string   `json:"reason"`
+	Holders []string `json:"holders"`
+	Wait    string   `json:"wait,omitempty"`
+}
+
+func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
+	f := a.node.View.Facts(now, a.node.State)
+	st := &Status{Node: a.cfg.Node, Cluster: a.policy.Cluster.Name, PolicyHash: a.policy.Hash,
+		Incarnation: a.node.State.Incarnation, Now: now, Maintenance: a.node.State.Maintenance,
+		Alerts: d.Alerts, Plan: d.Plan, Recent: a.records.snapshot()}
+	for _, n := range f.Nodes {
+		ns := NodeStatus{Name: n.Name, State: n.State, Since: n.Since, Standby: n.Standby, Holds: n.Holds, PolicyHash: n.PolicyHash}
+		for _, p := range n.Paths {
+			ns.Paths = append(ns.Paths, PathStatus{Name: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: p.LastSeen})
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	for i, gp := range d.Placement {
+		gs := GroupStatus{Name: gp.Group, Target: gp.Node, Reason: gp.Reason, Holders: f.Groups[i].Holders}
+		for _, act := range d.Plan {
+			if act.Group == gp.Group && act.Wait != "" {
+				gs.Wait = act.Wait
+			}
+		}
+		st.Groups = append(st.Groups, gs)
+	}
+	if st.Alerts == nil {
+		st.Alerts = []engine.Alert{}
+	}
+	a.status.Store(st)
+}
+
+// Status returns the latest status (nil before the first decision).
+func (a *Agent) Status() *Status { return a.status.Load() }
+
+type controlRequest struct {
+	op    string // move, standby, online, maintenance
+	group string
+	node  string
+	on    bool
+	reply chan error
+}
+
+func (a *Agent) handleControl(req controlRequest) error {
+	now := a.now()
+	switch req.op {
+	case "move":
+		return a.node.Move(now, req.group, req.node)
+	case "standby":
+		return a.node.SetStandby(now, req.node, true)
+	case "online":
+		return a.node.SetStandby(now, req.node, false)
+	case "maintenance":
+		a.node.State.Maintenance = req.on
+		return nil
+	}
+	return fmt.Errorf("unknown operation %q", req.op)
+}
+
+// Do sends an operator request to the loop and waits for it to be applied.
+func (a *Agent) Do(ctx context.Context, op, group, node string, on bool) error {
+	req := controlRequest{op: op, group: group, node: node, on: on, reply: make(chan error, 1)}
+	select {
+	case a.control <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type monitorResult struct {
+	group, resource string
+	err             error
+}
+
+// monitorHeld checks the resources of held groups off the loop goroutine;
+// results come back through a.monitors.
+func (a *Agent) monitorHeld(ctx context.Context) {
+	if a.real == nil {
+		return
+	}
+	for _, g := range a.node.State.HeldGroups() {
+		grp := a.policy.Group(g)
+		if grp == nil {
+			continue
+		}
+		for _, r := range grp.Resources {
+			r := r
+			go func() {
+				mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				err := a.real.Monitor(mctx, g, r)
+				if err != nil {
+					select {
+					case a.monitors <- monitorResult{group: g, resource: r.ID(), err: err}:
+					default:
+					}
+				}
+			}()
+		}
+	}
+}
+
+// serveControl answers the local control API on a unix socket that only
+// root can reach (mode 0600 in a 0700 directory).
+func (a *Agent) serveControl() (*http.Server, error) {
+	path := a.cfg.ControlSocket
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket dir: %w", err)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		if st == nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the agent has not decided yet; try again in a second"})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("POST /v1/{op}", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Group string `json:"group"`
+			Node  string `json:"node"`
+			On    bool   `json:"on"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed JSON body: " + err.Error()})
+			return
+		}
+		op := r.PathValue("op")
+		switch op {
+		case "move", "standby", "online", "maintenance":
+		default:
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown operation " + op})
+			return
+		}
+		if err := a.Do(r.Context(), op, body.Group, body.Node, body.On); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("control API stopped", "error", err)
+		}
+	}()
+	return srv, nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// recordLog keeps the last records for status.
+type recordLog struct {
+	mu   sync.Mutex
+	max  int
+	recs []engine.Record
+}
+
+func newRecordLog(max int) *recordLog { return &recordLog{max: max} }
+
+func (l *recordLog) add(r engine.Record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r)
+	if len(l.recs) > l.max {
+		l.recs = append(l.recs[:0:0], l.recs[len(l.recs)-l.max:]...)
+	}
+}
+
+func (l *recordLog) snapshot() []engine.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]engine.Record, len(l.recs))
+	copy(out, l.recs)
+	return out
+}

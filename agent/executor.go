@@ -1,0 +1,297 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/harules/harules/builtins/service"
+	"github.com/harules/harules/builtins/vip"
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/policy"
+)
+
+// Executor is the agent's real executor: it moves VIPs with netlink and
+// gratuitous ARP and runs services. Disk and database resources come with
+// their own issues; until then they fail with a clear error.
+type Executor struct {
+	node string
+	log  *slog.Logger
+	// ProbeTimeout bounds the ARP probe for a VIP before a takeover.
+	ProbeTimeout time.Duration
+
+	mu        sync.Mutex
+	vips      map[string]*vip.Manager
+	services  map[string]service.Runner
+	announces map[netip.Prefix]context.CancelFunc
+}
+
+var _ engine.Executor = (*Executor)(nil)
+
+// NewExecutor returns an executor for node.
+func NewExecutor(node string, log *slog.Logger) *Executor {
+	return &Executor{node: node, log: log, ProbeTimeout: 100 * time.Millisecond,
+		vips: map[string]*vip.Manager{}, services: map[string]service.Runner{},
+		announces: map[netip.Prefix]context.CancelFunc{}}
+}
+
+// ErrConflict is returned when another host already answers for a VIP.
+var ErrConflict = errors.New("another host answers for the address")
+
+// Execute performs one start or stop action.
+func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
+	r := a.Res()
+	if r == nil {
+		return nil
+	}
+	switch r.Kind {
+	case policy.KindVIP:
+		m, v, err := e.vip(r)
+		if err != nil {
+			return err
+		}
+		if a.Op == engine.OpStop {
+			e.stopAnnouncing(v)
+			return m.Remove(ctx, v)
+		}
+		if a.Takeover {
+			// RFC 5227: a previous owner that is alive but cut off from us
+			// still answers ARP for the address; never add it twice.
+			mac, err := m.Probe(ctx, v, e.ProbeTimeout)
+			if err != nil {
+				return fmt.Errorf("ARP probe for %s before takeover: %w", v.Address, err)
+			}
+			if mac != nil {
+				return fmt.Errorf("%w: %s is held by %s; not taking it over", ErrConflict, v.Address, mac)
+			}
+		}
+		if err := m.Add(ctx, v); err != nil {
+			return err
+		}
+		e.announceLater(r, v)
+		return nil
+	case policy.KindService:
+		run, err := e.service(a.Group, r)
+		if err != nil {
+			return err
+		}
+		if a.Op == engine.OpStop {
+			return run.Stop(ctx)
+		}
+		return run.Start(ctx)
+	}
+	return fmt.Errorf("%s resources are not supported by the agent yet; only vip and service are", r.Kind)
+}
+
+// Backup runs a backup job.
+func (e *Executor) Backup(_ context.Context, run engine.BackupRun) error {
+	return fmt.Errorf("backup %s: running backups from the agent is not wired yet", run.Job)
+}
+
+// Release stops a resource whatever its state (idempotent).
+func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
+	switch r.Kind {
+	case policy.KindVIP:
+		m, v, err := e.vip(r)
+		if err != nil {
+			return err
+		}
+		return m.Remove(ctx, v)
+	case policy.KindService:
+		run, err := e.service("", r)
+		if err != nil {
+			return err
+		}
+		return run.Stop(ctx)
+	}
+	return nil
+}
+
+// ReleaseStaleVIPs removes every address carrying harules' label.
+func (e *Executor) ReleaseStaleVIPs(ctx context.Context) error {
+	m, err := e.manager(3, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	removed, err := m.ReleaseStale(ctx, nil)
+	for _, v := range removed {
+		e.log.Info("released a VIP left by a previous run", "vip", v.String())
+	}
+	return err
+}
+
+// Monitor checks that a held resource still works.
+func (e *Executor) Monitor(ctx context.Context, group string, r *policy.Resource) error {
+	switch r.Kind {
+	case policy.KindVIP:
+		m, v, err := e.vip(r)
+		if err != nil {
+			return err
+		}
+		ok, err := m.Present(v)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("VIP %s is no longer configured on %s", v.Address, v.Interface)
+		}
+	case policy.KindService:
+		run, err := e.service(group, r)
+		if err != nil {
+			return err
+		}
+		st, err := run.Monitor(ctx)
+		if err != nil {
+			return err
+		}
+		if st.State != service.StateRunning && st.State != service.StatePromoted {
+			return fmt.Errorf("service %s is %s: %s", r.Name, st, st.Message)
+		}
+	}
+	return nil
+}
+
+// Close releases sockets.
+func (e *Executor) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, cancel := range e.announces {
+		cancel()
+	}
+	for _, m := range e.vips {
+		_ = m.Close()
+	}
+}
+
+func (e *Executor) manager(count int, interval time.Duration) (*vip.Manager, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := fmt.Sprintf("%d/%s", count, interval)
+	if m := e.vips[key]; m != nil {
+		return m, nil
+	}
+	m, err := vip.New(vip.Options{ARPCount: count, ARPInterval: interval, Logger: e.log})
+	if err != nil {
+		return nil, err
+	}
+	e.vips[key] = m
+	return m, nil
+}
+
+// arpSettings reads a VIP's gratuitous ARP count and spacing.
+func arpSettings(r *policy.Resource) (int, time.Duration) {
+	count, _ := strconv.Atoi(r.Params["arp_count"])
+	interval, _ := time.ParseDuration(r.Params["arp_interval"])
+	if interval <= 0 {
+		interval = 200 * time.Millisecond
+	}
+	return count, interval
+}
+
+// announceLater sends the remaining gratuitous ARP rounds in the background:
+// Add already sent the first one, and waiting for the others would only
+// delay the rest of the group's start.
+func (e *Executor) announceLater(r *policy.Resource, v vip.VIP) {
+	count, interval := arpSettings(r)
+	if count <= 1 {
+		return
+	}
+	m, err := e.manager(count-1, interval)
+	if err != nil {
+		e.log.Warn("cannot repeat gratuitous ARP", "vip", v.String(), "error", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.mu.Lock()
+	if old := e.announces[v.Address]; old != nil {
+		old()
+	}
+	e.announces[v.Address] = cancel
+	e.mu.Unlock()
+	go func() {
+		select {
+		case <-time.After(interval):
+		case <-ctx.Done():
+			return
+		}
+		if err := m.Announce(ctx, v); err != nil && ctx.Err() == nil {
+			e.log.Warn("repeating gratuitous ARP failed", "vip", v.String(), "error", err)
+		}
+	}()
+}
+
+func (e *Executor) stopAnnouncing(v vip.VIP) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cancel := e.announces[v.Address]; cancel != nil {
+		cancel()
+		delete(e.announces, v.Address)
+	}
+}
+
+func (e *Executor) vip(r *policy.Resource) (*vip.Manager, vip.VIP, error) {
+	pfx, err := netip.ParsePrefix(r.Params["address"])
+	if err != nil {
+		return nil, vip.VIP{}, fmt.Errorf("vip %s: %w", r.Name, err)
+	}
+	// Add announces once at once; announceLater repeats.
+	_, interval := arpSettings(r)
+	m, err := e.manager(1, interval)
+	if err != nil {
+		return nil, vip.VIP{}, err
+	}
+	iface := r.Params["interface"]
+	if iface == "" {
+		if iface, err = interfaceFor(pfx); err != nil {
+			return nil, vip.VIP{}, fmt.Errorf("vip %s: %w", r.Name, err)
+		}
+	}
+	return m, vip.VIP{Address: pfx, Interface: iface}, nil
+}
+
+// interfaceFor finds the interface with an address in the VIP's subnet.
+func interfaceFor(pfx netip.Prefix) (string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, ifc := range ifs {
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			p, err := netip.ParsePrefix(ipn.String())
+			if err == nil && p.Masked().Contains(pfx.Addr()) && p.Addr() != pfx.Addr() {
+				return ifc.Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface has an address in %s; set vip(interface=...)", pfx.Masked())
+}
+
+func (e *Executor) service(group string, r *policy.Resource) (service.Runner, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := r.Name
+	if run := e.services[key]; run != nil {
+		return run, nil
+	}
+	spec, err := service.SpecFromParams(r.Name, r.Params)
+	if err != nil {
+		return nil, err
+	}
+	run, err := service.New(spec, service.Options{Logger: e.log, Owner: e.node})
+	if err != nil {
+		return nil, err
+	}
+	e.services[key] = run
+	return run, nil
+}

@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/harules/harules/engine"
+)
+
+// loadState reads state.json from dir, or starts a fresh state. The
+// incarnation is always the new one: it identifies this run.
+func loadState(dir string, incarnation uint64) (*engine.State, error) {
+	st := engine.NewState(incarnation)
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	var saved engine.State
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt (%v): move it away to start fresh", filepath.Join(dir, "state.json"), err)
+	}
+	st.Operator.Merge(saved.Operator)
+	st.Maintenance = saved.Maintenance
+	for k, v := range saved.BackupLast {
+		st.BackupLast[k] = v
+	}
+	for k, v := range saved.Failed {
+		st.Failed[k] = v
+	}
+	// Holds are not trusted across a restart: the agent releases everything
+	// at start and takes groups again through the normal decision.
+	return st, nil
+}
+
+// writeFileAtomic writes data to path so that a crash leaves either the old
+// or the new content: temp file, fsync, rename, fsync of the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

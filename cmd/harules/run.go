@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/harules/harules/agent"
+)
+
+const supervisedEnv = "HARULES_SUPERVISED"
+
+var controlFlag = &cli.StringFlag{Name: "control", Value: agent.DefaultControlSocket, Usage: "control socket of the local agent", EnvVars: []string{"HARULES_CONTROL"}}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the node agent (the daemon)",
+		Description: `Runs this node's agent: authenticated UDP heartbeats on every path of the
+policy, the policy's probes, the same decision engine as simulate, and real
+actions (VIPs with netlink + gratuitous ARP, services, OCF agents).
+
+harules run is two processes: a small supervisor and the agent. If the agent
+dies (crash, kill -9), the supervisor at once removes every VIP carrying
+harules' label and stops the policy's services, so a crashed agent never
+leaves an address the peer is taking over; then it exits with the agent's
+status so systemd restarts it. On start the agent releases whatever a
+previous run left and takes groups only through the normal decision.
+
+Signals: SIGTERM/SIGINT hand the node's groups over (the peer takes them as
+soon as they are stopped here) and release everything; SIGHUP reloads the
+policy (a policy that fails check is refused and the old one keeps running).
+
+Logs go to stderr as key=value lines (journald and grep both read them).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
+			&cli.StringFlag{Name: "node", Usage: "this node's name in the policy (default: the host name)"},
+			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "where the agent keeps its state"},
+			controlFlag,
+			&cli.BoolFlag{Name: "no-supervisor", Usage: "run the agent without the supervisor process"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		},
+		Action: func(c *cli.Context) error {
+			node := c.String("node")
+			if node == "" {
+				h, err := os.Hostname()
+				if err != nil {
+					return fail(exitUsage, "run: --node is required (the host name is unknown: %v)", err)
+				}
+				node = h
+			}
+			log, err := newLogger(c.App.ErrWriter, c.String("log-level"))
+			if err != nil {
+				return fail(exitUsage, "run: %v", err)
+			}
+			if !c.Bool("no-supervisor") && os.Getenv(supervisedEnv) == "" {
+				return supervise(c.Context, log, c.String("policy"), node)
+			}
+			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
+				ControlSocket: c.String("control"), Logger: log})
+			if err != nil {
+				return fail(exitUsage, "%v", err)
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					if err := a.Reload(c.Context); err != nil {
+						log.Error("SIGHUP: reload refused", "error", err.Error())
+					} else {
+						log.Info("SIGHUP: policy reloaded")
+					}
+				}
+			}()
+			if err := a.Run(c.Context); err != nil {
+				return fail(exitFailed, "%v", err)
+			}
+			return nil
+		},
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// supervise runs the agent as a child process and cleans up after it if it
+// dies: the guarantee keepalived lacks (a killed keepalived leaves its VIP
+// configured while the backup adds it too).
+func supervise(ctx context.Context, log *slog.Logger, policyPath, node string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fail(exitInternal, "supervisor: %v", err)
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), supervisedEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+	// The agent gets SIGTERM (a planned handover) if the supervisor dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fail(exitInternal, "supervisor: start agent: %v", err)
+	}
+	log.Info("supervisor started the agent", "pid", cmd.Process.Pid)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stopping := false
+	for {
+		select {
+		case s := <-sigs:
+			if s != syscall.SIGHUP {
+				stopping = true
+			}
+			_ = cmd.Process.Signal(s)
+		case <-ctx.Done():
+			if !stopping {
+				stopping = true
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+			}
+		case err := <-done:
+			code := cmd.ProcessState.ExitCode()
+			if stopping && err == nil {
+				return nil
+			}
+			log.Error("agent died; releasing its VIPs and services", "error", fmt.Sprint(err), "exit_code", code)
+			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			if rerr := agent.Release(rctx, policyPath, node, log); rerr != nil {
+				log.Error("release after agent death failed", "error", rerr.Error())
+			}
+			log.Info("released after agent death", "took", time.Since(start).String())
+			if code <= 0 {
+				code = exitFailed
+			}
+			return fail(code, "agent exited: %v", err)
+		}
+	}
+}
+
+func releaseCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "release",
+		Usage: "stop every resource of the policy on this node and remove harules' VIPs",
+		Description: `What the supervisor does when the agent dies; also meant for systemd's
+ExecStopPost=, so the node holds nothing once the service is down.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
+			&cli.StringFlag{Name: "node", Usage: "this node's name (default: the host name)"},
+		},
+		Action: func(c *cli.Context) error {
+			node := c.String("node")
+			if node == "" {
+				node, _ = os.Hostname()
+			}
+			log, _ := newLogger(c.App.ErrWriter, "info")
+			if err := agent.Release(c.Context, c.String("policy"), node, log); err != nil {
+				return fail(exitFailed, "%v", err)
+			}
+			return nil
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the cluster as the local agent sees it",
+		Flags: []cli.Flag{controlFlag, &cli.BoolFlag{Name: "json", Usage: "print the status document as JSON"}},
+		Action: func(c *cli.Context) error {
+			st, err := agent.NewClient(c.String("control")).Status(c.Context)
+			if err != nil {
+				return fail(exitFailed, "%v", err)
+			}
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(c.App.Writer, st)
+			return nil
+		},
+	}
+}
+
+func printStatus(w io.Writer, st *agent.Status) {
+	fmt.Fprintf(w, "cluster %s, seen from %s (policy %s, incarnation %d)\n\n", st.Cluster, st.Node, st.PolicyHash, st.Incarnation)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tSINCE\tSTANDBY\tHOLDS\tPATHS")
+	for _, n := range st.Nodes {
+		var paths []string
+		for _, p := range n.Paths {
+			state := "up"
+			if !p.Up {
+				state = fmt.Sprintf("DOWN(%d missed)", p.Missed)
+			}
+			paths = append(paths, p.Name+"="+state)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", n.Name, n.State, n.Since.Format(time.RFC3339), n.Standby, strings.Join(n.Holds, ","), strings.Join(paths, " "))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSHOULD RUN ON\tHELD BY\tWHY")
+	for _, g := range st.Groups {
+		why := g.Reason
+		if g.Wait != "" {
+			why = g.Wait + "; " + why
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, orNone(g.Target), orNone(strings.Join(g.Holders, ",")), why)
+	}
+	tw.Flush()
+	if len(st.Alerts) > 0 {
+		fmt.Fprintln(w, "\nALERTS")
+		for _, a := range st.Alerts {
+			fmt.Fprintf(w, "  %s [%s] %s\n", a.Name, a.Severity, a.Message)
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func operatorCommand(name, usage, args string, nargs int, op string) *cli.Command {
+	return &cli.Command{
+		Name:      name,
+		Usage:     usage,
+		ArgsUsage: args,
+		Flags:     []cli.Flag{controlFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != nargs {
+				return fail(exitUsage, "%s: want %s", name, args)
+			}
+			group, node := "", c.Args().Get(0)
+			if op == "move" {
+				group, node = c.Args().Get(0), c.Args().Get(1)
+			}
+			if err := agent.NewClient(c.String("control")).Do(c.Context, op, group, node, false); err != nil {
+				var ee *exitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return fail(exitFailed, "%v", err)
+			}
+			fmt.Fprintf(c.App.Writer, "%s %s: accepted; `harules status` shows the result\n", name, strings.Join(c.Args().Slice(), " "))
+			return nil
+		},
+	}
+}
