@@ -252,7 +252,9 @@ func (v *groupValue) Attr(name string) (starlark.Value, error) {
 	case "since":
 		return starlarktime.Time(v.g.Since), nil
 	case "held_for":
-		return durIf(len(v.g.Holders) > 0, v.f.Now.Sub(v.g.Since)), nil
+		// Since is only known for groups this node holds; a peer's group
+		// would otherwise read as held since year 1.
+		return durIf(len(v.g.Holders) > 0 && !v.g.Since.IsZero(), v.f.Now.Sub(v.g.Since)), nil
 	case "failed_on":
 		var nodes []string
 		for _, n := range v.f.Nodes {

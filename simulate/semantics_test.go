@@ -313,3 +313,24 @@ expect_single_owner()
 		}
 	}
 }
+
+// TestHeldForOnStandby: a node that does not hold a group does not know
+// since when its peer holds it; held_for must read zero there, not the
+// centuries since the zero time.
+func TestHeldForOnStandby(t *testing.T) {
+	res := simulateSrc(t, withRules(`
+rule("held", when = lambda f: [alert("held-long", message = str(f.groups["web"].held_for))] if f.groups["web"].held_for > duration("1h") else [])
+rule("held-here", when = lambda f: [alert("held-here", message = "web")] if f.groups["web"].held_for > duration("5s") else [])
+`), `
+scenario(duration = "20s")
+expect_alert("held-long")
+expect_alert("held-here", node = "node1", at = "10s")
+expect_alert("held-here", node = "node2")
+`)
+	want := []bool{false, true, false}
+	for i, e := range res.Expectations {
+		if e.OK != want[i] {
+			t.Errorf("%s: ok=%v (%s), want %v", e.Expect, e.OK, e.Detail, want[i])
+		}
+	}
+}
