@@ -86,6 +86,9 @@ func EvalRule(ctx context.Context, r *policy.Rule, f *FactsValue, now time.Time)
 			if thread.ExecutionSteps() >= MaxRuleSteps {
 				msg = fmt.Sprintf("stopped after %d steps (is there an endless loop?): %s", MaxRuleSteps, ee.Msg)
 			}
+			if strings.Contains(msg, "frozen") {
+				msg += " (the policy's values are read-only once it has loaded: a rule cannot keep state in globals; copy a value, e.g. list(X), to change it)"
+			}
 			return &RuleError{Rule: r, Err: fmt.Errorf("%s\n%s", msg, ee.CallStack.String())}
 		}
 		return &RuleError{Rule: r, Err: err}

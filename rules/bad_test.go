@@ -148,6 +148,19 @@ func TestMissingPolicyFile(t *testing.T) {
 	}
 }
 
+// TestMaxStepsOption: Options.MaxSteps replaces the default step budget
+// and the error reports the budget that applied.
+func TestMaxStepsOption(t *testing.T) {
+	_, err := rules.Load(context.Background(), "testdata/bad/runaway_loop.star", rules.Options{MaxSteps: 1000})
+	if err == nil || !strings.Contains(err.Error(), "policy stopped after 1000 steps (is there an endless loop?)") {
+		t.Fatalf("Load with MaxSteps 1000 = %v", err)
+	}
+	// The example is far below the default budget and loads with a small one.
+	if _, err := rules.Load(context.Background(), "../examples/web-active-standby/policy.star", rules.Options{MaxSteps: 100_000}); err != nil {
+		t.Errorf("example with MaxSteps 100000: %v", err)
+	}
+}
+
 // TestLoadCancelled: a cancelled context stops a runaway policy long
 // before the step limit.
 func TestLoadCancelled(t *testing.T) {

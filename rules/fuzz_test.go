@@ -51,7 +51,8 @@ func FuzzLoad(f *testing.F) {
 		// up and released on every load.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		p, err := rules.Load(ctx, fuzzMain, rules.Options{ReadFile: read})
+		// A small step budget keeps endless loops from eating fuzz time.
+		p, err := rules.Load(ctx, fuzzMain, rules.Options{ReadFile: read, MaxSteps: 200_000})
 		if err == nil {
 			if p == nil || len(p.Hash) != 16 || p.Cluster.Name == "" || len(p.Nodes) == 0 {
 				t.Fatalf("Load succeeded with an incomplete policy: %+v", p)

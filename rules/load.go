@@ -62,6 +62,8 @@ type Options struct {
 	Print func(msg string)
 	// ReadFile reads a policy file; nil means os.ReadFile.
 	ReadFile func(path string) ([]byte, error)
+	// MaxSteps bounds the execution of each file; 0 means MaxLoadSteps.
+	MaxSteps uint64
 }
 
 type loadEntry struct {
@@ -89,6 +91,9 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 	if opts.ReadFile == nil {
 		opts.ReadFile = os.ReadFile
 	}
+	if opts.MaxSteps == 0 {
+		opts.MaxSteps = MaxLoadSteps
+	}
 	l := &loader{ctx: ctx, opts: opts, cache: map[string]*loadEntry{}, contents: map[string][]byte{}, universe: builtins.Universe()}
 	defer func() {
 		for _, stop := range l.stops {
@@ -99,7 +104,7 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 	thread := l.newThread("policy " + path)
 	c.Attach(thread)
 	if _, err := l.exec(thread, filepath.Clean(path)); err != nil {
-		return nil, toErrors(err, path)
+		return nil, toErrors(err, path, l.opts.MaxSteps)
 	}
 	p := &policy.Policy{Nodes: c.Nodes, Paths: c.Paths, Probes: c.Probes, Groups: c.Groups, Rules: c.Rules, Backups: c.Backups, Files: l.files}
 	if c.Cluster != nil {
@@ -125,7 +130,7 @@ func (l *loader) newThread(name string) *starlark.Thread {
 			l.opts.Print(msg)
 		}
 	}
-	t.SetMaxExecutionSteps(MaxLoadSteps)
+	t.SetMaxExecutionSteps(l.opts.MaxSteps)
 	if l.ctx.Done() != nil {
 		// Stopped when Load returns: a long-lived context (an agent that
 		// reloads its policy) must not keep every loaded policy alive.
@@ -206,7 +211,7 @@ func stdlibNames() []string {
 }
 
 // toErrors converts Starlark's error kinds into positioned Errors.
-func toErrors(err error, path string) Errors {
+func toErrors(err error, path string, maxSteps uint64) Errors {
 	var se syntax.Error
 	var re resolve.ErrorList
 	var ee *starlark.EvalError
@@ -221,7 +226,7 @@ func toErrors(err error, path string) Errors {
 		}
 		return out
 	case errors.As(err, &ee):
-		return Errors{evalErrorAt(ee, path)}
+		return Errors{evalErrorAt(ee, path, maxSteps)}
 	case errors.As(err, &pe):
 		return Errors{{Pos: policy.Pos{File: path}, Msg: fmt.Sprintf("cannot read policy: %v", pe.Err)}}
 	}
@@ -232,10 +237,13 @@ func toErrors(err error, path string) Errors {
 // file: for an error raised by a built-in that is the call site in the
 // policy; for one raised inside @stdlib, the policy line that called the
 // library (operators cannot edit @stdlib), with the library line noted.
-func evalErrorAt(ee *starlark.EvalError, path string) Error {
+func evalErrorAt(ee *starlark.EvalError, path string, maxSteps uint64) Error {
 	msg := ee.Msg
 	if strings.HasSuffix(msg, "too many steps") {
-		msg = fmt.Sprintf("policy stopped after %d steps (is there an endless loop?): %s", MaxLoadSteps, msg)
+		msg = fmt.Sprintf("policy stopped after %d steps (is there an endless loop?): %s", maxSteps, msg)
+	}
+	if strings.Contains(msg, "frozen") {
+		msg += " (values from load() are read-only; copy one to change it, e.g. list(X))"
 	}
 	var lib *syntax.Position
 	for i := len(ee.CallStack) - 1; i >= 0; i-- {

@@ -45,6 +45,10 @@ func TestCheckExitCodes(t *testing.T) {
 		{name: "unknown flag", args: []string{"check", "--bogus", goodPolicy}, code: exitUsage,
 			stderr: []string{"flag provided but not defined: -bogus"}},
 		{name: "unknown command", args: []string{"chek", goodPolicy}, code: exitUsage},
+		{name: "help", args: []string{"check", "--help"}, code: exitOK,
+			stdout: []string{"Exit 0 when every policy is valid, 1 when one has errors, 2 on usage errors."}},
+		{name: "flags after the file", args: []string{"check", goodPolicy, "--json"}, code: exitOK,
+			stdout: []string{`"ok": true`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
