@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -44,6 +46,7 @@ outages, dual_owners, expectations (expect, pos, ok, detail), stats.`,
 			&cli.StringSliceFlag{Name: "scenario", Aliases: []string{"s"}, Usage: "scenario file or glob (repeatable)", Required: true},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON document"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "hide placement reasoning; show events, actions and results"},
+			&cli.StringFlag{Name: "svg", Usage: "also draw the timeline as a standalone SVG file (with several scenarios: FILE-<scenario>.svg)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -79,6 +82,14 @@ outages, dual_owners, expectations (expect, pos, ok, detail), stats.`,
 				}
 				ok = ok && res.OK
 				results = append(results, res)
+				if out := c.String("svg"); out != "" {
+					if len(files) > 1 {
+						out = strings.TrimSuffix(out, ".svg") + "-" + strings.TrimSuffix(filepath.Base(f), ".star") + ".svg"
+					}
+					if err := writeSVG(out, res); err != nil {
+						return fail(exitInternal, "write SVG: %v", err)
+					}
+				}
 				if !c.Bool("json") {
 					simulate.WriteText(c.App.Writer, res, simulate.TextOptions{Quiet: c.Bool("quiet")})
 					fmt.Fprintln(c.App.Writer)
@@ -105,6 +116,18 @@ outages, dual_owners, expectations (expect, pos, ok, detail), stats.`,
 			return nil
 		},
 	}
+}
+
+func writeSVG(path string, res *simulate.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := simulate.WriteSVG(f, res); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func joinLines(ss []string) string {
