@@ -82,11 +82,17 @@ func TestWebActiveStandbyModel(t *testing.T) {
 	if !strings.HasPrefix(pl.Pos.File, "@stdlib//placement.star") {
 		t.Errorf("placement position %s; want the placement() call in @stdlib", pl.Pos)
 	}
-	if got := names(p.Rules, func(r *policy.Rule) string { return r.Name }); !slices.Equal(got, []string{"path-alert", "gateway-guard", "web-health"}) {
-		t.Errorf("rules = %v", got)
+	// The example grows; pin the rules its comments promise, not the count.
+	ruleNames := names(p.Rules, func(r *policy.Rule) string { return r.Name })
+	for _, want := range []string{"path-alert", "gateway-guard", "web-health"} {
+		if !slices.Contains(ruleNames, want) {
+			t.Errorf("rules = %v; missing %q", ruleNames, want)
+		}
 	}
-	if r := p.Rules[2]; r.For != 10*time.Second || r.Then == nil || r.Pos.Line != 35 {
-		t.Errorf("web-health rule = %+v", r)
+	for _, r := range p.Rules {
+		if r.Name == "web-health" && (r.For != 10*time.Second || r.Then == nil || r.Pos.File != "../examples/web-active-standby/policy.star") {
+			t.Errorf("web-health rule = %+v", r)
+		}
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 )
 
 const (
-	goodPolicy = "../../examples/web-active-standby/policy.star"
+	// goodPolicy is a fixed test policy (the examples keep growing).
+	goodPolicy = "../../rules/testdata/good/complete.star"
+	example    = "../../examples/web-active-standby/policy.star"
 	badPolicy  = "../../rules/testdata/bad/dup_node.star"
 )
 
@@ -33,7 +35,9 @@ func TestCheckExitCodes(t *testing.T) {
 		emptyStdio bool // stdout must be empty
 	}{
 		{name: "valid", args: []string{"check", goodPolicy}, code: exitOK,
-			stdout: []string{goodPolicy + `: ok: cluster "web", 2 nodes, 2 heartbeat paths, 2 probes, 1 groups, 3 rules, 0 backups`, "a dead peer is declared after 1s"}},
+			stdout: []string{goodPolicy + `: ok: cluster "complete", 3 nodes, 3 heartbeat paths, 3 probes, 2 groups, 3 rules, 2 backups (policy `, "a dead peer is declared after 5s"}},
+		{name: "shipped example", args: []string{"check", example}, code: exitOK,
+			stdout: []string{example + `: ok: cluster "web", 2 nodes`}},
 		{name: "invalid", args: []string{"check", badPolicy}, code: exitFailed, emptyStdio: true,
 			stderr: []string{badPolicy + `:4:5: node "node1" is already declared at ` + badPolicy + ":3:5"}},
 		{name: "valid and invalid", args: []string{"check", goodPolicy, badPolicy}, code: exitFailed,
@@ -104,7 +108,7 @@ func TestCheckJSON(t *testing.T) {
 	}
 	s := *good.Summary
 	// JSON numbers decode as float64.
-	want := map[string]any{"cluster": "web", "nodes": 2.0, "paths": 2.0, "probes": 2.0, "groups": 1.0, "rules": 3.0, "backups": 0.0, "detection": "1s"}
+	want := map[string]any{"cluster": "complete", "nodes": 3.0, "paths": 3.0, "probes": 3.0, "groups": 2.0, "rules": 3.0, "backups": 2.0, "detection": "5s"}
 	for k, v := range want {
 		if s[k] != v {
 			t.Errorf("summary[%q] = %v, want %v", k, s[k], v)
