@@ -45,6 +45,8 @@ func entryType(flag byte) string {
 		return typeChar
 	case tar.TypeBlock:
 		return typeBlock
+	case tar.TypeLink:
+		return typeHard
 	}
 	return fmt.Sprintf("tar type %q", flag)
 }
@@ -142,7 +144,7 @@ func matchManifest(hdr *tar.Header, me ManifestEntry) error {
 	if me.Type == typeFile && hdr.Size != me.Size {
 		return corruptf("%q: archive size %d, manifest says %d", hdr.Name, hdr.Size, me.Size)
 	}
-	if me.Type == typeSymlink && hdr.Linkname != me.Target() {
+	if (me.Type == typeSymlink || me.Type == typeHard) && hdr.Linkname != me.Target() {
 		return corruptf("%q: archive link %q, manifest says %q", hdr.Name, hdr.Linkname, me.Target())
 	}
 	if hdr.ModTime.UnixNano() != me.MTimeNS || uint32(hdr.Mode)&0o7777 != me.Mode {
@@ -240,6 +242,12 @@ func (x *extractor) entry(hdr *tar.Header, content io.Reader) error {
 		err = x.file(name, hdr, content)
 	case tar.TypeSymlink:
 		err = x.symlink(name, hdr)
+	case tar.TypeLink:
+		target := strings.TrimSuffix(hdr.Linkname, "/")
+		if target == "" || !filepath.IsLocal(target) {
+			return fmt.Errorf("%q: hard link to %q: %w", hdr.Name, hdr.Linkname, ErrUnsafePath)
+		}
+		err = x.root.Link(filepath.Clean(target), name)
 	case tar.TypeFifo, tar.TypeChar, tar.TypeBlock:
 		err = x.node(name, hdr)
 	default:

@@ -38,7 +38,7 @@ func newGzipWriter(w io.Writer, level int) io.WriteCloser {
 // Regular files, directories, symlinks, fifos and device nodes are kept
 // with permissions, owners and nanosecond mtimes; sparse files are stored
 // as GNU PAX 1.0 sparse entries (holes are neither read nor stored).
-// Hard links are stored as separate files; sockets are skipped.
+// Hard links within the tree stay hard links; sockets are skipped.
 type Files struct {
 	Root string
 	// Level is the gzip level 1..9; 0 means 6.
@@ -108,7 +108,8 @@ func (f *Files) Backup(ctx context.Context, out Output) (Summary, error) {
 		mw:   newManifestWriter(out.Manifest),
 		buf:  make([]byte, 256<<10),
 		log:  log,
-		hash: sha256.New(),
+		hash:  sha256.New(),
+		links: map[inode]string{},
 	}
 	walkErr := filepath.WalkDir(f.Root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -156,7 +157,10 @@ type archiver struct {
 	log     *slog.Logger
 	hash    hash.Hash
 	entries int64
+	links   map[inode]string // first archived name of files with several links
 }
+
+type inode struct{ dev, ino uint64 }
 
 func modeBits(m fs.FileMode) uint32 {
 	bits := uint32(m.Perm())
@@ -211,6 +215,16 @@ func (a *archiver) add(path, rel string) error {
 		entry.Type = typeBlock
 	case t.IsRegular():
 		entry.Type = typeFile
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			key := inode{st.Dev, st.Ino}
+			if first, seen := a.links[key]; seen {
+				entry.Type = typeHard
+				entry.setLink(first)
+				link = first
+			} else {
+				a.links[key] = name
+			}
+		}
 	default:
 		a.log.Warn("backup: skipping file of unknown type", "path", path, "mode", info.Mode())
 		return nil
@@ -223,6 +237,9 @@ func (a *archiver) add(path, rel string) error {
 	hdr.Format = tar.FormatPAX // keeps nanosecond mtimes and any name
 	hdr.ModTime = info.ModTime()
 	hdr.AccessTime, hdr.ChangeTime = timeZero, timeZero
+	if entry.Type == typeHard {
+		hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, link, 0
+	}
 	if entry.Type == typeFile {
 		if err := a.addFile(path, hdr, &entry); err != nil {
 			return err

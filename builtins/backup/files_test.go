@@ -46,6 +46,10 @@ func buildOddTree(t *testing.T, root string) {
 	mk("empty-file", nil, 0o644)
 	mk("setuid-bin", pattern(100, 5), 0o4755|os.ModeSetuid)
 	mk("exec.sh", []byte("#!/bin/sh\necho hi\n"), 0o700)
+	mk("hard-a", pattern(12345, 8), 0o640)
+	if err := os.Link(filepath.Join(root, "hard-a"), filepath.Join(root, "d1", "hard-b")); err != nil {
+		t.Fatal(err)
+	}
 	mk("compressible.log", bytes.Repeat([]byte("2026-11-26 INFO all is well\n"), 20000), 0o644)
 	for _, d := range []string{"empty-dir", filepath.Join("nested", "empty")} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -119,6 +123,8 @@ func TestFilesRoundTrip(t *testing.T) {
 	src := filepath.Join(tmp, "src")
 	buildOddTree(t, src)
 	want := snapshotTree(t, src)
+	began := time.Now()
+	phase := func(name string) { t.Logf("%s done after %v", name, time.Since(began).Round(time.Millisecond)) }
 
 	store := openStore(t, filepath.Join(tmp, "store"))
 	runner := &Runner{Store: store, Node: "n1", Log: quietLog()}
@@ -126,6 +132,7 @@ func TestFilesRoundTrip(t *testing.T) {
 	job := Job{Name: "tree", Source: &Files{Root: src, Log: quietLog()}, Retention: Retention{KeepLast: 3},
 		Progress: func(p Progress) { progress = append(progress, p) }}
 	rec := mustRun(t, ctx, runner, job)
+	phase("backup")
 
 	if rec.Kind != KindFiles || rec.Node != "n1" || rec.Bytes == 0 || len(rec.SHA256) != 64 || rec.Entries != int64(len(want)) {
 		t.Fatalf("unexpected record %+v (tree has %d entries)", rec, len(want))
@@ -143,17 +150,27 @@ func TestFilesRoundTrip(t *testing.T) {
 	if err := store.Verify(ctx, "tree", rec.ID); err != nil {
 		t.Fatalf("verify: %v", err)
 	}
+	phase("verify")
 
 	dest := filepath.Join(tmp, "restored")
 	if err := store.RestoreFiles(ctx, "tree", rec.ID, dest, RestoreOptions{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
+	phase("restore")
 	compareTrees(t, want, snapshotTree(t, dest))
 	if a := allocated(t, filepath.Join(dest, "big.sparse")); a > 8<<20 {
 		t.Errorf("restored big.sparse allocates %d bytes; want it sparse", a)
 	}
 	if a := allocated(t, filepath.Join(dest, "tail.sparse")); a > 1<<20 {
 		t.Errorf("restored tail.sparse allocates %d bytes; want it sparse", a)
+	}
+
+	// Hard links stay hard links.
+	var sa, sb unix.Stat_t
+	unix.Lstat(filepath.Join(dest, "hard-a"), &sa)
+	unix.Lstat(filepath.Join(dest, "d1", "hard-b"), &sb)
+	if sa.Ino == 0 || sa.Ino != sb.Ino || sa.Nlink != 2 {
+		t.Errorf("hard-a and d1/hard-b are not one inode with 2 links after restore (%d/%d, nlink %d)", sa.Ino, sb.Ino, sa.Nlink)
 	}
 
 	// A second restore into a non-empty directory is refused.
@@ -169,6 +186,7 @@ func TestFilesRoundTrip(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("GNU tar cannot extract the archive: %v\n%s", err, out)
 	}
+	phase("GNU tar extract")
 	gotGNU := snapshotTree(t, gnu)
 	for name, w := range want {
 		if g := gotGNU[name]; g.Type != w.Type || g.SHA256 != w.SHA256 || g.Size != w.Size || g.Link != w.Link {
@@ -283,6 +301,9 @@ func TestRestoreRefusesEscapingPaths(t *testing.T) {
 		"through symlink": {
 			{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: outside},
 			{Name: "lnk/evil", Typeflag: tar.TypeReg, Size: 3, Mode: 0o644},
+		},
+		"hard link out": {
+			{Name: "h", Typeflag: tar.TypeLink, Linkname: "../outside/victim"},
 		},
 		"through relative symlink": {
 			{Name: "up", Typeflag: tar.TypeSymlink, Linkname: "../outside"},

@@ -16,6 +16,7 @@ const (
 	typeFifo    = "fifo"
 	typeChar    = "char"
 	typeBlock   = "block"
+	typeHard    = "hardlink" // another name of an earlier regular file (Link)
 )
 
 // ManifestEntry describes one archive entry. File names are arbitrary
