@@ -103,11 +103,11 @@ func (f *Files) Backup(ctx context.Context, out Output) (Summary, error) {
 	}
 	zw := newGzipWriter(out.Data, f.Level)
 	a := &archiver{
-		tw:   tar.NewWriter(zw),
-		raw:  zw,
-		mw:   newManifestWriter(out.Manifest),
-		buf:  make([]byte, 256<<10),
-		log:  log,
+		tw:    tar.NewWriter(zw),
+		raw:   zw,
+		mw:    newManifestWriter(out.Manifest),
+		buf:   make([]byte, 256<<10),
+		log:   log,
 		hash:  sha256.New(),
 		links: map[inode]string{},
 	}
