@@ -153,7 +153,7 @@ func TestCommandsHangingStartIsKilledAtTimeout(t *testing.T) {
 	hang := writeScript(t, filepath.Join(dir, "hang"), `sleep 1000 & echo $! > "$D/child"; echo "waiting for the network" >&2; wait`)
 	r, err := New(Spec{Name: "hangs", Kind: KindCommands, Env: map[string]string{"D": dir},
 		Start: []string{hang}, Stop: []string{"true"}, Monitor: []string{"sh", "-c", "exit 3"},
-		StartTimeout: 1500 * time.Millisecond}, testOptions(t))
+		StartTimeout: 2 * time.Second}, testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}

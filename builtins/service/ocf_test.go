@@ -345,7 +345,7 @@ func TestOCFHangingMonitorIsKilled(t *testing.T) {
 	ctx := testCtx(t)
 	root, dir := fakeAgentRoot(t, false)
 	r := newOCFRunner(t, Spec{Name: "fake1", OCFRoot: root, Provider: "harulestest", Agent: "Fake",
-		Params: map[string]string{"color": "red"}, MonitorTimeout: 1500 * time.Millisecond})
+		Params: map[string]string{"color": "red"}, MonitorTimeout: 2 * time.Second})
 	if err := os.WriteFile(filepath.Join(dir, "monitor.hang"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
