@@ -149,6 +149,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.exec = a.cfg.Executor
 	if a.exec == nil {
 		a.real = NewExecutor(a.cfg.Node, a.log)
+		a.real.Policy = func() *policy.Policy { return a.node.Policy }
+		// A live holder answers an ARP probe within a millisecond on a LAN;
+		// the window is kept short because it adds to every crash failover.
+		if d := a.policy.DetectionTime() / 10; d > 0 {
+			a.real.ProbeTimeout = min(max(d, 5*time.Millisecond), 50*time.Millisecond)
+		}
 		defer a.real.Close()
 		a.exec = a.real
 	}

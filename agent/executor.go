@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/harules/harules/builtins/backup"
 	"github.com/harules/harules/builtins/service"
 	"github.com/harules/harules/builtins/vip"
 	"github.com/harules/harules/engine"
@@ -26,6 +27,10 @@ type Executor struct {
 	// ProbeTimeout bounds the ARP probe for a VIP before a takeover.
 	ProbeTimeout time.Duration
 
+	// Policy returns the running policy (backup jobs are read from it).
+	Policy func() *policy.Policy
+
+	bk        backups
 	mu        sync.Mutex
 	vips      map[string]*vip.Manager
 	services  map[string]service.Runner
@@ -38,7 +43,8 @@ var _ engine.Executor = (*Executor)(nil)
 func NewExecutor(node string, log *slog.Logger) *Executor {
 	return &Executor{node: node, log: log, ProbeTimeout: 100 * time.Millisecond,
 		vips: map[string]*vip.Manager{}, services: map[string]service.Runner{},
-		announces: map[netip.Prefix]context.CancelFunc{}}
+		announces: map[netip.Prefix]context.CancelFunc{},
+		bk:        backups{stores: map[string]*backup.Store{}, running: map[string]bool{}}}
 }
 
 // ErrConflict is returned when another host already answers for a VIP.
@@ -89,9 +95,16 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 	return fmt.Errorf("%s resources are not supported by the agent yet; only vip and service are", r.Kind)
 }
 
-// Backup runs a backup job.
-func (e *Executor) Backup(_ context.Context, run engine.BackupRun) error {
-	return fmt.Errorf("backup %s: running backups from the agent is not wired yet", run.Job)
+func (e *Executor) policyBackup(name string) *policy.Backup {
+	if e.Policy == nil {
+		return nil
+	}
+	for _, b := range e.Policy().Backups {
+		if b.Name == name {
+			return b
+		}
+	}
+	return nil
 }
 
 // Release stops a resource whatever its state (idempotent).
