@@ -96,6 +96,35 @@ func TestWebActiveStandbyModel(t *testing.T) {
 	}
 }
 
+func TestActiveActiveModel(t *testing.T) {
+	p := mustLoad(t, "../examples/active-active/policy.star")
+	for _, n := range p.Nodes {
+		if n.Capacity != 2 {
+			t.Errorf("node %s capacity %d, want 2", n.Name, n.Capacity)
+		}
+	}
+	if d := p.DetectionTime(); d != 2*time.Second {
+		t.Errorf("detection = %s, want 2s (4 x 500ms)", d)
+	}
+	want := []struct {
+		group    string
+		nodes    []string
+		priority int
+	}{{"app-a", []string{"node1", "node2"}, 10}, {"app-b", []string{"node2", "node1"}, 10}, {"reports", []string{"node2", "node1"}, 0}}
+	for _, w := range want {
+		g := p.Group(w.group)
+		if g == nil {
+			t.Errorf("no group %s", w.group)
+			continue
+		}
+		pl := g.Placement
+		if pl.Kind != "active_standby" || !slices.Equal(pl.Nodes, w.nodes) || pl.Priority != w.priority || pl.Weight != 1 ||
+			pl.Failback != policy.FailbackAuto || pl.FailbackDelay != 30*time.Second || pl.Stickiness != 0 || pl.Scores[w.nodes[0]] != 100 {
+			t.Errorf("%s placement = %+v", w.group, pl)
+		}
+	}
+}
+
 // TestRelativeLoads: load() of files relative to the loading file, from a
 // subdirectory and back up, with one shared library module.
 func TestRelativeLoads(t *testing.T) {
