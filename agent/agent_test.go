@@ -140,3 +140,29 @@ node("a", address = "198.51.100.1")
 		t.Errorf("bad policy: got %v; want a file:line:col error", err)
 	}
 }
+
+func TestJobFromPolicy(t *testing.T) {
+	good := &policy.Backup{Name: "nightly", Kind: "files", Params: map[string]string{"target": "/b", "source": "/srv",
+		"keep_last": "7", "min_keep": "2", "headroom_percent": "25", "copy_to": "/dr"}}
+	job, target, copyTo, err := JobFromPolicy(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target != "/b" || copyTo != "/dr" || job.Retention.KeepLast != 7 || job.Retention.MinKeep != 2 || job.Headroom != 0.25 || job.Source == nil {
+		t.Errorf("got job %+v target %q copy %q", job, target, copyTo)
+	}
+	for _, bad := range []struct {
+		b    *policy.Backup
+		want string
+	}{
+		{&policy.Backup{Name: "x", Kind: "files", Params: map[string]string{"source": "/srv"}}, `"target"`},
+		{&policy.Backup{Name: "x", Kind: "files", Params: map[string]string{"target": "/b"}}, `"source"`},
+		{&policy.Backup{Name: "x", Kind: "exec", Params: map[string]string{"target": "/b"}}, `"command"`},
+		{&policy.Backup{Name: "x", Kind: "files", Params: map[string]string{"target": "/b", "source": "/s", "keep_last": "-1"}}, "keep_last"},
+		{&policy.Backup{Name: "x", Kind: "files", Params: map[string]string{"target": "/b", "source": "/s", "headroom_percent": "120"}}, "headroom_percent"},
+	} {
+		if _, _, _, err := JobFromPolicy(bad.b); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v: got %v, want an error naming %s", bad.b.Params, err, bad.want)
+		}
+	}
+}
