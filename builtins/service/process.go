@@ -197,7 +197,8 @@ func (r *ProcessRunner) spawn() (*processInstance, error) {
 func (r *ProcessRunner) waitHealthy(ctx context.Context, inst *processInstance) error {
 	ctx, cancel := context.WithTimeout(ctx, r.spec.StartTimeout)
 	defer cancel()
-	tick := time.NewTicker(r.opts.PollInterval)
+	// Each round runs a command: poll less eagerly than for a group's exit.
+	tick := time.NewTicker(max(r.opts.PollInterval, 250*time.Millisecond))
 	defer tick.Stop()
 	for {
 		st, err := r.check(ctx, inst)

@@ -14,6 +14,18 @@
 // Every action is bounded by its timeout even when the command hangs (the
 // command's whole process group is killed) and is idempotent in the OCF
 // sense: starting a running service and stopping a stopped one succeed.
+//
+// Typical use by the engine:
+//
+//	spec, err := service.SpecFromParams(res.Name, res.Params) // or fill a Spec
+//	r, err := service.New(spec, service.Options{Owner: nodeName, Logger: log})
+//	err = r.Start(ctx)
+//	st, err := r.Monitor(ctx) // st.State: running, stopped, failed, promoted...
+//	err = r.Stop(ctx)
+//
+// New validates the spec with messages that say what to fix; for OCF agents
+// it reads the agent's meta-data (parameters, advised timeouts). Errors of
+// actions are *ActionError (exit code, OCF code name, timeout, output tail).
 package service
 
 import (
