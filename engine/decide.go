@@ -134,15 +134,29 @@ func evalRules(ctx context.Context, p *policy.Policy, f *facts.Facts, s *State, 
 
 type constraints struct {
 	decisions []policy.Decision
+	// byKind holds the decisions of each kind in firing order, so that
+	// looking up one kind for every group and candidate stays cheap when
+	// rules return many decisions.
+	byKind map[policy.DecisionKind][]policy.Decision
 }
 
-func collect(ds []policy.Decision) constraints { return constraints{decisions: ds} }
+func collect(ds []policy.Decision) constraints {
+	c := constraints{decisions: ds}
+	if len(ds) > 0 {
+		c.byKind = map[policy.DecisionKind][]policy.Decision{}
+		for _, d := range ds {
+			c.byKind[d.Kind] = append(c.byKind[d.Kind], d)
+		}
+	}
+	return c
+}
 
 func (c constraints) of(kind policy.DecisionKind, group string) []policy.Decision {
 	var out []policy.Decision
-	for _, d := range c.decisions {
-		if d.Kind == kind && d.AppliesTo(group) {
-			out = append(out, d)
+	ds := c.byKind[kind]
+	for i := range ds {
+		if ds[i].AppliesTo(group) {
+			out = append(out, ds[i])
 		}
 	}
 	return out
@@ -212,6 +226,7 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 	holder := f.Owner(g.Name)
 	var excluded []string
 	var cands []candidate
+	prefers, moves := c.of(policy.Prefer, g.Name), c.of(policy.Move, g.Name)
 	for _, name := range p.CandidateNodes(g) {
 		n := f.Node(name)
 		node := p.Node(name)
@@ -226,13 +241,13 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 		if name == holder && g.Placement.Stickiness != 0 {
 			cd.score += g.Placement.Stickiness
 		}
-		for _, pr := range c.of(policy.Prefer, g.Name) {
+		for _, pr := range prefers {
 			if pr.Node == name {
 				cd.score += pr.Score
 				cd.why = append(cd.why, ruleReason(pr))
 			}
 		}
-		for _, mv := range c.of(policy.Move, g.Name) {
+		for _, mv := range moves {
 			if mv.Node == name {
 				cd.score += ruleMoveScore
 				cd.why = append(cd.why, ruleReason(mv))

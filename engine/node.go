@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -283,6 +282,11 @@ func (n *Node) runBackups(ctx context.Context, now time.Time, d *Decision) {
 // Report returns what this node tells its peers; the pointer changes only
 // when the content does, so receivers can detect changes cheaply.
 func (n *Node) Report() *Report {
+	// Report runs at every heartbeat; comparing in place avoids building
+	// and deep-comparing a new report when nothing changed (the common case).
+	if n.report != nil && n.reportCurrent(n.report) {
+		return n.report
+	}
 	failed := map[string]time.Time{}
 	for g, t := range n.State.Failed {
 		if n.Policy.Cluster.FailureTimeout == 0 || (n.last != nil && n.last.Now.Sub(t) < n.Policy.Cluster.FailureTimeout) {
@@ -290,11 +294,8 @@ func (n *Node) Report() *Report {
 		}
 	}
 	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(),
-		Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
+		Standby: n.State.Leaving, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
 		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast)}
-	if n.report != nil && reflect.DeepEqual(n.report, r) {
-		return n.report
-	}
 	n.report = r
 	return r
 }

@@ -1,0 +1,64 @@
+package engine
+
+import "time"
+
+// reportsFailure says whether a failure at t is still recent enough to report.
+func (n *Node) reportsFailure(t time.Time) bool {
+	return n.Policy.Cluster.FailureTimeout == 0 || (n.last != nil && n.last.Now.Sub(t) < n.Policy.Cluster.FailureTimeout)
+}
+
+// reportCurrent reports whether r has the content Report would build now
+// (what reflect.DeepEqual of the two used to establish), without allocating.
+func (n *Node) reportCurrent(r *Report) bool {
+	s := n.State
+	if r.Node != n.Name || r.Incarnation != s.Incarnation || r.PolicyHash != n.Policy.Hash ||
+		r.Standby != s.Leaving || r.Maintenance != s.Maintenance || len(r.Holds) != len(s.Holds) {
+		return false
+	}
+	// r.Holds is sorted and duplicate-free, so equal length plus membership
+	// means the same sorted list.
+	for _, g := range r.Holds {
+		if _, ok := s.Holds[g]; !ok {
+			return false
+		}
+	}
+	probes := n.View.probes
+	if len(r.Probes) != len(probes) {
+		return false
+	}
+	for _, p := range r.Probes {
+		cur, ok := probes[p.Probe]
+		if !ok || cur != p && *cur != *p {
+			return false
+		}
+	}
+	recent := 0
+	for g, t := range s.Failed {
+		if !n.reportsFailure(t) {
+			continue
+		}
+		recent++
+		if old, ok := r.Failed[g]; !ok || old != t {
+			return false
+		}
+	}
+	if recent != len(r.Failed) {
+		return false
+	}
+	return sameMap(r.Operator.Moves, s.Operator.Moves) && sameMap(r.Operator.Standby, s.Operator.Standby) &&
+		sameMap(r.BackupLast, s.BackupLast)
+}
+
+// sameMap compares like reflect.DeepEqual does for maps of comparable
+// values: nil and empty differ.
+func sameMap[V comparable](a, b map[string]V) bool {
+	if (a == nil) != (b == nil) || len(a) != len(b) {
+		return false
+	}
+	for k, v := range b {
+		if w, ok := a[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
