@@ -126,6 +126,9 @@ func declService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		if _, ok := p["stop"]; !ok {
 			return nil, fmt.Errorf("service %q: start= needs stop= too", name)
 		}
+		if _, ok := p["monitor"]; !ok {
+			return nil, fmt.Errorf("service %q: start=/stop= scripts need monitor= too (exit 0 running, 3 or 7 stopped), or harules cannot tell whether the service runs", name)
+		}
 	}
 	if ocf != "" {
 		kinds++
