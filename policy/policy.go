@@ -27,6 +27,9 @@ func (p Pos) String() string {
 	if p.File == "" {
 		return "<builtin>"
 	}
+	if p.Line == 0 {
+		return p.File
+	}
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
 }
 
