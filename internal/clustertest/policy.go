@@ -1,0 +1,110 @@
+package clustertest
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Fixed addresses of the lab. Node i (1-based) is 198.51.100.i on the lan
+// bridge (eth0) and 203.0.113.i on the backnet bridge (eth1).
+const (
+	VIP         = "198.51.100.100"
+	VIPPrefix   = VIP + "/24"
+	ClientAddr  = "198.51.100.50"
+	GatewayAddr = "198.51.100.254"
+	// AppPort is where every node's name server listens (0.0.0.0).
+	AppPort = 8080
+	// Group is the group the default policy declares.
+	Group = "web"
+	// LanPort and BacknetPort are the heartbeat ports of the default policy.
+	LanPort     = 7001
+	BacknetPort = 7002
+)
+
+// LanAddr is node i's address on the lan bridge (i from 1).
+func LanAddr(i int) string { return fmt.Sprintf("198.51.100.%d", i) }
+
+// BacknetAddr is node i's address on the backnet bridge (i from 1).
+func BacknetAddr(i int) string { return fmt.Sprintf("203.0.113.%d", i) }
+
+// NodeName is the policy name of node i (i from 1).
+func NodeName(i int) string { return fmt.Sprintf("node%d", i) }
+
+// PolicyOptions shapes the default policy: one active/standby group "web"
+// with the VIP and a service, two heartbeat paths (lan, backnet) and a
+// path-down alert rule.
+type PolicyOptions struct {
+	// Cluster name; default "e2e".
+	Cluster string
+	// Interval and Misses of both heartbeat paths; default 100ms and 15:
+	// a dead peer is declared after ~1.5 s, which does not flap on a busy
+	// 2-core CI machine (load 15 stalls processes for hundreds of ms).
+	Interval string
+	Misses   int
+	// Failback of the placement, "manual" (default) or "auto", and its
+	// delay (default "0s").
+	Failback      string
+	FailbackDelay string
+	// GatewayGuard adds probe "gateway" (ICMP to GatewayAddr every 200 ms)
+	// and rule gateway_guard("gateway").
+	GatewayGuard bool
+	// ServiceCommand is the group's service command as a Starlark
+	// expression (a string or a list); default a long sleep (the answering
+	// server runs outside harules, see Cluster.StartApps).
+	ServiceCommand string
+	// Extra is appended verbatim (more rules, probes...).
+	Extra string
+}
+
+// Policy renders the default policy for n nodes.
+func Policy(n int, o PolicyOptions) string {
+	if o.Cluster == "" {
+		o.Cluster = "e2e"
+	}
+	if o.Interval == "" {
+		o.Interval = "100ms"
+	}
+	if o.Misses == 0 {
+		o.Misses = 15
+	}
+	if o.Failback == "" {
+		o.Failback = "manual"
+	}
+	if o.FailbackDelay == "" {
+		o.FailbackDelay = "0s"
+	}
+	if o.ServiceCommand == "" {
+		o.ServiceCommand = `["sleep", "1000000"]`
+	}
+	var b strings.Builder
+	b.WriteString("load(\"@stdlib//placement.star\", \"active_standby\")\n")
+	b.WriteString("load(\"@stdlib//rules.star\", \"gateway_guard\", \"path_down_alert\")\n")
+	fmt.Fprintf(&b, "cluster(name = %q, secret_file = \"secret\")\n", o.Cluster)
+	var names []string
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "node(%q, address = %q, addresses = {\"backnet\": %q})\n", NodeName(i), LanAddr(i), BacknetAddr(i))
+		names = append(names, fmt.Sprintf("%q", NodeName(i)))
+	}
+	fmt.Fprintf(&b, "heartbeat(\"lan\", interval = %q, misses = %d, port = %d)\n", o.Interval, o.Misses, LanPort)
+	fmt.Fprintf(&b, "heartbeat(\"backnet\", interval = %q, misses = %d, port = %d)\n", o.Interval, o.Misses, BacknetPort)
+	if o.GatewayGuard {
+		fmt.Fprintf(&b, "probe(\"gateway\", check.gateway(%q), every = \"200ms\", timeout = \"150ms\", fall = 2, rise = 1)\n", GatewayAddr)
+	}
+	fmt.Fprintf(&b, `group(%q,
+    resources = [
+        vip(%q, interface = "eth0", arp_count = 2, arp_interval = "50ms"),
+        service("app", command = %s),
+    ],
+    placement = active_standby([%s], failback = %q, failback_delay = %q),
+)
+`, Group, VIPPrefix, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
+	b.WriteString("rule(\"path-alert\", when = path_down_alert())\n")
+	if o.GatewayGuard {
+		b.WriteString("rule(\"gateway-guard\", when = gateway_guard(\"gateway\"))\n")
+	}
+	if o.Extra != "" {
+		b.WriteString(o.Extra)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
