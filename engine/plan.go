@@ -67,10 +67,13 @@ func buildPlan(p *policy.Policy, f *facts.Facts, c constraints, d *Decision) Pla
 		plan = append(plan, a)
 		return a.ID
 	}
-	var unknown []string
+	var unknown, dead []string
 	for _, n := range f.Nodes {
-		if n.State == facts.Unknown {
+		switch n.State {
+		case facts.Unknown:
 			unknown = append(unknown, n.Name)
+		case facts.Dead:
+			dead = append(dead, n.Name)
 		}
 	}
 	for i, g := range p.Groups {
@@ -120,7 +123,13 @@ func buildPlan(p *policy.Policy, f *facts.Facts, c constraints, d *Decision) Pla
 			wait = fmt.Sprintf("waiting for %s to stop %s first", strings.Join(blockers, ", "), g.Name)
 		case len(unknown) > 0:
 			wait = fmt.Sprintf("waiting to hear from %s (startup grace %s) before starting %s", strings.Join(unknown, ", "), p.StartupGrace(), g.Name)
-		case len(released) > 0:
+		case len(released) > 0 || len(dead) > 0:
+			// A dead peer's holdings are unknown: it may have taken the group
+			// since its last report. Starting anything while a peer is dead is
+			// a takeover, and the guard rules get their say.
+			if len(released) == 0 {
+				released = dead
+			}
 			if target == f.Self {
 				if guards := c.of(policy.NoTakeover, g.Name); len(guards) > 0 {
 					var rs []string

@@ -250,8 +250,23 @@ func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
 	if !sn.up || sn.incarn != incarn {
 		return
 	}
+	s.send(sn, t.paths)
+	if sn.node.View.Update(s.now) {
+		s.dirty[sn.name] = true
+	}
+	next := t.interval
+	if len(t.paths) > 0 && t.paths[0].Jitter > 0 {
+		j := t.paths[0].Jitter
+		next += time.Duration(s.rng.Int63n(int64(2*j))) - j
+	}
+	s.schedule(s.now.Add(next), func() { s.tick(sn, incarn, t) })
+}
+
+// send delivers one heartbeat from sn to every peer on each path (or
+// schedules it when the scenario sets a latency).
+func (s *sim) send(sn *simNode, paths []*policy.HeartbeatPath) {
 	rep := sn.node.Report()
-	for _, h := range t.paths {
+	for _, h := range paths {
 		for _, peer := range s.order {
 			if peer == sn {
 				continue
@@ -276,15 +291,6 @@ func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
 			}
 		}
 	}
-	if sn.node.View.Update(s.now) {
-		s.dirty[sn.name] = true
-	}
-	next := t.interval
-	if len(t.paths) > 0 && t.paths[0].Jitter > 0 {
-		j := t.paths[0].Jitter
-		next += time.Duration(s.rng.Int63n(int64(2*j))) - j
-	}
-	s.schedule(s.now.Add(next), func() { s.tick(sn, incarn, t) })
 }
 
 func (s *sim) delivers(from, to *simNode, path string) bool {
@@ -316,9 +322,11 @@ func (s *sim) flush() {
 			sn.node.Step(s.ctx, s.now)
 			s.res.Stats.Decisions++
 			if sn.node.Report() != before {
-				// The node changed what it holds or reports: peers learn it
-				// with its next heartbeat, and its own loop looks again now.
+				// The node changed what it holds or reports: like the agent
+				// (which kicks its heartbeat senders), it tells its peers at
+				// once instead of at the next interval.
 				s.observe()
+				s.send(sn, s.p.Paths)
 			}
 		}
 	}
