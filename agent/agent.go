@@ -159,6 +159,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.exec = a.real
 	}
 	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.exec, a.record)
+	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
+		br.OnBackupRecord(a.record) // refused and failed backups show in the records
+	}
 	a.log.Info("agent starting", "policy", a.cfg.PolicyPath, "policy_hash", a.policy.Hash, "incarnation", incarnation)
 
 	// Whatever a previous run left behind (after a crash) is released

@@ -42,6 +42,14 @@ func (c *Client) Do(ctx context.Context, op, group, node string, on bool) error 
 	return c.call(ctx, http.MethodPost, "/v1/"+op, body, nil)
 }
 
+// Backup asks the agent to run a backup job now; it fails, naming the
+// node that holds the job's group, when this node does not.
+func (c *Client) Backup(ctx context.Context, job string) (BackupAccepted, error) {
+	var out BackupAccepted
+	err := c.call(ctx, http.MethodPost, "/v1/backup", map[string]string{"job": job}, &out)
+	return out, err
+}
+
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {

@@ -28,6 +28,8 @@ type Status struct {
 	Alerts      []engine.Alert  `json:"alerts"`
 	Plan        engine.Plan     `json:"plan"`
 	Recent      []engine.Record `json:"recent"`
+	// Backups are the backup jobs run on this node since the agent started.
+	Backups []BackupState `json:"backups,omitempty"`
 }
 
 // NodeStatus is one node as this node sees it.
@@ -79,6 +81,10 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 		}
 		st.Groups = append(st.Groups, gs)
 	}
+	if br, ok := a.exec.(BackupReporter); ok {
+		st.Backups = br.BackupStates()
+		st.Alerts = append(st.Alerts, br.BackupAlerts()...)
+	}
 	if st.Alerts == nil {
 		st.Alerts = []engine.Alert{}
 	}
@@ -89,7 +95,8 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 func (a *Agent) Status() *Status { return a.status.Load() }
 
 type controlRequest struct {
-	op    string // move, standby, online, maintenance
+	op    string // move, standby, online, maintenance, backup
+	job   string // backup
 	group string
 	node  string
 	on    bool
@@ -108,6 +115,8 @@ func (a *Agent) handleControl(req controlRequest) error {
 	case "maintenance":
 		a.node.State.Maintenance = req.on
 		return nil
+	case "backup":
+		return a.backupNow(now, req.job)
 	}
 	return fmt.Errorf("unknown operation %q", req.op)
 }
@@ -186,6 +195,7 @@ func (a *Agent) serveControl() (*http.Server, error) {
 		}
 		writeJSON(w, http.StatusOK, st)
 	})
+	mux.HandleFunc("POST /v1/backup", a.serveBackupRequest)
 	mux.HandleFunc("POST /v1/{op}", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Group string `json:"group"`
