@@ -217,6 +217,9 @@ type candidate struct {
 	node  string
 	score int
 	why   []string
+	// moved is set when a rule or an operator asked for this node: an
+	// explicit move is not a failback and does not wait for failback_delay.
+	moved bool
 }
 
 func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *policy.Group, used map[string]int, extra map[string]int) (string, string) {
@@ -250,11 +253,13 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 		for _, mv := range moves {
 			if mv.Node == name {
 				cd.score += ruleMoveScore
+				cd.moved = true
 				cd.why = append(cd.why, ruleReason(mv))
 			}
 		}
 		if mv, ok := s.Operator.Moves[g.Name]; ok && mv.Node == name {
 			cd.score += operatorMoveScore
+			cd.moved = true
 			cd.why = append(cd.why, "operator moved it here at "+mv.At.UTC().Format(time.RFC3339))
 		}
 		cands = append(cands, cd)
@@ -272,7 +277,7 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 		}
 	}
 	// Failback waits until the better node has been up long enough.
-	if holder != "" && best.node != holder && g.Placement.FailbackDelay > 0 {
+	if holder != "" && best.node != holder && !best.moved && g.Placement.FailbackDelay > 0 {
 		for _, cd := range cands {
 			if cd.node != holder {
 				continue

@@ -136,13 +136,23 @@ func TestPlacement(t *testing.T) {
 			setup: func(c *cluster) {
 				c.hold("auto")
 				c.up("n2")
-				// failback_delay applies to every move away from the holder,
-				// a rule's included: let n2 be up for the delay first.
-				c.run(time.Minute)
+				// An explicit move is not a failback: it does not wait for
+				// failback_delay even though n2 has been up for one second only.
 				c.selfProbe("move_flag", false)
 				c.run(time.Second)
 			},
 			want: []want{{"auto", "n2", []string{"rule move-auto"}}},
+		},
+		{
+			name: "an operator move does not wait for failback_delay",
+			self: "n1",
+			setup: func(c *cluster) {
+				c.hold("auto")
+				c.up("n2")
+				c.state.Operator.Moves["auto"] = OperatorMove{Node: "n2", At: t0}
+				c.run(time.Second)
+			},
+			want: []want{{"auto", "n2", []string{"operator moved it here"}}},
 		},
 		{
 			name: "a move away from a node excludes it",
