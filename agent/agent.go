@@ -225,8 +225,14 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	}
 	guard := heartbeat.NewReplayGuard()
 	self := a.policy.Node(a.cfg.Node)
-	empty := []byte("{}")
-	a.payload.Store(&empty)
+	// The first heartbeats carry a real report (holding nothing: everything
+	// was released above), so a peer never has to guess what a payload-less
+	// heartbeat of a new incarnation means.
+	initial, err := json.Marshal(a.node.Report())
+	if err != nil {
+		return fmt.Errorf("initial report: %w", err)
+	}
+	a.payload.Store(&initial)
 	for _, h := range a.policy.Paths {
 		if h.Kind != "udp" {
 			a.log.Warn("heartbeat path kind not supported by this agent yet; ignoring it", "path", h.Name, "kind", h.Kind)
@@ -365,6 +371,14 @@ func (a *Agent) loop(ctx context.Context) error {
 func (a *Agent) heartbeat(r heartbeat.Received) bool {
 	prev := a.peerRpts[r.Message.From]
 	rep := prev.report
+	if rep != nil && rep.Incarnation != r.Message.Incarnation {
+		// The peer restarted and released everything its previous run
+		// held: the old report must not speak for the new run (it would
+		// say the peer still holds its old groups).
+		rep = &engine.Report{Node: r.Message.From, Incarnation: r.Message.Incarnation}
+		prev = peerReport{report: rep}
+		a.peerRpts[r.Message.From] = prev
+	}
 	if !bytes.Equal(prev.raw, r.Message.Payload) {
 		var fresh engine.Report
 		if err := json.Unmarshal(r.Message.Payload, &fresh); err != nil || fresh.Node != r.Message.From {

@@ -28,6 +28,9 @@ type Status struct {
 	Alerts      []engine.Alert  `json:"alerts"`
 	Plan        engine.Plan     `json:"plan"`
 	Recent      []engine.Record `json:"recent"`
+	// Heartbeats are the counters of this node's heartbeat endpoints, read
+	// when the status is requested.
+	Heartbeats []HeartbeatStats `json:"heartbeats"`
 	// Backups are the backup jobs run on this node since the agent started.
 	Backups []BackupState `json:"backups,omitempty"`
 }
@@ -193,7 +196,9 @@ func (a *Agent) serveControl() (*http.Server, error) {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the agent has not decided yet; try again in a second"})
 			return
 		}
-		writeJSON(w, http.StatusOK, st)
+		fresh := *st
+		fresh.Heartbeats = a.heartbeatStats()
+		writeJSON(w, http.StatusOK, &fresh)
 	})
 	mux.HandleFunc("POST /v1/backup", a.serveBackupRequest)
 	mux.HandleFunc("POST /v1/{op}", func(w http.ResponseWriter, r *http.Request) {
