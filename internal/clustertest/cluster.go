@@ -23,7 +23,6 @@
 package clustertest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -342,16 +341,27 @@ func (c *Cluster) Recover(node string) {
 	c.mu.Unlock()
 }
 
+// killNamespace kills every process in node's namespace. They are all
+// stopped (SIGSTOP) before any is killed: the agent gets SIGTERM when its
+// supervisor dies (Pdeathsig), and a crash must not turn into a planned
+// handover.
 func (c *Cluster) killNamespace(node string) {
 	out, err := exec.Command("ip", "netns", "pids", c.NS(node)).Output()
 	if err != nil {
 		c.t.Errorf("clustertest: ip netns pids %s: %v", c.NS(node), err)
 		return
 	}
+	var pids []int
 	for _, f := range strings.Fields(string(out)) {
 		if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			pids = append(pids, pid)
 		}
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
@@ -447,15 +457,30 @@ func (c *Cluster) Blackhole(node, addr string, on bool) {
 	c.Lab.MustExec(node, "ip", "route", op, "blackhole", addr+"/32")
 }
 
-// Owners returns the nodes that hold group according to via's agent.
+// Owners returns the nodes that hold group according to via's agent,
+// leaving out peers via considers dead: a dead peer's last report still
+// lists what it held (its holdings are unknown), which says nothing about
+// who serves now.
 func (c *Cluster) Owners(via, group string) []string {
 	st, err := c.Status(via)
 	if err != nil {
 		return nil
 	}
+	dead := map[string]bool{}
+	for _, n := range st.Nodes {
+		if n.Name != via && n.State != "alive" {
+			dead[n.Name] = true
+		}
+	}
 	for _, g := range st.Groups {
 		if g.Name == group {
-			return g.Holders
+			var out []string
+			for _, h := range g.Holders {
+				if !dead[h] {
+					out = append(out, h)
+				}
+			}
+			return out
 		}
 	}
 	return nil
@@ -533,22 +558,18 @@ func (c *Cluster) Log(node string) string {
 }
 
 func (c *Cluster) tail(node string, n int) string {
-	f, err := os.Open(c.LogPath(node))
+	b, err := os.ReadFile(c.LogPath(node))
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > 2*n {
-			lines = slices.Clone(lines[len(lines)-n:])
-		}
-	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		if len(l) > 2000 {
+			lines[i] = l[:2000] + " ...(cut)"
+		}
 	}
 	return strings.Join(lines, "\n")
 }
