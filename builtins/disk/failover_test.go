@@ -1,9 +1,11 @@
 package disk
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -265,4 +267,53 @@ func TestHungAndReadOnlyDevice(t *testing.T) {
 	t.Logf("node2 took over %s after the device went read-only (%d refusals)", total.Round(time.Millisecond), refusals)
 	s.waitSeen(t, "node2")
 	s.check(t, "node1", "node2")
+}
+
+func TestSeparateLeaseDeviceLabelAndFsck(t *testing.T) {
+	requireRoot(t, "tune2fs", "dumpe2fs", "fsck")
+	data := newLoop(t, 32<<20)
+	label := "hrl" + strconv.Itoa(os.Getpid()%100000)
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", label, data).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	// Make fsck -a check for real: the filesystem claims 100 mounts without a check.
+	if out, err := exec.Command("tune2fs", "-c", "20", "-C", "100", data).CombinedOutput(); err != nil {
+		t.Fatalf("tune2fs: %v: %s", err, out)
+	}
+	leaseDev := newLoop(t, AreaSize)
+	if err := FormatArea(context.Background(), leaseDev, false); err != nil {
+		t.Fatal(err)
+	}
+	mp, n1, n2 := startPair(t, nodeConfig{Device: "LABEL=" + label, LeaseDevice: leaseDev, Fsck: true})
+	s := startSampler(t, data, mp, n1, n2)
+	n1.must("mount")
+	s.waitSeen(t, "node1")
+	out, err := exec.Command("dumpe2fs", "-h", data).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dumpe2fs: %v: %s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)^Mount count:\s+1$`).Match(out) {
+		t.Fatalf("fsck did not run before the mount (mount count should restart at 1):\n%s", out)
+	}
+	if rep := n2.do("mount"); rep.OK || rep.Held != "node1" {
+		t.Fatalf("node2 mount with the lease on a separate device held by node1: %+v", rep)
+	}
+	n1.must("unmount fail")
+	n2.must("mount")
+	s.waitSeen(t, "node2")
+	s.check(t, "node1", "node2")
+}
+
+func TestFilesystemGrownIntoLeaseAreaIsRefused(t *testing.T) {
+	requireRoot(t, "resize2fs")
+	dev := formattedLoop(t)
+	if out, err := exec.Command("resize2fs", "-f", dev).CombinedOutput(); err != nil {
+		t.Fatalf("resize2fs: %v: %s", err, out)
+	}
+	_, n1, _ := startPair(t, nodeConfig{Device: dev})
+	rep := n1.do("mount")
+	if rep.OK || !strings.Contains(rep.Err, "lease area") {
+		t.Fatalf("mount of a filesystem that grew over the lease area: %+v", rep)
+	}
+	t.Logf("refused: %s", rep.Err)
 }

@@ -27,6 +27,14 @@ import (
 var testTiming = Timing{Lease: 1200 * time.Millisecond, Renew: 200 * time.Millisecond, Margin: 400 * time.Millisecond,
 	IOTimeout: 300 * time.Millisecond, Settle: 50 * time.Millisecond}
 
+func init() {
+	// HARULES_DISK_TEST_TIMING=default measures with the product's defaults
+	// (the crash test then takes ~21 s).
+	if os.Getenv("HARULES_DISK_TEST_TIMING") == "default" {
+		testTiming = DefaultTiming()
+	}
+}
+
 // TestMain lets the test binary play a node (HARULES_DISK_TEST_NODE, in its
 // own mount namespace) or a process that keeps a mount busy
 // (HARULES_DISK_TEST_HOLD).
@@ -108,6 +116,7 @@ func testLogger(w io.Writer) *slog.Logger {
 // nodeConfig is what a test node process is started with.
 type nodeConfig struct {
 	Node, Device, LeaseDevice, Mountpoint string
+	Fsck                                  bool
 	Nodes                                 []string
 	Timing                                Timing
 }
@@ -134,7 +143,7 @@ func runTestNode(raw string) int {
 		fmt.Printf("{\"ok\":false,\"err\":%q}\n", err.Error())
 		return 2
 	}
-	spec := Spec{Device: cfg.Device, Mountpoint: cfg.Mountpoint, FSType: "ext4", LeaseDevice: cfg.LeaseDevice}
+	spec := Spec{Device: cfg.Device, Mountpoint: cfg.Mountpoint, FSType: "ext4", LeaseDevice: cfg.LeaseDevice, Fsck: cfg.Fsck}
 	var holders []*exec.Cmd
 	defer func() {
 		for _, h := range holders {
@@ -443,14 +452,23 @@ func (s *mountSampler) check(t *testing.T, wantSeen ...string) {
 func twoNodes(t *testing.T) (dev, mp string, n1, n2 *testNode) {
 	t.Helper()
 	dev = formattedLoop(t)
+	mp, n1, n2 = startPair(t, nodeConfig{Device: dev})
+	return dev, mp, n1, n2
+}
+
+// startPair starts node1 and node2 with base (device and options) and a
+// fresh mountpoint.
+func startPair(t *testing.T, base nodeConfig) (mp string, n1, n2 *testNode) {
+	t.Helper()
 	mp = filepath.Join(t.TempDir(), "mnt")
 	if err := os.MkdirAll(mp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := nodeConfig{Device: dev, Mountpoint: mp, Nodes: []string{"node1", "node2"}, Timing: testTiming}
+	cfg := base
+	cfg.Mountpoint, cfg.Nodes, cfg.Timing = mp, []string{"node1", "node2"}, testTiming
 	cfg.Node = "node1"
 	n1 = startNode(t, cfg)
 	cfg.Node = "node2"
 	n2 = startNode(t, cfg)
-	return dev, mp, n1, n2
+	return mp, n1, n2
 }

@@ -367,23 +367,6 @@ func (l *Lease) Renew(ctx context.Context) error {
 	// Never let a renewal outlive the lease it renews.
 	ctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
-	if _, err := l.read(ctx); err != nil {
-		return fmt.Errorf("renew lease on %s: %w", l.cfg.Area.Device, err)
-	}
-	l.mu.Lock()
-	var usurper *observation
-	for i, o := range l.obs {
-		if i != l.slot && o.slot.Claim == ClaimHeld && l.cfg.Now().Sub(o.since) < l.cfg.Timing.TakeoverWait() {
-			usurper = &o
-			break
-		}
-	}
-	l.mu.Unlock()
-	if usurper != nil {
-		err := fmt.Errorf("node %q claimed the lease on %s (forced=%v)", usurper.slot.Node, l.cfg.Area.Device, usurper.slot.Forced)
-		l.lose(gen, err)
-		return err
-	}
 	started, err := l.write(ctx, ClaimHeld, false)
 	if err != nil {
 		return fmt.Errorf("renew lease on %s: %w", l.cfg.Area.Device, err)
@@ -393,6 +376,27 @@ func (l *Lease) Renew(ctx context.Context) error {
 	l.mu.Unlock()
 	if current {
 		l.extend(started)
+	}
+	// Then look for an operator's forced claim: the only way another
+	// node's claim can be live while this node holds the lease.
+	if _, err := l.read(ctx); err != nil {
+		l.cfg.Log.Warn("lease renewed, but reading the other slots failed", "device", l.cfg.Area.Device, "err", err)
+		return nil
+	}
+	l.mu.Lock()
+	var usurper *observation
+	for i, o := range l.obs {
+		if i != l.slot && o.slot.Claim == ClaimHeld && l.cfg.Now().Sub(o.since) < l.cfg.Timing.TakeoverWait() {
+			usurper = &o
+			break
+		}
+	}
+	gen = l.gen
+	l.mu.Unlock()
+	if usurper != nil {
+		err := fmt.Errorf("node %q claimed the lease on %s (forced=%v)", usurper.slot.Node, l.cfg.Area.Device, usurper.slot.Forced)
+		l.lose(gen, err)
+		return err
 	}
 	return nil
 }

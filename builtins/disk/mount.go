@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -112,8 +111,7 @@ type Manager struct {
 	op     sync.Mutex // serialises Mount/Unmount
 	mu     sync.Mutex
 	leases map[string]*managedLease // by resolved lease device
-
-	probeHung atomic.Bool
+	hung   map[string]bool          // mountpoints with a write probe still stuck
 }
 
 // NewManager returns a manager; Close stops its lease renewers.
@@ -134,7 +132,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		cfg.Mountinfo = "/proc/self/mountinfo"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, leases: map[string]*managedLease{}}, nil
+	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, leases: map[string]*managedLease{}, hung: map[string]bool{}}, nil
 }
 
 // Close stops renewing. Held leases are not released: they expire.
@@ -296,6 +294,15 @@ func (m *Manager) Unmount(ctx context.Context, spec Spec, busy BusyPolicy) error
 	defer m.op.Unlock()
 	dev, leaseDev, err := devices(spec)
 	if err != nil {
+		// A device that cannot be found may still be mounted (it vanished).
+		if entries, rerr := ReadMountinfo(m.cfg.Mountinfo); rerr == nil {
+			for _, e := range entries {
+				if e.Mountpoint == filepath.Clean(spec.Mountpoint) {
+					return fmt.Errorf("unmount %s: %w (and something is mounted there)", spec.Mountpoint, err)
+				}
+			}
+			return nil // nothing there: nothing to stop
+		}
 		return err
 	}
 	_, mounted, err := mountedAt(m.cfg.Mountinfo, dev, spec.Mountpoint)
@@ -310,13 +317,20 @@ func (m *Manager) Unmount(ctx context.Context, spec Spec, busy BusyPolicy) error
 	}
 	m.mu.Lock()
 	ml := m.leases[leaseDev]
-	others := 0
-	if ml != nil {
-		delete(ml.mounts, spec.Mountpoint)
-		others = len(ml.mounts)
-	}
 	m.mu.Unlock()
-	if ml == nil || others > 0 {
+	if ml == nil {
+		// Not mounted by this run of the agent (a restart?): clear a claim
+		// an earlier run may have left, so the peer need not wait it out.
+		if ml, _, err = m.leaseFor(ctx, spec); err != nil {
+			m.cfg.Log.Warn("unmounted, but the lease area cannot be opened; an old claim will expire by itself", "device", leaseDev, "err", err)
+			return nil
+		}
+	}
+	m.mu.Lock()
+	delete(ml.mounts, spec.Mountpoint)
+	others := len(ml.mounts)
+	m.mu.Unlock()
+	if others > 0 {
 		return nil
 	}
 	return ml.lease.Release(ctx)
@@ -425,7 +439,10 @@ func (m *Manager) Monitor(ctx context.Context, spec Spec) error {
 	if ro && !spec.readOnly() {
 		return fmt.Errorf("%s on %s is mounted read-only (remounted after I/O errors?)", dev, spec.Mountpoint)
 	}
-	if m.probeHung.Load() {
+	m.mu.Lock()
+	hung := m.hung[spec.Mountpoint]
+	m.mu.Unlock()
+	if hung {
 		return fmt.Errorf("%s: an earlier write probe on %s has still not returned: the device is hung", dev, spec.Mountpoint)
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timing.IOTimeout)
@@ -436,8 +453,15 @@ func (m *Manager) Monitor(ctx context.Context, spec Spec) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		m.probeHung.Store(true)
-		go func() { <-done; m.probeHung.Store(false) }()
+		m.mu.Lock()
+		m.hung[spec.Mountpoint] = true
+		m.mu.Unlock()
+		go func() {
+			<-done
+			m.mu.Lock()
+			delete(m.hung, spec.Mountpoint)
+			m.mu.Unlock()
+		}()
 		return fmt.Errorf("%s: write+fsync on %s did not finish within %s: the device is hung", dev, spec.Mountpoint, m.cfg.Timing.IOTimeout)
 	}
 }
