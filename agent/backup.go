@@ -317,13 +317,11 @@ func (e *Executor) finish(run engine.BackupRun, state BackupState, rec backup.Re
 		r.Text, r.Error = "backup "+run.Job+" refused: not enough free space for the headroom", err.Error()
 		alert = &engine.Alert{Name: AlertBackupRefused, Severity: "critical", Node: e.node,
 			Message: fmt.Sprintf("backup %s was refused on %s: %v; free space on the target or lower headroom_percent", run.Job, e.node, err)}
-		e.log.Error(r.Text, "job", run.Job, "error", err.Error())
 	case errors.Is(err, backup.ErrCopyFailed) && rec.Good():
 		state.Outcome, state.Error = OutcomeUnsafe, err.Error()
 		r.Text, r.Error = "backup "+run.Job+" stored as "+rec.ID+" but its copy did not verify", err.Error()
 		alert = &engine.Alert{Name: AlertBackupUnsafe, Severity: "warning", Node: e.node,
 			Message: fmt.Sprintf("backup %s/%s on %s is stored but not safe: %v", run.Job, rec.ID, e.node, err)}
-		e.log.Error(r.Text, "job", run.Job, "id", rec.ID, "error", err.Error())
 	case err != nil:
 		state.Outcome, state.Error = string(backup.OutcomeFailed), err.Error()
 		r.Text, r.Error = "backup "+run.Job+" failed", err.Error()
@@ -332,12 +330,10 @@ func (e *Executor) finish(run engine.BackupRun, state BackupState, rec backup.Re
 		}
 		alert = &engine.Alert{Name: AlertBackupFailed, Severity: "critical", Node: e.node,
 			Message: fmt.Sprintf("backup %s failed on %s: %s", run.Job, e.node, r.Error)}
-		e.log.Error(r.Text, "job", run.Job, "id", rec.ID, "error", r.Error)
 	default:
 		state.Outcome = string(backup.OutcomeOK)
-		r.Text = fmt.Sprintf("backup %s done: %s, %d bytes, sha256 %.12s, safe %t", run.Job, rec.ID, rec.Bytes, rec.SHA256, rec.Safe())
-		e.log.Info("backup done", "job", run.Job, "id", rec.ID, "bytes", rec.Bytes, "sha256", rec.SHA256, "safe", rec.Safe(),
-			"took", now.Sub(state.Started).Round(time.Millisecond).String())
+		r.Text = fmt.Sprintf("backup %s done: %s, %d bytes, sha256 %.12s, safe %t, took %s", run.Job, rec.ID, rec.Bytes, rec.SHA256, rec.Safe(),
+			now.Sub(state.Started).Round(time.Millisecond))
 	}
 	e.bk.mu.Lock()
 	if e.bk.state == nil {
@@ -355,7 +351,13 @@ func (e *Executor) finish(run engine.BackupRun, state BackupState, rec backup.Re
 	record := e.bk.record
 	e.bk.mu.Unlock()
 	if record != nil {
-		record(r)
+		record(r) // the agent logs its records
+		return
+	}
+	if r.Error != "" {
+		e.log.Error(r.Text, "job", run.Job, "id", state.ID, "error", r.Error)
+	} else {
+		e.log.Info(r.Text, "job", run.Job, "id", state.ID)
 	}
 }
 

@@ -433,4 +433,3 @@ backup("elsewhere", schedule = "0 3 * * *", group = "other", params = {"target":
 func slicesEqual(a, b []string) bool {
 	return strings.Join(a, ",") == strings.Join(b, ",")
 }
-

@@ -1,0 +1,584 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/harules/harules/agent"
+	"github.com/harules/harules/builtins/backup"
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/policy"
+	"github.com/harules/harules/rules"
+	"github.com/harules/harules/simulate"
+)
+
+// backupFixture is a policy with a files job (copied to a second store)
+// and two backups made with builtins/backup directly, as the agent makes
+// them.
+type backupFixture struct {
+	dir, policy, src, target, copyTo string
+	ids                              []string
+}
+
+func newBackupFixture(t *testing.T) *backupFixture {
+	t.Helper()
+	dir := t.TempDir()
+	f := &backupFixture{dir: dir, policy: filepath.Join(dir, "policy.star"), src: filepath.Join(dir, "src"),
+		target: filepath.Join(dir, "store"), copyTo: filepath.Join(dir, "copy")}
+	files := map[string]string{"index.html": "<h1>hello</h1>\n", "data/big.txt": strings.Repeat("line of data\n", 20000), "data/empty": ""}
+	for name, content := range files {
+		p := filepath.Join(f.src, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := fmt.Sprintf(`cluster(name = "bk", reevaluate = "300ms")
+node("n1", address = "198.51.100.1")
+backup("site", schedule = "30 2 * * *", timezone = "Europe/Berlin",
+       params = {"target": %q, "source": %q, "copy_to": %q, "keep_last": "5"})
+backup("hourly", schedule = "0 * * * *", kind = "exec", catch_up = False,
+       params = {"target": %q, "command": "echo hi"})
+`, f.target, f.src, f.copyTo, f.target)
+	if err := os.WriteFile(f.policy, []byte(pol), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := rules.Load(context.Background(), f.policy, rules.Options{})
+	if err != nil {
+		t.Fatalf("fixture policy: %v", err)
+	}
+	job, target, copyTo, err := agent.JobFromPolicy(p.Backups[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := backup.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs, _, err := backup.Open(copyTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	job.Replicas = []backup.Replica{backup.NewDirReplica("copy", cs)}
+	clock := time.Date(2026, 1, 9, 1, 30, 0, 0, time.UTC)
+	r := &backup.Runner{Store: st, Node: "n1", Log: quietLog(), Now: func() time.Time { clock = clock.Add(time.Second); return clock }}
+	for day := 0; day < 2; day++ {
+		clock = time.Date(2026, 1, 9+day, 1, 30, 0, 0, time.UTC)
+		rec, err := r.Run(context.Background(), job)
+		if err != nil || !rec.Safe() {
+			t.Fatalf("fixture backup: %+v, %v", rec, err)
+		}
+		f.ids = append(f.ids, rec.ID)
+	}
+	return f
+}
+
+func (f *backupFixture) dataFile(t *testing.T, store, id string) string {
+	t.Helper()
+	p := filepath.Join(store, "site", id, "data.tar.gz")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("data file of %s: %v", id, err)
+	}
+	return p
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	b := make([]byte, 1)
+	if _, err := fh.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := fh.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackupListShowsJobsNextRunsAndHistory(t *testing.T) {
+	f := newBackupFixture(t)
+	// 2026-01-10 12:00 UTC: the next 02:30 in Berlin (UTC+1 in winter) is
+	// 2026-01-11 01:30 UTC; the hourly job's next run is 13:00 UTC.
+	code, out, errOut := harules(t, "backup", "list", "--policy", f.policy, "--json", "--now", "2026-01-10T12:00:00Z")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		Jobs []struct {
+			Name, Kind, Schedule, Timezone, Target, CopyTo string
+			CatchUp                                        bool      `json:"catch_up"`
+			CopyToJSON                                     string    `json:"copy_to"`
+			NextRun                                        time.Time `json:"next_run"`
+			History                                        []struct {
+				ID      string
+				Node    string
+				Start   time.Time
+				End     time.Time
+				Bytes   int64
+				SHA256  string
+				Outcome string
+				Safe    bool
+				Copies  []struct {
+					Replica  string
+					Verified bool
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("list --json is not JSON: %v\n%s", err, out)
+	}
+	if len(doc.Jobs) != 2 {
+		t.Fatalf("jobs: %+v", doc.Jobs)
+	}
+	site, hourly := doc.Jobs[0], doc.Jobs[1]
+	if site.Name != "site" || site.Timezone != "Europe/Berlin" || !site.NextRun.Equal(time.Date(2026, 1, 11, 1, 30, 0, 0, time.UTC)) ||
+		site.Target != f.target || site.CopyToJSON != f.copyTo || !site.CatchUp {
+		t.Errorf("site job: %+v", site)
+	}
+	if _, offset := site.NextRun.Zone(); offset != 3600 {
+		t.Errorf("next run %s is not given in the job's time zone (+01:00)", site.NextRun)
+	}
+	if hourly.Name != "hourly" || hourly.Kind != "exec" || hourly.CatchUp || !hourly.NextRun.Equal(time.Date(2026, 1, 10, 13, 0, 0, 0, time.UTC)) || len(hourly.History) != 0 {
+		t.Errorf("hourly job: %+v", hourly)
+	}
+	if len(site.History) != 2 {
+		t.Fatalf("site history: %+v", site.History)
+	}
+	for i, h := range site.History {
+		if h.ID != f.ids[i] || h.Node != "n1" || h.Outcome != "ok" || !h.Safe || h.Bytes <= 0 || len(h.SHA256) != 64 ||
+			!h.End.After(h.Start) || len(h.Copies) != 1 || !h.Copies[0].Verified {
+			t.Errorf("history %d: %+v", i, h)
+		}
+	}
+
+	code, out, errOut = harules(t, "backup", "list", "--policy", f.policy, "--now", "2026-01-10T12:00:00Z")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"2026-01-11T02:30:00+01:00 (in 13h30m0s)", "30 2 * * * Europe/Berlin", f.ids[0], f.ids[1],
+		site.History[1].SHA256[:12], "copy: verified", "2 runs in " + f.target, "hourly: no runs in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBackupVerifyDetectsCorruption(t *testing.T) {
+	f := newBackupFixture(t)
+	code, out, errOut := harules(t, "backup", "verify", "--policy", f.policy, "site", f.ids[0])
+	if code != exitOK || !strings.Contains(out, f.ids[0]+": ok") || !strings.Contains(out, "copy copy at "+f.copyTo+": verified") {
+		t.Fatalf("verify of a good backup: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = harules(t, "backup", "verify", "site", "latest", "--policy", f.policy, "--json")
+	var res struct {
+		ID      string
+		OK      bool
+		Corrupt bool
+	}
+	if code != exitOK || json.Unmarshal([]byte(out), &res) != nil || !res.OK || res.ID != f.ids[1] {
+		t.Fatalf("verify latest: exit %d %+v\n%s", code, res, out)
+	}
+
+	// One flipped byte in the middle of the archive of the first backup.
+	data := f.dataFile(t, f.target, f.ids[0])
+	fi, _ := os.Stat(data)
+	flipByte(t, data, fi.Size()/2)
+	code, out, errOut = harules(t, "backup", "verify", "--policy", f.policy, "site", f.ids[0], "--json")
+	if code != exitFailed || json.Unmarshal([]byte(out), &res) != nil || res.OK || !res.Corrupt {
+		t.Fatalf("verify of a corrupted backup: exit %d, %+v\n%s%s", code, res, out, errOut)
+	}
+	if !strings.Contains(errOut, "CORRUPT") {
+		t.Errorf("stderr does not say CORRUPT: %s", errOut)
+	}
+	// The other backup is untouched.
+	if code, _, errOut := harules(t, "backup", "verify", "--policy", f.policy, "site", f.ids[1]); code != exitOK {
+		t.Errorf("the intact backup: exit %d: %s", code, errOut)
+	}
+	// A corrupt copy fails verification too, naming the copy.
+	flipByte(t, f.dataFile(t, f.copyTo, f.ids[1]), 100)
+	code, out, errOut = harules(t, "backup", "verify", "--policy", f.policy, "site", f.ids[1])
+	if code != exitFailed || !strings.Contains(out, "copy copy at "+f.copyTo+": NOT VERIFIED") || !strings.Contains(errOut, "CORRUPT") {
+		t.Errorf("corrupt copy: exit %d:\n%s%s", code, out, errOut)
+	}
+	// The catalogue now records the copy as not verified.
+	_, out, _ = harules(t, "backup", "list", "--policy", f.policy)
+	if !strings.Contains(out, "copy: NOT VERIFIED") {
+		t.Errorf("list after a failed copy verification:\n%s", out)
+	}
+}
+
+func TestBackupRestoreFiles(t *testing.T) {
+	f := newBackupFixture(t)
+	dest := filepath.Join(f.dir, "restored")
+	code, out, errOut := harules(t, "backup", "restore", "--policy", f.policy, "site", f.ids[1], "--to", dest)
+	if code != exitOK || !strings.Contains(out, "restored site/"+f.ids[1]) {
+		t.Fatalf("restore: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, name := range []string{"index.html", "data/big.txt", "data/empty"} {
+		want, _ := os.ReadFile(filepath.Join(f.src, name))
+		got, err := os.ReadFile(filepath.Join(dest, name))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s restored as %d bytes (%v), want %d", name, len(got), err, len(want))
+		}
+	}
+	// Into a non-empty directory: refused, nothing overwritten.
+	code, _, errOut = harules(t, "backup", "restore", "--policy", f.policy, "site", f.ids[1], "--to", dest)
+	if code != exitFailed || !strings.Contains(errOut, "not empty") {
+		t.Errorf("restore into a non-empty dir: exit %d: %s", code, errOut)
+	}
+	// A corrupt archive is detected during the restore.
+	fi, _ := os.Stat(f.dataFile(t, f.target, f.ids[0]))
+	flipByte(t, f.dataFile(t, f.target, f.ids[0]), fi.Size()/2)
+	code, out, errOut = harules(t, "backup", "restore", "--policy", f.policy, "site", f.ids[0], "--to", filepath.Join(f.dir, "r2"), "--json")
+	var res struct {
+		OK      bool
+		Corrupt bool
+		Error   string
+	}
+	if code != exitFailed || json.Unmarshal([]byte(out), &res) != nil || res.OK || !res.Corrupt {
+		t.Errorf("restore of a corrupt backup: exit %d %+v\n%s%s", code, res, out, errOut)
+	}
+}
+
+func TestBackupUsageAndErrors(t *testing.T) {
+	f := newBackupFixture(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"backup"}, exitUsage, "want list, run JOB"},
+		{[]string{"backup", "frobnicate"}, exitUsage, `unknown subcommand "frobnicate"`},
+		{[]string{"backup", "verify", "--policy", f.policy, "site"}, exitUsage, "want JOB ID"},
+		{[]string{"backup", "verify", "--policy", f.policy, "nosuch", "x"}, exitUsage, `no backup job "nosuch"`},
+		{[]string{"backup", "verify", "--policy", f.policy, "site", "20260101T000000Z-nope"}, exitFailed, "backup list` shows the IDs"},
+		{[]string{"backup", "verify", "--policy", f.policy, "site", "../etc"}, exitFailed, "backup not found"},
+		{[]string{"backup", "restore", "--policy", f.policy, "site", f.ids[0]}, exitUsage, "exactly one of --to"},
+		{[]string{"backup", "restore", "--policy", f.policy, "site", f.ids[0], "--to-dsn", "dbname=x"}, exitUsage, "--to-dsn restores kind postgres"},
+		{[]string{"backup", "restore", "--policy", f.policy, "hourly", "latest", "--to", "/tmp/x"}, exitUsage, "is kind exec"},
+		{[]string{"backup", "list", "--policy", filepath.Join(f.dir, "missing.star")}, exitUsage, "load policy"},
+		{[]string{"backup", "run", "site", "--control", filepath.Join(f.dir, "no.sock")}, exitFailed, "cannot reach the agent"},
+	} {
+		code, _, errOut := harules(t, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d with %q", tc.args, code, errOut, tc.code, tc.want)
+		}
+	}
+	// While a backup runs, the store is locked: verify says so, exit 1.
+	st, _, err := backup.Open(f.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	code, _, errOut := harules(t, "backup", "verify", "--policy", f.policy, "site", f.ids[0])
+	if code != exitFailed || !strings.Contains(errOut, "is in use") {
+		t.Errorf("verify of a locked store: exit %d: %s", code, errOut)
+	}
+}
+
+// TestBackupRunThroughAgent runs a real agent (single node, no resources
+// touched) and drives `harules backup run --wait` against its socket.
+func TestBackupRunThroughAgent(t *testing.T) {
+	f := newBackupFixture(t)
+	p, err := rules.Load(context.Background(), f.policy, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := agent.NewExecutor("n1", quietLog())
+	ex.Policy = func() *policy.Policy { return p }
+	sock := filepath.Join(f.dir, "ctl", "sock")
+	a, err := agent.New(agent.Config{PolicyPath: f.policy, Node: "n1", StateDir: filepath.Join(f.dir, "state"), ControlSocket: sock,
+		Logger: quietLog(), Executor: ex, HandoverTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Status() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("agent did not publish a status")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	code, out, errOut := harules(t, "backup", "run", "site", "--control", sock, "--wait")
+	if code != exitOK || !strings.Contains(out, "backup site ok on n1: id ") {
+		t.Fatalf("backup run --wait: exit %d\n%s%s", code, out, errOut)
+	}
+	_, out, _ = harules(t, "backup", "list", "--policy", f.policy)
+	if !strings.Contains(out, "3 runs in "+f.target) {
+		t.Errorf("the third backup is not listed:\n%s", out)
+	}
+	code, out, _ = harules(t, "status", "--control", sock, "--json")
+	var st agent.Status
+	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || len(st.Backups) != 1 || st.Backups[0].Outcome != "ok" {
+		t.Errorf("status after the run: exit %d, %+v", code, st.Backups)
+	}
+	// A failing job: --wait exits 1, and the alert is in the status.
+	code, _, errOut = harules(t, "backup", "run", "hourly", "--control", sock, "--wait")
+	if code != exitOK {
+		t.Fatalf("hourly (echo hi): exit %d: %s", code, errOut)
+	}
+	os.RemoveAll(f.src)
+	code, _, errOut = harules(t, "backup", "run", "site", "--control", sock, "--wait")
+	if code != exitFailed || !strings.Contains(errOut, "backup site failed") {
+		t.Errorf("run with the source gone: exit %d: %s", code, errOut)
+	}
+	_, out, _ = harules(t, "status", "--control", sock)
+	if !strings.Contains(out, agent.AlertBackupFailed) {
+		t.Errorf("status does not show the backup-failed alert:\n%s", out)
+	}
+}
+
+// TestBackupCatchUpAfterFailover simulates a failover that completes after
+// the scheduled time (the primary dies 5 s before 02:00 and the peer needs
+// 10 s to declare it dead): the job with catch_up runs once on the new
+// node, the job without it skips the missed run. When the failover is done
+// before 02:00, both run on time on the new node. (The postgres example's
+// backup-after-failover scenario covers the on-time case with catch_up.)
+func TestBackupCatchUpAfterFailover(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.star")
+	if err := os.WriteFile(pol, []byte(`load("@stdlib//placement.star", "active_standby")
+cluster(name = "bk", reevaluate = "1s")
+node("n1", address = "198.51.100.1")
+node("n2", address = "198.51.100.2")
+heartbeat("lan", interval = "1s", misses = 10)
+group("db", resources = [vip("198.51.100.30/24")], placement = active_standby(["n1", "n2"]))
+backup("catchup", schedule = "0 2 * * *", group = "db", catch_up = True)
+backup("strict", schedule = "0 2 * * *", group = "db", catch_up = False)
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := rules.Load(context.Background(), pol, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, crashAt string
+		runs          map[string]string // job -> reason substring of its one run on n2 ("" = no run)
+		skips         []string
+	}{
+		{"failover done after 02:00", "115s", map[string]string{"catchup": "catching up the run scheduled 2026-01-01T02:00:00Z", "strict": ""}, []string{"strict"}},
+		{"failover done before 02:00", "60s", map[string]string{"catchup": "scheduled 2026-01-01T02:00:00Z (0 2 * * *)", "strict": "scheduled 2026-01-01T02:00:00Z"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sf := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".star")
+			if err := os.WriteFile(sf, []byte(`scenario(name = "x", start = "2026-01-01T01:58:00Z", duration = "6m")
+at("`+tc.crashAt+`", crash("n1"))
+expect_single_owner()
+`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sc, err := simulate.LoadScenario(context.Background(), sf, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := simulate.Run(context.Background(), p, pol, sc, simulate.Options{})
+			if err != nil || !res.OK {
+				t.Fatalf("simulate: %v, %+v", err, res.Expectations)
+			}
+			runs := map[string][]engine.Record{}
+			var skips []string
+			for _, r := range res.Records {
+				if r.Kind != engine.RecBackup {
+					continue
+				}
+				if job, ok := strings.CutPrefix(r.Text, "run backup "); ok {
+					runs[job] = append(runs[job], r)
+				}
+				if job, ok := strings.CutPrefix(r.Text, "skip backup "); ok {
+					if r.Node != "n2" || !strings.Contains(r.Reason, "catch_up is off") {
+						t.Errorf("skip record: %+v", r)
+					}
+					skips = append(skips, job)
+				}
+			}
+			for job, reason := range tc.runs {
+				got := runs[job]
+				if reason == "" {
+					if len(got) != 0 {
+						t.Errorf("%s ran: %+v; want no run", job, got)
+					}
+					continue
+				}
+				if len(got) != 1 || got[0].Node != "n2" || !strings.Contains(got[0].Reason, reason) {
+					t.Errorf("%s runs: %+v; want one on n2 with reason %q", job, got, reason)
+				}
+			}
+			if strings.Join(skips, ",") != strings.Join(tc.skips, ",") {
+				t.Errorf("skipped %v, want %v", skips, tc.skips)
+			}
+		})
+	}
+}
+
+// startPostgres runs a throwaway PostgreSQL server (as user postgres, on a
+// unix socket only) and returns its socket directory.
+func startPostgres(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("HARULES_SKIP_ROOT_TESTS") == "1" {
+			t.Skip("SKIPPED LOUDLY: the PostgreSQL restore test runs the server as user postgres and needs root")
+		}
+		t.Fatal("the PostgreSQL restore test needs root (it runs the server as user postgres); set HARULES_SKIP_ROOT_TESTS=1 to skip")
+	}
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(bins) == 0 {
+		t.Fatal("PostgreSQL server not found: apt-get install postgresql")
+	}
+	for _, c := range []string{"pg_dump", "pg_restore", "psql", "pg_isready"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Fatalf("%s not found: apt-get install postgresql-client", c)
+		}
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	pg, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("user postgres missing (apt-get install postgresql): %v", err)
+	}
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	dir, err := os.MkdirTemp("", "harules-cli-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func(name string, args ...string) *exec.Cmd {
+		c := exec.Command(filepath.Join(bin, name), args...)
+		c.Dir = dir
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		return c
+	}
+	if out, err := cmd("initdb", "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	server := cmd("postgres", "-D", filepath.Join(dir, "data"), "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off")
+	logf, _ := os.Create(filepath.Join(dir, "server.log"))
+	server.Stdout, server.Stderr = logf, logf
+	if err := server.Start(); err != nil {
+		t.Fatalf("start postgres: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = server.Process.Signal(syscall.SIGINT)
+		waited := make(chan struct{})
+		go func() { _ = server.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+			<-waited
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); exec.Command("pg_isready", "-q", "-h", dir).Run() != nil; {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			t.Fatalf("postgres not ready after 30s:\n%s", log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return dir
+}
+
+func psql(t *testing.T, sock, db, sql string) string {
+	t.Helper()
+	out, err := exec.Command("psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock, "-U", "postgres", "-d", db, "-c", sql).CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql %q: %v\n%s", sql, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestBackupRestorePostgres: a postgres job's dump (made as the agent makes
+// it, from the policy) is restored with pg_restore into another database
+// through `backup restore --to-dsn`, and written out with --to-file.
+func TestBackupRestorePostgres(t *testing.T) {
+	sock := startPostgres(t)
+	psql(t, sock, "postgres", "CREATE DATABASE app")
+	psql(t, sock, "app", `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
+	const check = `SELECT count(*) || ' ' || md5(string_agg(id || v, ',' ORDER BY id)) FROM t`
+	want := psql(t, sock, "app", check)
+
+	dir := t.TempDir()
+	target := filepath.Join(dir, "store")
+	pol := filepath.Join(dir, "policy.star")
+	dsn := "host=" + sock + " user=postgres dbname="
+	if err := os.WriteFile(pol, []byte(fmt.Sprintf(`cluster(name = "pg")
+node("n1", address = "198.51.100.1")
+backup("db", schedule = "0 2 * * *", kind = "postgres", params = {"target": %q, "dsn": %q})
+`, target, dsn+"app")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := rules.Load(context.Background(), pol, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, _, _, err := agent.JobFromPolicy(p.Backups[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := backup.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := (&backup.Runner{Store: st, Node: "n1", Log: quietLog()}).Run(context.Background(), job)
+	st.Close()
+	if err != nil {
+		t.Fatalf("pg_dump backup: %v (%s)", err, rec.Stderr)
+	}
+
+	psql(t, sock, "postgres", "CREATE DATABASE restored")
+	code, out, errOut := harules(t, "backup", "restore", "--policy", pol, "db", "latest", "--to-dsn", dsn+"restored")
+	if code != exitOK || !strings.Contains(out, "restored db/"+rec.ID) {
+		t.Fatalf("restore --to-dsn: exit %d\n%s%s", code, out, errOut)
+	}
+	if got := psql(t, sock, "restored", check); got != want || !strings.HasPrefix(got, "5000 ") {
+		t.Fatalf("restored table: %q, want %q", got, want)
+	}
+	dump := filepath.Join(dir, "db.dump")
+	if code, _, errOut := harules(t, "backup", "restore", "--policy", pol, "db", rec.ID, "--to-file", dump); code != exitOK {
+		t.Fatalf("restore --to-file: exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(dump); err != nil || !strings.HasPrefix(string(b), "PGDMP") {
+		t.Errorf("dump file is not a pg_dump custom archive (%v)", err)
+	}
+	// A missing database: pg_restore fails, exit 1.
+	if code, _, errOut := harules(t, "backup", "restore", "--policy", pol, "db", rec.ID, "--to-dsn", dsn+"nosuchdb"); code != exitFailed || !strings.Contains(errOut, "nosuchdb") {
+		t.Errorf("restore into a missing database: exit %d: %s", code, errOut)
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
