@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/builtins/backup"
+	"github.com/harules/harules/builtins/disk"
 	"github.com/harules/harules/builtins/service"
 	"github.com/harules/harules/builtins/vip"
 	"github.com/harules/harules/engine"
@@ -30,7 +31,11 @@ type Executor struct {
 	// Policy returns the running policy (backup jobs are read from it).
 	Policy func() *policy.Policy
 
+	// Incarnation identifies this run in disk lease slots.
+	Incarnation uint64
+
 	bk        backups
+	disks     *disk.Manager
 	mu        sync.Mutex
 	vips      map[string]*vip.Manager
 	services  map[string]service.Runner
@@ -91,8 +96,10 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 			return run.Stop(ctx)
 		}
 		return run.Start(ctx)
+	case policy.KindDisk:
+		return e.executeDisk(ctx, r, a.Op == engine.OpStart)
 	}
-	return fmt.Errorf("%s resources are not supported by the agent yet; only vip and service are", r.Kind)
+	return fmt.Errorf("%s resources are not supported by the agent yet; vip, service and disk are", r.Kind)
 }
 
 func (e *Executor) policyBackup(name string) *policy.Backup {
@@ -122,6 +129,8 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 			return err
 		}
 		return run.Stop(ctx)
+	case policy.KindDisk:
+		return e.executeDisk(ctx, r, false)
 	}
 	return nil
 }
@@ -166,6 +175,8 @@ func (e *Executor) Monitor(ctx context.Context, group string, r *policy.Resource
 		if st.State != service.StateRunning && st.State != service.StatePromoted {
 			return fmt.Errorf("service %s is %s: %s", r.Name, st, st.Message)
 		}
+	case policy.KindDisk:
+		return e.monitorDisk(ctx, r)
 	}
 	return nil
 }
@@ -179,6 +190,9 @@ func (e *Executor) Close() {
 	}
 	for _, m := range e.vips {
 		_ = m.Close()
+	}
+	if e.disks != nil {
+		e.disks.Close()
 	}
 }
 
