@@ -86,11 +86,34 @@ var _ BackupReporter = (*Executor)(nil)
 //	          "args": "--all-databases",          # kind mysql: mariadb-dump arguments
 //	          "command": "/usr/local/bin/dump",   # kind exec: writes the stream to stdout
 //	          "keep_last": "7", "keep_daily": "7", "keep_weekly": "4", "min_keep": "2",
+//	          "keep_within": "36h",               # also "7d"; "keep" is short for keep_last
 //	          "headroom_percent": "30",           # free space kept on the target (default 30)
 //	          "copy_to": "/mnt/dr/harules"}       # a second store every backup is copied to
+//
+// Unknown keys are errors: a misspelt retention key must not silently keep
+// every backup forever.
 func JobFromPolicy(b *policy.Backup) (backup.Job, string, string, error) {
 	p := b.Params
 	job := backup.Job{Name: b.Name, Retention: backup.Retention{Location: b.Location}}
+	for _, k := range slices.Sorted(maps.Keys(p)) {
+		if !slices.Contains(backupParams, k) {
+			return job, "", "", fmt.Errorf("backup %s: unknown params key %q (known: %s)", b.Name, k, strings.Join(backupParams, ", "))
+		}
+	}
+	if p["keep"] != "" {
+		if p["keep_last"] != "" {
+			return job, "", "", fmt.Errorf("backup %s: give keep or keep_last, not both (keep is short for keep_last)", b.Name)
+		}
+		p = maps.Clone(p)
+		p["keep_last"] = p["keep"]
+	}
+	if s := p["keep_within"]; s != "" {
+		d, err := parseDays(s)
+		if err != nil || d < 0 {
+			return job, "", "", fmt.Errorf("backup %s: keep_within=%q must be a duration such as \"36h\" or \"7d\"", b.Name, s)
+		}
+		job.Retention.KeepWithin = d
+	}
 	target := p["target"]
 	if target == "" {
 		return job, "", "", fmt.Errorf("backup %s: params need \"target\", the directory backups are stored in", b.Name)
@@ -136,6 +159,22 @@ func JobFromPolicy(b *policy.Backup) (backup.Job, string, string, error) {
 		}
 	}
 	return job, target, p["copy_to"], nil
+}
+
+// backupParams are the params keys JobFromPolicy reads.
+var backupParams = []string{"args", "command", "copy_to", "dsn", "headroom_percent", "keep", "keep_daily", "keep_last",
+	"keep_weekly", "keep_within", "min_keep", "source", "target"}
+
+// parseDays parses a Go duration or a whole number of days ("7d").
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 func (b *backups) clock() time.Time {

@@ -433,3 +433,29 @@ backup("elsewhere", schedule = "0 3 * * *", group = "other", params = {"target":
 func slicesEqual(a, b []string) bool {
 	return strings.Join(a, ",") == strings.Join(b, ",")
 }
+
+func TestJobFromPolicyParamsKeys(t *testing.T) {
+	base := func(extra map[string]string) *policy.Backup {
+		p := map[string]string{"target": "/b", "source": "/s"}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return &policy.Backup{Name: "j", Kind: "files", Params: p}
+	}
+	job, _, _, err := JobFromPolicy(base(map[string]string{"keep": "7", "keep_within": "7d"}))
+	if err != nil || job.Retention.KeepLast != 7 || job.Retention.KeepWithin != 7*24*time.Hour {
+		t.Errorf("keep=7 keep_within=7d: %+v, %v", job.Retention, err)
+	}
+	if job, _, _, err := JobFromPolicy(base(map[string]string{"keep_within": "36h"})); err != nil || job.Retention.KeepWithin != 36*time.Hour {
+		t.Errorf("keep_within=36h: %+v, %v", job.Retention, err)
+	}
+	for wantErr, params := range map[string]map[string]string{
+		`unknown params key "keep_dayly"`: {"keep_dayly": "7"},
+		"not both":                        {"keep": "7", "keep_last": "3"},
+		"keep_within":                     {"keep_within": "soon"},
+	} {
+		if _, _, _, err := JobFromPolicy(base(params)); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%v: %v; want an error containing %q", params, err, wantErr)
+		}
+	}
+}
