@@ -43,6 +43,9 @@ import (
 	"github.com/harules/harules/internal/netnstest"
 )
 
+// LogsEnv set to 1 prints the agents' logs even when the test passes.
+const LogsEnv = "HARULES_E2E_LOGS"
+
 // Options configures a cluster.
 type Options struct {
 	// Nodes is the number of HA nodes (default 2, at most 40).
@@ -599,7 +602,7 @@ func (c *Cluster) cleanup() {
 		}
 		_ = p.logf.Close()
 	}
-	if c.t.Failed() && c.logTail > 0 {
+	if (c.t.Failed() || os.Getenv(LogsEnv) == "1") && c.logTail > 0 {
 		for _, n := range c.nodes {
 			if _, err := os.Stat(c.LogPath(n)); err == nil {
 				c.t.Logf("----- last %d lines of the agent log of %s -----\n%s", c.logTail, n, c.tail(n, c.logTail))
