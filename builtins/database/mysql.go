@@ -1,0 +1,284 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/harules/harules/probes"
+)
+
+// MySQLConfig describes one node's MySQL or MariaDB server.
+type MySQLConfig struct {
+	Name string
+	// DSN in go-sql-driver/mysql form reaching this node's server with
+	// SUPER (or READ_ONLY ADMIN and REPLICATION SLAVE ADMIN) privileges,
+	// e.g. "root@unix(/run/mysqld/mysqld.sock)/".
+	DSN string
+	// MaxLagBytes refuses to promote a replica with more relay log not yet
+	// applied (same binlog file: Read_Master_Log_Pos - Exec_Master_Log_Pos);
+	// negative means no limit.
+	MaxLagBytes int64
+	// Force promotes whatever the lag.
+	Force bool
+	// Timeout bounds waiting for the replica to apply its relay log;
+	// default 60 s.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// MySQLConfigFromParams reads a database(engine="mysql") declaration's
+// params: dsn, max_lag_bytes, and the optional force and timeout.
+func MySQLConfigFromParams(name string, m map[string]string) (MySQLConfig, error) {
+	p := &params{name: name, m: m}
+	cfg := MySQLConfig{
+		Name:        name,
+		DSN:         p.str("dsn", ""),
+		MaxLagBytes: p.int64("max_lag_bytes", -1),
+		Force:       p.bool("force"),
+		Timeout:     p.duration("timeout", 60*time.Second),
+	}
+	return cfg, p.err
+}
+
+// MySQL switches a MySQL/MariaDB server between read-only and read-write
+// and promotes a replica.
+type MySQL struct {
+	cfg   MySQLConfig
+	dsn   *mysql.Config
+	log   *slog.Logger
+	check *probes.MySQLCheck
+}
+
+// quietDriverLog keeps the driver's own log lines out; errors are returned.
+var quietDriverLog = log.New(io.Discard, "", 0)
+
+// NewMySQL checks cfg.
+func NewMySQL(cfg MySQLConfig) (*MySQL, error) {
+	dsn, err := mysql.ParseDSN(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mysql %s: dsn: %w", cfg.Name, err)
+	}
+	dsn.Logger = quietDriverLog
+	if dsn.Timeout == 0 {
+		dsn.Timeout = 5 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	check, err := probes.NewMySQL(probes.MySQLConfig{DSN: cfg.DSN, Role: probes.RolePrimary})
+	if err != nil {
+		return nil, fmt.Errorf("mysql %s: %w", cfg.Name, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &MySQL{cfg: cfg, dsn: dsn, log: log.With("database", cfg.Name), check: check}, nil
+}
+
+func (m *MySQL) conn(ctx context.Context) (*sql.DB, *sql.Conn, error) {
+	connector, err := mysql.NewConnector(m.dsn.Clone())
+	if err != nil {
+		return nil, nil, fmt.Errorf("mysql %s: %w", m.cfg.Name, err)
+	}
+	db := sql.OpenDB(connector)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("mysql %s: connect: %w", m.cfg.Name, err)
+	}
+	return db, conn, nil
+}
+
+// Start makes the server the writable primary: a replica is promoted (the
+// IO thread stops, the relay log already received is applied, then the
+// replication configuration is reset), then read_only (and
+// super_read_only) go off.
+func (m *MySQL) Start(ctx context.Context) error {
+	db, conn, err := m.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	defer conn.Close()
+	status, err := replicaStatus(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("mysql %s: replica status: %w", m.cfg.Name, err)
+	}
+	if status != nil {
+		if err := m.promote(ctx, conn, status); err != nil {
+			return err
+		}
+	}
+	if hasSuperReadOnly(ctx, conn) {
+		if _, err := conn.ExecContext(ctx, "SET GLOBAL super_read_only = OFF"); err != nil {
+			return fmt.Errorf("mysql %s: super_read_only off: %w", m.cfg.Name, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "SET GLOBAL read_only = OFF"); err != nil {
+		return fmt.Errorf("mysql %s: read_only off: %w", m.cfg.Name, err)
+	}
+	m.log.Info("server is writable")
+	return nil
+}
+
+func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) error {
+	if lag, ok := status.relayLag(); ok && m.cfg.MaxLagBytes >= 0 && lag > m.cfg.MaxLagBytes {
+		if !m.cfg.Force {
+			return fmt.Errorf("mysql %s: not promoting: %w: the replica has %d bytes of relay log not yet applied, max_lag_bytes is %d; set force=true to promote anyway",
+				m.cfg.Name, ErrLagTooHigh, lag, m.cfg.MaxLagBytes)
+		}
+		m.log.Warn("promoting a lagging replica because force is set", "lag_bytes", lag)
+	}
+	if err := replicaStmt(ctx, conn, "STOP REPLICA IO_THREAD", "STOP SLAVE IO_THREAD"); err != nil {
+		return fmt.Errorf("mysql %s: stop IO thread: %w", m.cfg.Name, err)
+	}
+	// Apply what was received: it was acknowledged to no one, but it is
+	// the newest data this node has.
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	for {
+		st, err := replicaStatus(ctx, conn)
+		if err != nil {
+			return fmt.Errorf("mysql %s: replica status: %w", m.cfg.Name, err)
+		}
+		if st == nil {
+			break
+		}
+		if lag, ok := st.relayLag(); ok && lag == 0 {
+			break
+		}
+		if st.first("Slave_SQL_Running", "Replica_SQL_Running") != "Yes" {
+			return fmt.Errorf("mysql %s: replica SQL thread stopped before applying its relay log: %s", m.cfg.Name, st.first("Last_SQL_Error"))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mysql %s: relay log not applied within %s", m.cfg.Name, m.cfg.Timeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := replicaStmt(ctx, conn, "STOP REPLICA", "STOP SLAVE"); err != nil {
+		return fmt.Errorf("mysql %s: stop replica: %w", m.cfg.Name, err)
+	}
+	if err := replicaStmt(ctx, conn, "RESET REPLICA ALL", "RESET SLAVE ALL"); err != nil {
+		return fmt.Errorf("mysql %s: reset replica: %w", m.cfg.Name, err)
+	}
+	m.log.Info("promoted the replica", "was_replica_of", status.first("Master_Host", "Source_Host"))
+	return nil
+}
+
+// Stop makes the server read-only; connections with SUPER (MariaDB: READ
+// ONLY ADMIN) can still write unless super_read_only exists (MySQL).
+func (m *MySQL) Stop(ctx context.Context) error {
+	db, conn, err := m.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	defer conn.Close()
+	stmt := "SET GLOBAL read_only = ON"
+	if hasSuperReadOnly(ctx, conn) {
+		stmt = "SET GLOBAL super_read_only = ON" // implies read_only
+	}
+	if _, err := conn.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("mysql %s: %s: %w", m.cfg.Name, stmt, err)
+	}
+	m.log.Info("server is read-only")
+	return nil
+}
+
+// Monitor runs the MySQL probe requiring a writable non-replica.
+func (m *MySQL) Monitor(ctx context.Context) error {
+	res := m.check.Run(ctx)
+	if res.OK {
+		return nil
+	}
+	return fmt.Errorf("mysql %s: %w: %s", m.cfg.Name, ErrNotPrimary, res.Err)
+}
+
+// hasSuperReadOnly: MySQL has super_read_only, MariaDB does not.
+func hasSuperReadOnly(ctx context.Context, conn *sql.Conn) bool {
+	var v sql.NullInt64
+	return conn.QueryRowContext(ctx, "SELECT @@global.super_read_only").Scan(&v) == nil
+}
+
+// replicaStmt runs the REPLICA form of a statement, or the SLAVE form on
+// servers that predate it.
+func replicaStmt(ctx context.Context, conn *sql.Conn, modern, old string) error {
+	_, err := conn.ExecContext(ctx, modern)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1064 {
+		_, err = conn.ExecContext(ctx, old)
+	}
+	return err
+}
+
+// replicaRow is one row of SHOW REPLICA STATUS keyed by column name.
+type replicaRow map[string]string
+
+// first returns the first of names present (MySQL renamed Master to Source).
+func (r replicaRow) first(names ...string) string {
+	for _, n := range names {
+		if v, ok := r[n]; ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// relayLag is received minus applied binlog bytes, known when the IO and
+// SQL threads are in the same source binlog file.
+func (r replicaRow) relayLag() (int64, bool) {
+	readFile := r.first("Master_Log_File", "Source_Log_File")
+	execFile := r.first("Relay_Master_Log_File", "Relay_Source_Log_File")
+	read, err1 := strconv.ParseInt(r.first("Read_Master_Log_Pos", "Read_Source_Log_Pos"), 10, 64)
+	exec, err2 := strconv.ParseInt(r.first("Exec_Master_Log_Pos", "Exec_Source_Log_Pos"), 10, 64)
+	if err1 != nil || err2 != nil || readFile == "" || readFile != execFile {
+		return 0, false
+	}
+	return max(read-exec, 0), true
+}
+
+// replicaStatus returns nil when the server is not a replica.
+func replicaStatus(ctx context.Context, conn *sql.Conn) (replicaRow, error) {
+	rows, err := conn.QueryContext(ctx, "SHOW REPLICA STATUS")
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1064 {
+		rows, err = conn.QueryContext(ctx, "SHOW SLAVE STATUS")
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	raw := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	row := make(replicaRow, len(cols))
+	for i, col := range cols {
+		if raw[i] != nil {
+			row[col] = string(raw[i])
+		}
+	}
+	return row, rows.Err()
+}
