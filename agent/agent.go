@@ -45,6 +45,10 @@ type Config struct {
 	HandoverTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// WebListen is the web console's address (empty: no console); WebStart
+	// serves it (cmd/harules passes web.Starter: package web imports agent).
+	WebListen string
+	WebStart  func(ctx context.Context, listen string, a *Agent) (stop func(), err error)
 }
 
 // Defaults that fit a systemd service.
@@ -181,6 +185,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer srv.Close()
+	stopWeb, err := a.startWeb(loopCtx)
+	if err != nil {
+		return err
+	}
+	defer stopWeb()
 
 	err = a.loop(ctx)
 	a.handover()

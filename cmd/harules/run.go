@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/harules/harules/agent"
+	"github.com/harules/harules/web"
 )
 
 const supervisedEnv = "HARULES_SUPERVISED"
@@ -51,6 +52,11 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			controlFlag,
 			&cli.BoolFlag{Name: "no-supervisor", Usage: "run the agent without the supervisor process"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "web-listen", Usage: "serve the web console, REST API and /metrics on HOST:PORT (a bare PORT is 127.0.0.1:PORT; default: off)"},
+			&cli.StringFlag{Name: "web-tokens", Value: "/etc/harules/web-tokens", Usage: "web console tokens, one ROLE:TOKEN a line, ROLE read or operator (chmod 600)"},
+			&cli.StringFlag{Name: "web-cert", Usage: "TLS certificate file of the web console (with --web-key)"},
+			&cli.StringFlag{Name: "web-key", Usage: "TLS key file of the web console"},
+			&cli.BoolFlag{Name: "web-metrics-public", Usage: "serve /metrics without a token"},
 		},
 		Action: func(c *cli.Context) error {
 			node := c.String("node")
@@ -69,7 +75,8 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				return supervise(c.Context, log, c.String("policy"), node)
 			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
-				ControlSocket: c.String("control"), Logger: log})
+				ControlSocket: c.String("control"), Logger: log,
+				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), Logger: log})})
 			if err != nil {
 				return fail(exitUsage, "%v", err)
 			}
