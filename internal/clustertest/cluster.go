@@ -77,6 +77,8 @@ type Cluster struct {
 	agents  map[string]*agentProc
 	crashed map[string]bool
 	apps    []net.Listener
+	// daemonLogs are the logs of StartDaemon processes.
+	daemonLogs []string
 }
 
 type agentProc struct {
@@ -312,7 +314,10 @@ func (c *Cluster) Crash(node string) time.Time {
 	c.crashed[node] = true
 	c.mu.Unlock()
 	c.killNamespace(node)
-	if p := c.agents[node]; p != nil {
+	c.mu.Lock()
+	p := c.agents[node]
+	c.mu.Unlock()
+	if p != nil {
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
@@ -320,6 +325,35 @@ func (c *Cluster) Crash(node string) time.Time {
 		}
 	}
 	return at
+}
+
+// StartDaemon runs argv inside node as a plain process (another HA
+// manager for a benchmark, a helper server...). Its output is appended to
+// Dir/<name>.log, printed when the test fails; it is killed with its
+// process group at cleanup (and by Crash). env is added to the test's
+// environment.
+func (c *Cluster) StartDaemon(node, name string, env []string, argv ...string) *exec.Cmd {
+	c.t.Helper()
+	path := filepath.Join(c.Dir, name+".log")
+	logf, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatalf("clustertest: log file: %v", err)
+	}
+	cmd := c.Lab.Command(node, argv...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		c.t.Fatalf("clustertest: start %s on %s: %v", name, node, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+	}()
+	c.mu.Lock()
+	c.daemonLogs = append(c.daemonLogs, path)
+	c.mu.Unlock()
+	return cmd
 }
 
 // Crashed reports whether node is crashed (and not recovered).
@@ -560,8 +594,11 @@ func (c *Cluster) Log(node string) string {
 	return string(b)
 }
 
-func (c *Cluster) tail(node string, n int) string {
-	b, err := os.ReadFile(c.LogPath(node))
+func (c *Cluster) tail(node string, n int) string { return tailFile(c.LogPath(node), n) }
+
+// tailFile returns the last n lines of a log, very long lines cut.
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
@@ -605,8 +642,14 @@ func (c *Cluster) cleanup() {
 	if (c.t.Failed() || os.Getenv(LogsEnv) == "1") && c.logTail > 0 {
 		for _, n := range c.nodes {
 			if _, err := os.Stat(c.LogPath(n)); err == nil {
-				c.t.Logf("----- last %d lines of the agent log of %s -----\n%s", c.logTail, n, c.tail(n, c.logTail))
+				c.t.Logf("----- last %d lines of the agent log of %s -----\n%s", c.logTail, n, tailFile(c.LogPath(n), c.logTail))
 			}
+		}
+		c.mu.Lock()
+		logs := slices.Clone(c.daemonLogs)
+		c.mu.Unlock()
+		for _, path := range logs {
+			c.t.Logf("----- last %d lines of %s -----\n%s", c.logTail, filepath.Base(path), tailFile(path, c.logTail))
 		}
 	}
 	_ = os.RemoveAll(c.Dir)

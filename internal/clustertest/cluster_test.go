@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,6 +55,9 @@ func TestHarnessPlannedMove(t *testing.T) {
 	if arp.Dual() {
 		t.Errorf("two hosts answered ARP for the VIP: %s", arp)
 	}
+	if arp.Answered() < arp.Rounds/2 {
+		t.Errorf("only %d of %d ARP who-has rounds were answered", arp.Answered(), arp.Rounds)
+	}
 	claims := arp.Claimers()
 	if claims["node1"] == 0 || claims["node2"] == 0 {
 		t.Errorf("ARP watcher should have seen both nodes claim the VIP in turn: %s", arp)
@@ -74,6 +78,45 @@ func TestHarnessPlannedMove(t *testing.T) {
 		h := c.VIPHolders()
 		return len(h) == 1 && h[0] == "node1"
 	})
+}
+
+// TestObserversSeeDualOwnership puts the VIP on both nodes by hand (no
+// harules): the ARP watcher and the sampler must both report it.
+func TestObserversSeeDualOwnership(t *testing.T) {
+	c := New(t, Options{NoHarules: true})
+	c.StartApps()
+	for _, n := range c.Nodes() {
+		c.Lab.MustExec(n, "ip", "addr", "add", VIPPrefix, "dev", "eth0", "label", "eth0:hr")
+	}
+	sampler := c.StartSampler(20 * time.Millisecond)
+	watcher := c.StartARPWatcher(25 * time.Millisecond)
+	prober := c.StartProber(5 * time.Millisecond)
+	c.WaitFor(10*time.Second, "observers run", func() bool {
+		return watcher.Report().Answered() > 5 && len(sampler.Report().Samples) > 5 && len(prober.Samples()) > 5
+	})
+	arp, own := watcher.Stop(), sampler.Stop()
+	if !arp.Dual() || len(arp.DualRounds) < arp.Answered()/2 {
+		t.Errorf("ARP watcher: want most rounds answered by both nodes: %s", arp)
+	}
+	if d := own.DualPresent(); len(d) != len(own.Samples) || len(own.DualServing()) != len(own.Samples) {
+		t.Errorf("sampler: want every sample dual: %s", own)
+	}
+	if got := c.VIPHolders(); len(got) != 2 {
+		t.Errorf("VIPHolders = %v, want both nodes", got)
+	}
+	if a := Answerers(prober.Stop(), time.Time{}); a["node1"]+a["node2"] == 0 {
+		t.Errorf("prober got no answer from either node: %v", a)
+	}
+	// A crashed node serves nothing: the sampler leaves it out, and its
+	// processes are gone.
+	sleeper := c.StartDaemon("node2", "sleeper", nil, "sleep", "1000")
+	c.Crash("node2")
+	c.WaitFor(5*time.Second, "the daemon on the crashed node is gone", func() bool {
+		return syscall.Kill(sleeper.Process.Pid, 0) == syscall.ESRCH
+	})
+	if got := c.VIPHolders(); len(got) != 1 || got[0] != "node1" {
+		t.Errorf("VIPHolders after crashing node2 = %v, want [node1]", got)
+	}
 }
 
 func TestGapBetween(t *testing.T) {

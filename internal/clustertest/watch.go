@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -39,6 +40,17 @@ type ARPReport struct {
 // Dual reports whether any round was answered by two hosts.
 func (r ARPReport) Dual() bool { return len(r.DualRounds) > 0 }
 
+// Answered counts the rounds that got at least one reply.
+func (r ARPReport) Answered() int {
+	rounds := map[int]bool{}
+	for _, x := range r.Replies {
+		if x.Round > 0 {
+			rounds[x.Round] = true
+		}
+	}
+	return len(rounds)
+}
+
 // Claimers counts replies and announcements per node.
 func (r ARPReport) Claimers() map[string]int {
 	m := map[string]int{}
@@ -63,6 +75,11 @@ func (r ARPReport) String() string {
 
 // ARPWatcher broadcasts "who-has VIP" from the client every interval and
 // records every host that claims the VIP (replies and gratuitous ARP).
+//
+// Each round asks from another sender address of a pool (RoundPoolBase +
+// round mod 32, all unused in the lab), so a reply names the round it
+// answers: two MACs in one round means two hosts held the VIP when that
+// request went out, however late the test process reads the replies.
 type ARPWatcher struct {
 	cl    *arp.Client
 	macs  map[string]string
@@ -71,6 +88,28 @@ type ARPWatcher struct {
 	rep   ARPReport
 	stop  chan struct{}
 	done  chan struct{}
+}
+
+// RoundPoolBase is the first of the 32 addresses the ARPWatcher asks from
+// (198.51.100.200 - .231).
+const RoundPoolBase = 200
+
+const roundSlots = 32
+
+func slotAddr(slot int) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 51, 100, byte(RoundPoolBase + slot)})
+}
+
+// roundSlot tells whether pkt is a reply to a watcher round, and its slot.
+func roundSlot(pkt *arp.Packet) (int, bool) {
+	if pkt.Operation != arp.OperationReply || !pkt.TargetIP.Is4() {
+		return 0, false
+	}
+	b := pkt.TargetIP.As4()
+	if b[0] != 198 || b[1] != 51 || b[2] != 100 || int(b[3]) < RoundPoolBase || int(b[3]) >= RoundPoolBase+roundSlots {
+		return 0, false
+	}
+	return int(b[3]) - RoundPoolBase, true
 }
 
 // StartARPWatcher starts a watcher on the client's eth0.
@@ -92,7 +131,6 @@ func (c *Cluster) StartARPWatcher(interval time.Duration) *ARPWatcher {
 		c.t.Fatalf("clustertest: ARP watcher on the client: %v", err)
 	}
 	vip := netip.MustParseAddr(VIP)
-	client := netip.MustParseAddr(ClientAddr)
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
@@ -117,9 +155,9 @@ func (c *Cluster) StartARPWatcher(interval time.Duration) *ARPWatcher {
 			if pkt.SenderIP != vip {
 				continue
 			}
-			// A reply to the watcher is addressed to the client; gratuitous
-			// ARP (request or reply) targets the VIP itself.
-			solicited := pkt.Operation == arp.OperationReply && pkt.TargetIP == client
+			// A reply to the watcher targets the round's sender address;
+			// gratuitous ARP (request or reply) targets the VIP itself.
+			slot, solicited := roundSlot(pkt)
 			mac := pkt.SenderHardwareAddr.String()
 			node := w.macs[mac]
 			if node == "" {
@@ -128,7 +166,10 @@ func (c *Cluster) StartARPWatcher(interval time.Duration) *ARPWatcher {
 			w.mu.Lock()
 			r := ARPReply{At: time.Now(), MAC: mac, Node: node}
 			if solicited {
-				r.Round = w.round
+				// The latest round sent from this slot's address: replies
+				// read late (a busy test process) still count for the round
+				// they answer, not for the current one.
+				r.Round = w.round - ((w.round-slot)%roundSlots+roundSlots)%roundSlots
 			} else {
 				r.Gratuitous = true
 			}
@@ -144,8 +185,11 @@ func (c *Cluster) StartARPWatcher(interval time.Duration) *ARPWatcher {
 			w.mu.Lock()
 			w.round++
 			w.rep.Rounds = w.round
+			round := w.round
 			w.mu.Unlock()
-			_ = w.cl.Request(vip)
+			if req, err := arp.NewPacket(arp.OperationRequest, w.cl.HardwareAddr(), slotAddr(round%roundSlots), ethernet.Broadcast, vip); err == nil {
+				_ = w.cl.WriteTo(req, ethernet.Broadcast)
+			}
 			select {
 			case <-w.stop:
 				<-readDone
