@@ -100,7 +100,10 @@ type listedJob struct {
 	CopyTo   string         `json:"copy_to,omitempty"`
 	NextRun  time.Time      `json:"next_run,omitzero"`
 	History  []listedRecord `json:"history"`
-	Error    string         `json:"error,omitempty"`
+	// Local is the local agent's current or last run of the job (when the
+	// agent is reachable and ran the job since it started).
+	Local *agent.BackupState `json:"local,omitempty"`
+	Error string             `json:"error,omitempty"`
 }
 
 // listedRecord is a catalogue record with its safety spelled out.
@@ -167,6 +170,7 @@ func backupList(c *cli.Context) error {
 	if t := c.Timestamp("now"); t != nil {
 		now = *t
 	}
+	local := localBackupStates(c.Context, c.String("control"))
 	var jobs []listedJob
 	failed := false
 	for _, b := range p.Backups {
@@ -187,6 +191,9 @@ func backupList(c *cli.Context) error {
 		if err != nil {
 			j.Error, failed = err.Error(), true
 		}
+		if s, ok := local[b.Name]; ok {
+			j.Local = &s
+		}
 		jobs = append(jobs, j)
 	}
 	w := c.App.Writer
@@ -203,6 +210,58 @@ func backupList(c *cli.Context) error {
 		return fail(exitFailed, "backup list: some jobs could not be read (see above)")
 	}
 	return nil
+}
+
+// localBackupStates asks the local agent, if one answers, which backups it
+// is running or ran; list works without an agent too.
+func localBackupStates(ctx context.Context, socket string) map[string]agent.BackupState {
+	if _, err := os.Stat(socket); err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := agent.NewClient(socket).Status(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]agent.BackupState{}
+	for _, b := range st.Backups {
+		out[b.Job] = b
+	}
+	return out
+}
+
+// backupStateText describes a run the agent reports, e.g. for `harules
+// status`: "running since 02:00:00Z (1m30s): 1.2 GiB of ~4.0 GiB (30%)".
+func backupStateText(s agent.BackupState, now time.Time) string {
+	if s.Running {
+		text := fmt.Sprintf("running since %s (%s): %s", s.Started.Format(time.RFC3339), now.Sub(s.Started).Round(time.Second), sizeText(s.Done))
+		if s.Estimate > 0 {
+			text += fmt.Sprintf(" of ~%s (%d%%)", sizeText(s.Estimate), min(100, 100*s.Done/s.Estimate))
+		}
+		return text
+	}
+	text := fmt.Sprintf("last run %s at %s", s.Outcome, s.Finished.Format(time.RFC3339))
+	if s.ID != "" {
+		text += ", id " + s.ID
+	}
+	if s.Error != "" {
+		text += ": " + firstLine(s.Error)
+	}
+	return text
+}
+
+func sizeText(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func jobsOrEmpty(j []listedJob) []listedJob {
@@ -233,6 +292,9 @@ func printBackupList(w io.Writer, jobs []listedJob, now time.Time) {
 	tw.Flush()
 	for _, j := range jobs {
 		fmt.Fprintf(w, "\n%s: ", j.Name)
+		if j.Local != nil {
+			fmt.Fprintf(w, "on this node: %s\n%s: ", backupStateText(*j.Local, time.Now()), j.Name)
+		}
 		switch {
 		case j.Error != "":
 			fmt.Fprintf(w, "ERROR: %s\n", j.Error)

@@ -29,6 +29,7 @@ import (
 // them.
 type backupFixture struct {
 	dir, policy, src, target, copyTo string
+	fifo                             string // the "slow" job's command reads it
 	ids                              []string
 }
 
@@ -36,7 +37,10 @@ func newBackupFixture(t *testing.T) *backupFixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &backupFixture{dir: dir, policy: filepath.Join(dir, "policy.star"), src: filepath.Join(dir, "src"),
-		target: filepath.Join(dir, "store"), copyTo: filepath.Join(dir, "copy")}
+		target: filepath.Join(dir, "store"), copyTo: filepath.Join(dir, "copy"), fifo: filepath.Join(dir, "fifo")}
+	if err := syscall.Mkfifo(f.fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	files := map[string]string{"index.html": "<h1>hello</h1>\n", "data/big.txt": strings.Repeat("line of data\n", 20000), "data/empty": ""}
 	for name, content := range files {
 		p := filepath.Join(f.src, name)
@@ -53,7 +57,8 @@ backup("site", schedule = "30 2 * * *", timezone = "Europe/Berlin",
        params = {"target": %q, "source": %q, "copy_to": %q, "keep_last": "5"})
 backup("hourly", schedule = "0 * * * *", kind = "exec", catch_up = False,
        params = {"target": %q, "command": "echo hi"})
-`, f.target, f.src, f.copyTo, f.target)
+backup("slow", schedule = "0 3 * * *", kind = "exec", params = {"target": %q, "command": "cat %s"})
+`, f.target, f.src, f.copyTo, f.target, f.target, f.fifo)
 	if err := os.WriteFile(f.policy, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +153,7 @@ func TestBackupListShowsJobsNextRunsAndHistory(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("list --json is not JSON: %v\n%s", err, out)
 	}
-	if len(doc.Jobs) != 2 {
+	if len(doc.Jobs) != 3 {
 		t.Fatalf("jobs: %+v", doc.Jobs)
 	}
 	site, hourly := doc.Jobs[0], doc.Jobs[1]
@@ -358,6 +363,40 @@ func TestBackupRunThroughAgent(t *testing.T) {
 	if !strings.Contains(out, agent.AlertBackupFailed) {
 		t.Errorf("status does not show the backup-failed alert:\n%s", out)
 	}
+
+	// A run in progress (cat blocks on the FIFO until the test writes):
+	// list shows it running, and a second request is refused meanwhile.
+	if code, _, errOut := harules(t, "backup", "run", "slow", "--control", sock); code != exitOK {
+		t.Fatalf("run slow: exit %d: %s", code, errOut)
+	}
+	w, err := os.OpenFile(f.fifo, os.O_WRONLY, 0) // returns once cat opened it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	waitList := func(want string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, out, _ := harules(t, "backup", "list", "--policy", f.policy, "--control", sock)
+			if strings.Contains(out, want) {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("backup list never showed %q:\n%s", want, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitList("slow: on this node: running since")
+	if code, _, errOut := harules(t, "backup", "run", "slow", "--control", sock); code != exitFailed || !strings.Contains(errOut, "still going") {
+		t.Errorf("second run while the first runs: exit %d: %s", code, errOut)
+	}
+	if _, err := w.WriteString("slow dump\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	waitList("slow: on this node: last run ok")
 }
 
 // TestBackupCatchUpAfterFailover simulates a failover that completes after
