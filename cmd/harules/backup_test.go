@@ -360,8 +360,8 @@ func TestBackupRunThroughAgent(t *testing.T) {
 		t.Errorf("run with the source gone: exit %d: %s", code, errOut)
 	}
 	_, out, _ = harules(t, "status", "--control", sock)
-	if !strings.Contains(out, agent.AlertBackupFailed) {
-		t.Errorf("status does not show the backup-failed alert:\n%s", out)
+	if !strings.Contains(out, agent.AlertBackupFailed) || !strings.Contains(out, "site: last run failed at ") {
+		t.Errorf("status does not show the failed run and its alert:\n%s", out)
 	}
 
 	// A run in progress (cat blocks on the FIFO until the test writes):

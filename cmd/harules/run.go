@@ -236,6 +236,12 @@ func printStatus(w io.Writer, st *agent.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, orNone(g.Target), orNone(strings.Join(g.Holders, ",")), why)
 	}
 	tw.Flush()
+	if len(st.Backups) > 0 {
+		fmt.Fprintln(w, "\nBACKUPS ON THIS NODE")
+		for _, b := range st.Backups {
+			fmt.Fprintf(w, "  %s: %s\n", b.Job, backupStateText(b, st.Now))
+		}
+	}
 	if len(st.Alerts) > 0 {
 		fmt.Fprintln(w, "\nALERTS")
 		for _, a := range st.Alerts {
