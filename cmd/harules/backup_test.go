@@ -621,3 +621,59 @@ backup("db", schedule = "0 2 * * *", kind = "postgres", params = {"target": %q, 
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// dueRecorder is an engine executor that notes when backups are started.
+type dueRecorder struct{ runs []engine.BackupRun }
+
+func (d *dueRecorder) Execute(context.Context, engine.Action) error { return nil }
+func (d *dueRecorder) Backup(_ context.Context, run engine.BackupRun) error {
+	d.runs = append(d.runs, run)
+	return nil
+}
+
+// TestBackupListNextRunIsWhenTheEngineRunsIt steps the engine's node loop
+// on an injected clock around the next run `backup list` announces: the job
+// is not due a second before and runs at that instant, in the job's time
+// zone, across a daylight saving change too (02:30 does not exist in
+// Berlin on 2026-03-29).
+func TestBackupListNextRunIsWhenTheEngineRunsIt(t *testing.T) {
+	f := newBackupFixture(t)
+	p, err := rules.Load(context.Background(), f.policy, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{"2026-01-10T12:00:00Z", "2026-03-28T12:00:00Z", "2026-10-24T23:00:00Z"} {
+		code, out, errOut := harules(t, "backup", "list", "--policy", f.policy, "--json", "--now", from)
+		if code != exitOK {
+			t.Fatalf("list: exit %d: %s", code, errOut)
+		}
+		var doc struct {
+			Jobs []struct {
+				Name    string
+				NextRun time.Time `json:"next_run"`
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Jobs) == 0 || doc.Jobs[0].Name != "site" {
+			t.Fatalf("list --json: %v\n%s", err, out)
+		}
+		next := doc.Jobs[0].NextRun
+		start, _ := time.Parse(time.RFC3339, from)
+		if !next.After(start) || next.Sub(start) > 48*time.Hour {
+			t.Fatalf("from %s: next run %s is not within two days", from, next)
+		}
+		exec := &dueRecorder{}
+		n := engine.NewNode(p, "n1", start, engine.NewState(1), exec, nil)
+		for _, at := range []time.Time{start, next.Add(-time.Second), next, next.Add(time.Second)} {
+			n.Step(context.Background(), at)
+		}
+		var site []engine.BackupRun
+		for _, r := range exec.runs {
+			if r.Job == "site" {
+				site = append(site, r)
+			}
+		}
+		if len(site) != 1 || !site[0].Scheduled.Equal(next) || !strings.Contains(site[0].Reason, "scheduled") {
+			t.Errorf("from %s: list says %s; the engine ran %+v", from, next, site)
+		}
+	}
+}
