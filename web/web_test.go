@@ -500,3 +500,24 @@ func TestListenAddr(t *testing.T) {
 		t.Error("ListenAddr(localhost): want an error")
 	}
 }
+
+// TestOverviewPageWeight keeps the overview small: HTML, script and style
+// together under a budget (no framework, no CDN).
+func TestOverviewPageWeight(t *testing.T) {
+	ts, _, _ := newTestServer(t, Options{})
+	b := newBrowser(t, ts.URL)
+	b.login(readToken)
+	total := 0
+	for _, path := range []string{"/", "/static/app.js", "/static/style.css"} {
+		resp, body := b.get(path)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+		t.Logf("%-18s %6d bytes", path, len(body))
+		total += len(body)
+	}
+	t.Logf("overview page weight: %d bytes", total)
+	if total > 32<<10 {
+		t.Fatalf("overview page weight %d bytes is over the 32 KiB budget", total)
+	}
+}
