@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,103 +77,11 @@ type BackupReporter interface {
 
 var _ BackupReporter = (*Executor)(nil)
 
-// JobFromPolicy builds a backup job from a backup(...) declaration:
-//
-//	params = {"target": "/var/backups/harules",   # required: the store directory
-//	          "source": "/srv/data",              # kind files: the tree to archive
-//	          "dsn": "host=/run/postgresql",      # kind postgres: pg_dump -Fc
-//	          "args": "--all-databases",          # kind mysql: mariadb-dump arguments
-//	          "command": "/usr/local/bin/dump",   # kind exec: writes the stream to stdout
-//	          "keep_last": "7", "keep_daily": "7", "keep_weekly": "4", "min_keep": "2",
-//	          "keep_within": "36h",               # also "7d"; "keep" is short for keep_last
-//	          "headroom_percent": "30",           # free space kept on the target (default 30)
-//	          "copy_to": "/mnt/dr/harules"}       # a second store every backup is copied to
-//
-// Unknown keys are errors: a misspelt retention key must not silently keep
-// every backup forever.
+// JobFromPolicy builds a backup job from a backup(...) declaration; see
+// backup.JobFromParams for the params it reads. `harules check` runs the same
+// function, so a policy that loads has jobs that build.
 func JobFromPolicy(b *policy.Backup) (backup.Job, string, string, error) {
-	p := b.Params
-	job := backup.Job{Name: b.Name, Retention: backup.Retention{Location: b.Location}}
-	for _, k := range slices.Sorted(maps.Keys(p)) {
-		if !slices.Contains(backupParams, k) {
-			return job, "", "", fmt.Errorf("backup %s: unknown params key %q (known: %s)", b.Name, k, strings.Join(backupParams, ", "))
-		}
-	}
-	if p["keep"] != "" {
-		if p["keep_last"] != "" {
-			return job, "", "", fmt.Errorf("backup %s: give keep or keep_last, not both (keep is short for keep_last)", b.Name)
-		}
-		p = maps.Clone(p)
-		p["keep_last"] = p["keep"]
-	}
-	if s := p["keep_within"]; s != "" {
-		d, err := parseDays(s)
-		if err != nil || d < 0 {
-			return job, "", "", fmt.Errorf("backup %s: keep_within=%q must be a duration such as \"36h\" or \"7d\"", b.Name, s)
-		}
-		job.Retention.KeepWithin = d
-	}
-	target := p["target"]
-	if target == "" {
-		return job, "", "", fmt.Errorf("backup %s: params need \"target\", the directory backups are stored in", b.Name)
-	}
-	switch b.Kind {
-	case "files":
-		if p["source"] == "" {
-			return job, "", "", fmt.Errorf("backup %s: kind files needs params \"source\", the directory to back up", b.Name)
-		}
-		job.Source = &backup.Files{Root: p["source"]}
-	case "postgres":
-		job.Source = backup.PostgresDump(p["dsn"], strings.Fields(p["args"])...)
-	case "mysql":
-		job.Source = backup.MySQLDump(strings.Fields(p["args"])...)
-	case "exec":
-		args := argv(p["command"])
-		if p["command"] == "" {
-			return job, "", "", fmt.Errorf("backup %s: kind exec needs params \"command\"", b.Name)
-		}
-		job.Source = &backup.Exec{Command: backup.Command{Path: args[0], Args: args[1:]}}
-	default:
-		return job, "", "", fmt.Errorf("backup %s: unknown kind %q", b.Name, b.Kind)
-	}
-	ints := map[string]*int{"keep_last": &job.Retention.KeepLast, "keep_daily": &job.Retention.KeepDaily,
-		"keep_weekly": &job.Retention.KeepWeekly, "min_keep": &job.Retention.MinKeep}
-	for key, dst := range ints {
-		if s := p[key]; s != "" {
-			v, err := strconv.Atoi(s)
-			if err != nil || v < 0 {
-				return job, "", "", fmt.Errorf("backup %s: %s=%q must be a whole number >= 0", b.Name, key, s)
-			}
-			*dst = v
-		}
-	}
-	if s := p["headroom_percent"]; s != "" {
-		v, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
-		if err != nil || v < 0 || v >= 100 {
-			return job, "", "", fmt.Errorf("backup %s: headroom_percent=%q must be a number from 0 to 99", b.Name, s)
-		}
-		job.Headroom = v / 100
-		if v == 0 {
-			job.Headroom = -1
-		}
-	}
-	return job, target, p["copy_to"], nil
-}
-
-// backupParams are the params keys JobFromPolicy reads.
-var backupParams = []string{"args", "command", "copy_to", "dsn", "headroom_percent", "keep", "keep_daily", "keep_last",
-	"keep_weekly", "keep_within", "min_keep", "source", "target"}
-
-// parseDays parses a Go duration or a whole number of days ("7d").
-func parseDays(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil {
-			return 0, err
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
+	return backup.JobFromParams(b.Name, b.Kind, b.Params, b.Location)
 }
 
 func (b *backups) clock() time.Time {

@@ -10,6 +10,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/harules/harules/builtins/backup"
 	"github.com/harules/harules/policy"
 )
 
@@ -401,6 +402,11 @@ func declBackup(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tupl
 	}
 	p, err := stringMap(params, "backup "+name+": params")
 	if err != nil {
+		return nil, err
+	}
+	// The agent builds the job with the same function, so a policy that
+	// passes check has jobs that run.
+	if _, _, _, err := backup.JobFromParams(name, kind, p, loc); err != nil {
 		return nil, err
 	}
 	if err := c.unique("backup", name, pos); err != nil {

@@ -29,7 +29,7 @@ probe("gateway", check.gateway("198.51.100.254"), every = "1s", fall = 2, rise =
 probe("http", check.http("http://127.0.0.1/health"), every = "1s", fall = 3, rise = 2)
 group("web", resources = [vip("198.51.100.10/24"), service("web", command = "/bin/web")],
       placement = active_standby(["node1", "node2"]))
-backup("nightly", schedule = "0 2 * * *", group = "web")
+backup("nightly", schedule = "0 2 * * *", group = "web", params = {"target": "/var/backups/harules", "source": "/srv/data"})
 %RULES%
 `
 

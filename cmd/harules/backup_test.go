@@ -414,8 +414,8 @@ node("n1", address = "198.51.100.1")
 node("n2", address = "198.51.100.2")
 heartbeat("lan", interval = "1s", misses = 10)
 group("db", resources = [vip("198.51.100.30/24")], placement = active_standby(["n1", "n2"]))
-backup("catchup", schedule = "0 2 * * *", group = "db", catch_up = True)
-backup("strict", schedule = "0 2 * * *", group = "db", catch_up = False)
+backup("catchup", schedule = "0 2 * * *", group = "db", catch_up = True, params = {"target": "/var/backups/harules", "source": "/srv/data"})
+backup("strict", schedule = "0 2 * * *", group = "db", catch_up = False, params = {"target": "/var/backups/harules", "source": "/srv/data"})
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
