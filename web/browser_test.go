@@ -81,7 +81,7 @@ func saveScreenshot(t *testing.T, ctx context.Context, dir, name string) {
 func TestBrowserConsole(t *testing.T) {
 	ts, _, fb := newTestServer(t, Options{PollInterval: 200 * time.Millisecond})
 	// Like a real agent, the new owner shows a moment after the request.
-	fb.delay = 300 * time.Millisecond
+	fb.setDelay(300 * time.Millisecond)
 	ctx := newChrome(t)
 	shots := t.TempDir()
 	text := func(sel string) string {
@@ -139,7 +139,7 @@ func TestBrowserConsole(t *testing.T) {
 		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("the overview never showed node2 holding web: %v", err)
 	}
-	t.Logf("move confirmed -> page shows the new owner: %v (agent applies it after %v, status polled every 200ms)", time.Since(start).Round(time.Millisecond), fb.delay)
+	t.Logf("move confirmed -> page shows the new owner: %v (agent applies it after 300ms, status polled every 200ms)", time.Since(start).Round(time.Millisecond))
 	if got := strings.Join(fb.callLog(), "; "); got != "move web node2 false" {
 		t.Fatalf("agent calls: %q", got)
 	}

@@ -79,7 +79,7 @@ func (f *fakeBackend) PolicyPath() string { return f.policyPath }
 func (f *fakeBackend) Do(_ context.Context, op, group, node string, on bool) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, fmt.Sprintf("%s %s %s %v", op, group, node, on))
-	refuse := f.refuse
+	refuse, delay := f.refuse, f.delay
 	f.mu.Unlock()
 	if refuse != nil {
 		return refuse
@@ -117,12 +117,18 @@ func (f *fakeBackend) Do(_ context.Context, op, group, node string, on bool) err
 		}
 		f.st = st
 	}
-	if f.delay > 0 {
-		time.AfterFunc(f.delay, apply)
+	if delay > 0 {
+		time.AfterFunc(delay, apply)
 	} else {
 		apply()
 	}
 	return nil
+}
+
+func (f *fakeBackend) setDelay(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delay = d
 }
 
 func (f *fakeBackend) callLog() []string {

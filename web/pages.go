@@ -12,8 +12,11 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/harules/harules/agent"
 )
 
 type pageTemplate = *template.Template
@@ -161,7 +164,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, p *princip
 		return
 	}
 	pd := pageData{Title: "Overview", Nav: "overview", Role: p.role, LoggedIn: true, Data: newOverview(st, p.canOperate()),
-		Flash: r.URL.Query().Get("done")}
+		Flash: doneMessage(st, r.URL.Query())}
 	if p.sess != nil {
 		pd.CSRF = p.sess.csrf
 	}
@@ -304,7 +307,8 @@ func (s *Server) actionForm(w http.ResponseWriter, r *http.Request, p *principal
 		s.errorPage(w, r, p, requestCode(err), err.Error())
 		return
 	}
-	http.Redirect(w, r, "/?done="+url.QueryEscape(op.Title+": accepted"), http.StatusSeeOther)
+	q := url.Values{"done": {op.Op}, "group": {op.Group}, "node": {op.Node}, "on": {strconv.FormatBool(op.On)}}
+	http.Redirect(w, r, "/?"+q.Encode(), http.StatusSeeOther)
 }
 
 // apply validates and sends an operator request to the backend.
@@ -327,6 +331,20 @@ func (s *Server) apply(ctx context.Context, opName, group, node string, on bool)
 	s.log.Info("web console: operator request applied", "op", op.Op, "group", op.Group, "node", op.Node)
 	s.poll()
 	return op, nil
+}
+
+// doneMessage confirms an accepted action on the overview. It is rebuilt
+// from the operation rather than taken from the URL, so a crafted link
+// cannot put arbitrary text on the console.
+func doneMessage(st *agent.Status, q url.Values) string {
+	if q.Get("done") == "" {
+		return ""
+	}
+	op, err := checkOperation(st, q.Get("done"), q.Get("group"), q.Get("node"), q.Get("on") == "true")
+	if err != nil {
+		return ""
+	}
+	return op.Title + ": accepted"
 }
 
 func requestCode(err error) int {

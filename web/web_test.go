@@ -159,8 +159,14 @@ func TestPostsNeedTheSessionCSRFToken(t *testing.T) {
 		t.Fatalf("move with CSRF header: %s %s", resp.Status, body)
 	}
 	resp, body = b.postForm("/action", url.Values{"csrf": {b.csrf}, "op": {"standby"}, "node": {"node2"}})
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/?done=") {
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/?done=standby") {
 		t.Fatalf("action form with CSRF: %s %s", resp.Status, body)
+	}
+	if _, page := b.get(resp.Header.Get("Location")); !strings.Contains(page, "Put node node2 in standby: accepted") {
+		t.Errorf("the overview after the action does not confirm it")
+	}
+	if _, page := b.get("/?done=Session+expired:+log+in+at+evil.example"); strings.Contains(page, "evil") {
+		t.Errorf("the overview shows text from a crafted link")
 	}
 	if got, want := strings.Join(fb.callLog(), "; "), "move web node2 false; standby  node2 false"; got != want {
 		t.Fatalf("agent calls: got %q, want %q", got, want)
@@ -307,7 +313,9 @@ func TestAPIBadInput(t *testing.T) {
 		t.Fatalf("bad requests reached the agent: %v", calls)
 	}
 	// The agent's own refusal is a 409 with its message, never a 500.
+	fb.mu.Lock()
 	fb.refuse = errors.New("node2 is fenced")
+	fb.mu.Unlock()
 	resp, body := b.call("POST", "/api/v1/move", operatorToken, "", `{"group":"web","node":"node2"}`)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "node2 is fenced") {
 		t.Fatalf("refused move: want 409 with the agent's reason, got %s %s", resp.Status, body)
@@ -480,7 +488,7 @@ func TestLiveUpdates(t *testing.T) {
 	if !strings.HasPrefix(first, "event: overview\nid: ") || !strings.Contains(first, `class="holders">node1<`) {
 		t.Fatalf("first event:\n%s", first)
 	}
-	fb.delay = 50 * time.Millisecond
+	fb.setDelay(50 * time.Millisecond)
 	if resp, body := b.call("POST", "/api/v1/move", operatorToken, "", `{"group":"web","node":"node2"}`); resp.StatusCode != 200 {
 		t.Fatalf("move: %s", body)
 	}
