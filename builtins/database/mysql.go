@@ -158,6 +158,13 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) 
 			break
 		}
 		if st.first("Slave_SQL_Running", "Replica_SQL_Running") != "Yes" {
+			if errno := st.first("Last_SQL_Errno"); errno == "0" || errno == "" {
+				// Stopped by an operator, not by an error: apply the rest.
+				if err := replicaStmt(ctx, conn, "START REPLICA SQL_THREAD", "START SLAVE SQL_THREAD"); err != nil {
+					return fmt.Errorf("mysql %s: start SQL thread: %w", m.cfg.Name, err)
+				}
+				continue
+			}
 			return fmt.Errorf("mysql %s: replica SQL thread stopped before applying its relay log: %s", m.cfg.Name, st.first("Last_SQL_Error"))
 		}
 		select {
@@ -235,15 +242,19 @@ func (r replicaRow) first(names ...string) string {
 	return ""
 }
 
-// relayLag is received minus applied binlog bytes, known when the IO and
-// SQL threads are in the same source binlog file.
+// relayLag is received minus applied binlog bytes. When the SQL thread is
+// still in an older source binlog file than the IO thread, everything the
+// IO thread read of its file is unapplied: a lower bound.
 func (r replicaRow) relayLag() (int64, bool) {
 	readFile := r.first("Master_Log_File", "Source_Log_File")
 	execFile := r.first("Relay_Master_Log_File", "Relay_Source_Log_File")
 	read, err1 := strconv.ParseInt(r.first("Read_Master_Log_Pos", "Read_Source_Log_Pos"), 10, 64)
 	exec, err2 := strconv.ParseInt(r.first("Exec_Master_Log_Pos", "Exec_Source_Log_Pos"), 10, 64)
-	if err1 != nil || err2 != nil || readFile == "" || readFile != execFile {
+	if err1 != nil || err2 != nil || readFile == "" {
 		return 0, false
+	}
+	if readFile != execFile {
+		return read, true
 	}
 	return max(read-exec, 0), true
 }

@@ -97,6 +97,7 @@ func TestPostgresFailoverCrashZeroLoss(t *testing.T) {
 		primary.track()
 		waitStandby(t, standby, primary) // Monitor re-arms synchronous replication
 		assertStreams(t, standby, primary, -int64(round))
+		assertNotWritable(t, primary) // a standby now
 		primary, standby = standby, primary
 	}
 	t.Logf("crash failover: median write-unavailability window %v over %d rounds %v; rows lost 0", median(windows), len(windows), windows)
@@ -245,4 +246,38 @@ func TestPostgresStartStopSingle(t *testing.T) {
 	if err := n.res.Monitor(ctx30(t)); err == nil {
 		t.Fatal("Monitor passed on a stopped server")
 	}
+}
+
+// BenchmarkPostgresCrashFailover measures, per crash of the primary's
+// postmaster, the time Start takes to promote the synchronous standby and
+// the write-unavailability window a client sees (failure detection not
+// included: Start runs right after the kill).
+func BenchmarkPostgresCrashFailover(b *testing.B) {
+	primary, standby := pgPair(b, syncClear())
+	w := startWriter(b, primary.tcpDSN())
+	var windows, promotes []time.Duration
+	for i := 0; b.Loop(); i++ {
+		w.waitAcks(b, 30)
+		t0 := time.Now()
+		primary.crash()
+		if err := standby.res.Start(ctx30(b)); err != nil {
+			b.Fatal(err)
+		}
+		promotes = append(promotes, time.Since(t0))
+		w.point(standby.tcpDSN())
+		moved := time.Now()
+		w.waitAcks(b, 30)
+		assertNoLoss(b, w, standby)
+		windows = append(windows, window(w.snapshot(), t0, moved))
+		b.StopTimer()
+		if err := primary.res.Rejoin(ctx30(b), standby.tcpDSN()); err != nil {
+			b.Fatal(err)
+		}
+		primary.track()
+		waitStandby(b, standby, primary)
+		primary, standby = standby, primary
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(median(windows).Microseconds())/1000, "window-ms")
+	b.ReportMetric(float64(median(promotes).Microseconds())/1000, "promote-ms")
 }
