@@ -42,7 +42,7 @@ type fakeBackend struct {
 
 var _ Backend = (*fakeBackend)(nil)
 
-func newFakeBackend(t *testing.T) *fakeBackend {
+func newFakeBackend(t testing.TB) *fakeBackend {
 	t.Helper()
 	abs, err := filepath.Abs("testdata/policy.star")
 	if err != nil {

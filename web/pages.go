@@ -203,6 +203,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 		if s.hub.isClosed() {
 			return
 		}
+		// A stream outlives neither its session (logout, expiry) nor the
+		// console.
+		if p.sess != nil {
+			if _, ok := s.sessions.get(p.sessID); !ok {
+				return
+			}
+		}
 		select {
 		case <-r.Context().Done():
 			return

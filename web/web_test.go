@@ -496,6 +496,21 @@ func TestLiveUpdates(t *testing.T) {
 	if !strings.Contains(second, `class="holders">node2<`) {
 		t.Fatalf("event after the move does not show node2 holding web:\n%s", second)
 	}
+	// Logging out ends the stream at the next change.
+	if resp, _ := b.postForm("/logout", url.Values{"csrf": {b.csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %s", resp.Status)
+	}
+	if resp, body := b.call("POST", "/api/v1/standby", operatorToken, "", `{"node":"node2"}`); resp.StatusCode != 200 {
+		t.Fatalf("standby: %s", body)
+	}
+	deadline := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-events:
+		case <-deadline:
+			t.Fatal("the event stream outlived its session")
+		}
+	}
 }
 
 func TestListenAddr(t *testing.T) {
@@ -528,4 +543,39 @@ func TestOverviewPageWeight(t *testing.T) {
 	if total > 32<<10 {
 		t.Fatalf("overview page weight %d bytes is over the 32 KiB budget", total)
 	}
+}
+
+// BenchmarkStatusChange is the console's cost of one status change: the
+// change check (JSON of the status with 500 records) and one rendering of
+// the live overview for a page.
+func BenchmarkStatusChange(b *testing.B) {
+	fb := newFakeBackend(b)
+	st := fb.Status()
+	for len(st.Recent) < 500 {
+		st.Recent = append(st.Recent, st.Recent[len(st.Recent)%4])
+	}
+	srv, err := New(fb, Options{TokenFile: writeTokenFileB(b), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		next := cloneStatus(st)
+		next.Incarnation = uint64(i)
+		if !srv.hub.update(next) {
+			b.Fatal("no change seen")
+		}
+		var sb strings.Builder
+		if err := srv.pages["overview"].ExecuteTemplate(&sb, "overview_body", newOverview(next, true)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func writeTokenFileB(b *testing.B) string {
+	path := filepath.Join(b.TempDir(), "web-tokens")
+	if err := os.WriteFile(path, []byte("operator:"+operatorToken+"\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path
 }
