@@ -69,7 +69,7 @@ func Listen(ctx context.Context, b Backend, lo ListenOptions, opts Options) (add
 		srv.log.Warn("web console listens beyond loopback without TLS: tokens and cookies cross the network in clear; configure a certificate", "addr", ln.Addr().String())
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return runCtx },
 		ErrorLog:    slog.NewLogLogger(srv.log.Handler(), slog.LevelWarn)}
 	go srv.Run(runCtx)
