@@ -71,6 +71,16 @@ type Dur time.Duration
 // MarshalText renders the duration in Go syntax.
 func (d Dur) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
+// UnmarshalText reads what MarshalText wrote, so Go clients can decode results.
+func (d *Dur) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Dur(v)
+	return nil
+}
+
 // Options tune a run.
 type Options struct {
 	// RecordHeartbeats adds every heartbeat to the records (very verbose).

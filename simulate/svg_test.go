@@ -2,6 +2,7 @@ package simulate_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"encoding/xml"
 	"io"
@@ -84,5 +85,23 @@ at("5s", crash("node1"))
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q", want)
 		}
+	}
+}
+
+func TestResultJSONRoundTrip(t *testing.T) {
+	res := runScenario(t, "../examples/web-active-standby/policy.star", `
+scenario(name = "crash", duration = "20s")
+at("5s", crash("node1"))
+`)
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back simulate.Result
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("a Result does not decode from its own JSON: %v", err)
+	}
+	if back.Duration != res.Duration || len(back.Outages) != len(res.Outages) || back.Outages[0].End != res.Outages[0].End {
+		t.Errorf("round trip changed the result: %+v vs %+v", back.Outages, res.Outages)
 	}
 }
