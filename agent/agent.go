@@ -393,6 +393,7 @@ func (a *Agent) heartbeat(r heartbeat.Received) bool {
 		if err := json.Unmarshal(r.Message.Payload, &fresh); err != nil || fresh.Node != r.Message.From {
 			a.log.Warn("heartbeat payload unreadable; keeping the peer's previous view", "peer", r.Message.From, "error", err)
 		} else {
+			a.reannounceReleased(rep, &fresh)
 			rep = &fresh
 			a.peerRpts[r.Message.From] = peerReport{raw: bytes.Clone(r.Message.Payload), report: rep}
 		}
