@@ -4,7 +4,8 @@
 // A Cluster is N HA nodes and one client, built with internal/netnstest:
 //
 //	lan bridge      198.51.100.0/24: nodeI eth0 = .I, client eth0 = .50 and
-//	                the "gateway" .254 (a second address of the client)
+//	                the "gateway" .254 (a second address of the client),
+//	                the ARP watcher's host "watch" .49
 //	backnet bridge  203.0.113.0/24:  nodeI eth1 = .I
 //
 // The harules binary is built once per test process (Binary). Each node runs
@@ -72,6 +73,8 @@ type Cluster struct {
 	Bin        string
 	nodes      []string
 	logTail    int
+	// serviceName is unique per cluster (see PolicyOptions.ServiceName).
+	serviceName string
 
 	mu      sync.Mutex
 	agents  map[string]*agentProc
@@ -119,6 +122,11 @@ func New(t testing.TB, o Options) *Cluster {
 	lab.Host("client")
 	lab.Connect("client", "lan", "eth0", ClientAddr+"/24")
 	lab.MustExec("client", "ip", "addr", "add", GatewayAddr+"/24", "dev", "eth0")
+	// The ARP watcher asks from its own host: replies to its who-has would
+	// otherwise refresh the client's neighbour cache and hide how long real
+	// clients keep a stale MAC for the VIP.
+	lab.Host("watch")
+	lab.Connect("watch", "lan", "eth0", WatchAddr+"/24")
 	for i := 1; i <= o.Nodes; i++ {
 		n := NodeName(i)
 		c.nodes = append(c.nodes, n)
@@ -130,9 +138,10 @@ func New(t testing.TB, o Options) *Cluster {
 	if err := os.WriteFile(filepath.Join(dir, "secret"), []byte("clustertest-secret-0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatalf("clustertest: secret: %v", err)
 	}
+	c.serviceName = "app-" + lab.Suffix()
 	text := o.PolicyText
 	if text == "" {
-		text = Policy(o.Nodes, o.Policy)
+		text = c.Policy(o.Policy)
 	}
 	c.WritePolicy(text)
 	return c
@@ -141,8 +150,20 @@ func New(t testing.TB, o Options) *Cluster {
 // Nodes returns the HA node names (node1..nodeN).
 func (c *Cluster) Nodes() []string { return slices.Clone(c.nodes) }
 
-// NS returns the full namespace name of a node or of "client".
+// NS returns the full namespace name of a node, "client" or "watch".
 func (c *Cluster) NS(name string) string { return c.Lab.NS(name) }
+
+// Policy renders the default policy for this cluster's nodes, with a
+// service name unique to the cluster unless o names one.
+func (c *Cluster) Policy(o PolicyOptions) string {
+	if o.ServiceName == "" {
+		o.ServiceName = c.serviceName
+	}
+	return Policy(len(c.nodes), o)
+}
+
+// ServiceName is the name of the default policy's service in this cluster.
+func (c *Cluster) ServiceName() string { return c.serviceName }
 
 // WritePolicy replaces the policy file (agents read it on start and reload).
 func (c *Cluster) WritePolicy(text string) {

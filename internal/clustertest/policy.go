@@ -11,6 +11,7 @@ const (
 	VIP         = "198.51.100.100"
 	VIPPrefix   = VIP + "/24"
 	ClientAddr  = "198.51.100.50"
+	WatchAddr   = "198.51.100.49"
 	GatewayAddr = "198.51.100.254"
 	// AppPort is where every node's name server listens (0.0.0.0).
 	AppPort = 8080
@@ -52,6 +53,12 @@ type PolicyOptions struct {
 	// expression (a string or a list); default a long sleep (the answering
 	// server runs outside harules, see Cluster.StartApps).
 	ServiceCommand string
+	// ServiceName names the group's service; default "app". Cluster.Policy
+	// makes it unique per cluster: harules marks service processes with
+	// node/service and ends every marked process it did not start, so two
+	// clusters on one machine (parallel tests) with equal names would kill
+	// each other's services.
+	ServiceName string
 	// Extra is appended verbatim (more rules, probes...).
 	Extra string
 }
@@ -73,6 +80,9 @@ func Policy(n int, o PolicyOptions) string {
 	if o.FailbackDelay == "" {
 		o.FailbackDelay = "0s"
 	}
+	if o.ServiceName == "" {
+		o.ServiceName = "app"
+	}
 	if o.ServiceCommand == "" {
 		o.ServiceCommand = `["sleep", "1000000"]`
 	}
@@ -93,11 +103,11 @@ func Policy(n int, o PolicyOptions) string {
 	fmt.Fprintf(&b, `group(%q,
     resources = [
         vip(%q, interface = "eth0", arp_count = 2, arp_interval = "50ms"),
-        service("app", command = %s),
+        service(%q, command = %s),
     ],
     placement = active_standby([%s], failback = %q, failback_delay = %q),
 )
-`, Group, VIPPrefix, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
+`, Group, VIPPrefix, o.ServiceName, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
 	b.WriteString("rule(\"path-alert\", when = path_down_alert())\n")
 	if o.GatewayGuard {
 		b.WriteString("rule(\"gateway-guard\", when = gateway_guard(\"gateway\"))\n")

@@ -73,7 +73,7 @@ func (r ARPReport) String() string {
 	return b.String()
 }
 
-// ARPWatcher broadcasts "who-has VIP" from the client every interval and
+// ARPWatcher broadcasts "who-has VIP" on the lan every interval and
 // records every host that claims the VIP (replies and gratuitous ARP).
 //
 // Each round asks from another sender address of a pool (RoundPoolBase +
@@ -112,14 +112,15 @@ func roundSlot(pkt *arp.Packet) (int, bool) {
 	return int(b[3]) - RoundPoolBase, true
 }
 
-// StartARPWatcher starts a watcher on the client's eth0.
+// StartARPWatcher starts a watcher on the eth0 of host "watch" (on the lan,
+// apart from the client).
 func (c *Cluster) StartARPWatcher(interval time.Duration) *ARPWatcher {
 	c.t.Helper()
 	w := &ARPWatcher{macs: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 	for _, n := range c.nodes {
 		w.macs[c.Lab.MAC(n, "eth0").String()] = n
 	}
-	err := c.Lab.Do("client", func() error {
+	err := c.Lab.Do("watch", func() error {
 		ifi, err := net.InterfaceByName("eth0")
 		if err != nil {
 			return err

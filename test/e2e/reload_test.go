@@ -19,7 +19,7 @@ func TestReloadRefusesBrokenPolicy(t *testing.T) {
 		t.Fatalf("nodes disagree on the policy hash at start: %q / %q", good, c.MustStatus("node2").PolicyHash)
 	}
 
-	broken := clustertest.Policy(2, clustertest.PolicyOptions{}) + "\nrule(\"broken\", when = this_is_not_defined)\n"
+	broken := c.Policy(clustertest.PolicyOptions{}) + "\nrule(\"broken\", when = this_is_not_defined)\n"
 	c.WritePolicy(broken)
 	for _, n := range c.Nodes() {
 		c.Reload(n)
@@ -42,7 +42,7 @@ func TestReloadRefusesBrokenPolicy(t *testing.T) {
 	c.WaitOwner("node1", clustertest.Group, "node2", 20*time.Second)
 
 	// A valid change (another failback delay) is picked up on both nodes.
-	c.WritePolicy(clustertest.Policy(2, clustertest.PolicyOptions{FailbackDelay: "7s"}))
+	c.WritePolicy(c.Policy(clustertest.PolicyOptions{FailbackDelay: "7s"}))
 	for _, n := range c.Nodes() {
 		c.Reload(n)
 	}
