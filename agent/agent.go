@@ -178,6 +178,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.startHeartbeats(loopCtx, incarnation); err != nil {
 		return err
 	}
+	// The startup grace counts from when this node can hear its peers: the
+	// release above can take longer than a grace of interval x misses.
+	a.node.View = engine.NewView(a.policy, a.cfg.Node, a.now())
 	defer a.stopHeartbeats()
 	a.startProbes(loopCtx)
 	srv, err := a.serveControl()
@@ -335,6 +338,8 @@ func (a *Agent) loop(ctx context.Context) error {
 	monitorTicker := time.NewTicker(time.Second)
 	defer monitorTicker.Stop()
 	lastStep := time.Time{}
+	detect := newDetectionTimer()
+	defer detect.stop()
 	a.step(ctx)
 	for {
 		dirty := false
@@ -343,19 +348,24 @@ func (a *Agent) loop(ctx context.Context) error {
 			return nil
 		case r := <-a.inbox:
 			dirty = a.heartbeat(r)
+			detect.seen(a.policy, r.Message.From, r.Path, r.At)
 			// Drain what else arrived, so a burst costs one decision.
-			for more := true; more; {
-				select {
-				case r := <-a.inbox:
-					dirty = a.heartbeat(r) || dirty
-				default:
-					more = false
-				}
+			dirty = a.drainInbox(detect) || dirty
+		case <-detect.timer.C:
+			// A path's last heartbeat just aged past interval x misses;
+			// heartbeats already queued are news from before now.
+			if !detect.fired(a.now()) {
+				break
 			}
+			dirty = a.drainInbox(detect)
+			dirty = a.node.View.Update(a.now()) || dirty
+			detect.judged(a.now())
 		case f := <-probeCh:
 			dirty = a.node.View.SetProbe(probeFact(f))
 		case <-ticker.C:
-			dirty = a.node.View.Update(a.now()) || a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate
+			dirty = a.drainInbox(detect)
+			dirty = a.node.View.Update(a.now()) || a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate || dirty
+			detect.judged(a.now())
 		case <-monitorTicker.C:
 			a.monitorHeld(ctx)
 		case m := <-a.monitors:

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/harules/harules/policy"
+)
+
+func detectPolicy() *policy.Policy {
+	return &policy.Policy{Paths: []*policy.HeartbeatPath{
+		{Name: "lan", Interval: 10 * time.Millisecond, Misses: 3},
+		{Name: "backnet", Interval: 100 * time.Millisecond, Misses: 3},
+	}}
+}
+
+func TestDetectionTimerArmsForEarliestPathDeadline(t *testing.T) {
+	d := newDetectionTimer()
+	defer d.stop()
+	p := detectPolicy()
+	t0 := time.Now()
+	d.seen(p, "node2", "backnet", t0)
+	d.seen(p, "node2", "lan", t0)
+	d.seen(p, "node2", "unknown-path", t0) // ignored
+	d.arm(t0)
+	if want := t0.Add(30 * time.Millisecond); !d.due.Equal(want) {
+		t.Fatalf("armed for %v after the heartbeat, want the lan deadline %v", d.due.Sub(t0), want.Sub(t0))
+	}
+	select {
+	case <-d.timer.C:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the detection timer never fired")
+	}
+	// Judging at the lan deadline forgets it; backnet's is next.
+	d.judged(t0.Add(30 * time.Millisecond))
+	if want := t0.Add(300 * time.Millisecond); !d.due.Equal(want) {
+		t.Fatalf("after judging lan, armed for %v, want the backnet deadline %v", d.due.Sub(t0), want.Sub(t0))
+	}
+	if len(d.deadlines) != 1 {
+		t.Fatalf("deadlines after judging lan: %v, want only backnet", d.deadlines)
+	}
+}
+
+func TestDetectionTimerWaitsForQueuedHeartbeatsWhenLate(t *testing.T) {
+	d := newDetectionTimer()
+	defer d.stop()
+	p := detectPolicy()
+	t0 := time.Now()
+	d.seen(p, "node2", "lan", t0)
+	d.arm(t0)
+	deadline := t0.Add(30 * time.Millisecond)
+	if !d.fired(deadline.Add(stallSlack / 2)) {
+		t.Fatal("a timer firing on time must judge at once")
+	}
+	d.arm(t0)
+	late := deadline.Add(20 * time.Millisecond) // the process was starved
+	if d.fired(late) {
+		t.Fatal("a timer firing 20ms late judged at once; it must first let queued heartbeats in")
+	}
+	if want := late.Add(confirmWait); !d.due.Equal(want) {
+		t.Fatalf("confirmation armed for %v, want %v", d.due, want)
+	}
+	// A heartbeat read meanwhile must not pull the timer before the
+	// confirmation ends.
+	d.arm(late.Add(confirmWait / 2))
+	if want := late.Add(confirmWait); !d.due.Equal(want) {
+		t.Fatalf("re-armed during the confirmation for %v, want %v", d.due, want)
+	}
+	if !d.fired(late.Add(confirmWait)) {
+		t.Fatal("the confirmation firing must judge")
+	}
+	if !d.confirmUntil.IsZero() {
+		t.Fatal("confirmation still pending after judging")
+	}
+}
