@@ -83,6 +83,9 @@ type Agent struct {
 	lastRpt  *engine.Report
 	saved    []byte
 	records  *recordLog
+
+	// lastHeard is when each peer's last heartbeat arrived (reannounce.go).
+	lastHeard map[string]time.Time
 }
 
 type peerReport struct {
@@ -388,6 +391,7 @@ func (a *Agent) loop(ctx context.Context) error {
 }
 
 func (a *Agent) heartbeat(r heartbeat.Received) bool {
+	a.peerBack(r.Message.From, r.At)
 	prev := a.peerRpts[r.Message.From]
 	rep := prev.report
 	if rep != nil && rep.Incarnation != r.Message.Incarnation {

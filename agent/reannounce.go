@@ -45,6 +45,45 @@ func (a *Agent) reannounceReleased(old, fresh *engine.Report) {
 // garp_master_delay serves the same purpose).
 const reannounceDelay = 1500 * time.Millisecond
 
+// peerBack notes a heartbeat from peer at `at`. When the peer had been
+// silent longer than it takes to declare it dead (it crashed, or the two
+// were cut apart), the VIPs of groups held here are announced again: while
+// apart, the peer may have taken a group over and announced its own MAC,
+// and it may give the group up before this node ever sees it holding it
+// (so reannounceReleased alone would miss it).
+func (a *Agent) peerBack(peer string, at time.Time) {
+	if a.lastHeard == nil {
+		a.lastHeard = map[string]time.Time{}
+	}
+	last, heard := a.lastHeard[peer]
+	a.lastHeard[peer] = at
+	if !heard || at.Sub(last) <= a.deadAfter() || a.real == nil {
+		return
+	}
+	for _, g := range a.node.State.HeldGroups() {
+		grp := a.policy.Group(g)
+		if grp == nil {
+			continue
+		}
+		for _, r := range grp.Resources {
+			if r.Kind == policy.KindVIP {
+				a.log.Info("peer heard again after a silence; announcing held VIP again", "peer", peer, "silent", at.Sub(last).String(), "group", g, "vip", r.Params["address"])
+				a.real.Reannounce(r)
+			}
+		}
+	}
+}
+
+// deadAfter is the longest detection time of the heartbeat paths: a peer
+// silent that long on every path is dead.
+func (a *Agent) deadAfter() time.Duration {
+	var d time.Duration
+	for _, h := range a.policy.Paths {
+		d = max(d, h.DetectionTime())
+	}
+	return d
+}
+
 // Reannounce sends the VIP's gratuitous ARP rounds again, now and once more
 // after reannounceDelay, in the background; stopping the VIP cancels it.
 func (e *Executor) Reannounce(r *policy.Resource) {
