@@ -119,8 +119,16 @@ func template(t testing.TB, kind string, u osUser, initFn func(dir string)) stri
 	}
 	os.Chown(parent, int(u.uid), int(u.gid))
 	os.Chmod(parent, 0o755)
-	templates[kind] = parent // removed by TestMain even if initFn fails
+	ok := false
+	defer func() {
+		if ok {
+			templates[kind] = parent
+		} else {
+			os.RemoveAll(parent) // initFn failed: the next test tries again
+		}
+	}()
 	initFn(filepath.Join(parent, "data"))
+	ok = true
 	return filepath.Join(parent, "data")
 }
 

@@ -88,7 +88,14 @@ func startMaria(t testing.TB, serverID int) *mariaNode {
 	}
 	as := systemUser(t, "mysql", "mariadb-server")
 	tmpl := template(t, "mariadb", as, func(dir string) {
-		mustRun(t, as, "/usr/bin/mariadb-install-db", "--no-defaults", "--datadir="+dir,
+		// A private tmpdir: bootstraps running at the same time (other
+		// packages' tests) trip over each other's temporary tables in /tmp.
+		tmp := filepath.Join(filepath.Dir(dir), "tmp")
+		if err := os.Mkdir(tmp, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(tmp, int(as.uid), int(as.gid))
+		mustRun(t, as, "/usr/bin/mariadb-install-db", "--no-defaults", "--datadir="+dir, "--tmpdir="+tmp,
 			"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve")
 	})
 	dir := ownedTempDir(t, "harules-mdb-", as)
@@ -101,7 +108,7 @@ func startMaria(t testing.TB, serverID int) *mariaNode {
 	}
 	defer logf.Close()
 	cmd := exec.Command("/usr/sbin/mariadbd", "--no-defaults", "--datadir="+data, "--socket="+m.socket,
-		"--port="+strconv.Itoa(m.port), "--bind-address=127.0.0.1", "--pid-file="+filepath.Join(dir, "mariadbd.pid"),
+		"--port="+strconv.Itoa(m.port), "--bind-address=127.0.0.1", "--tmpdir="+dir, "--pid-file="+filepath.Join(dir, "mariadbd.pid"),
 		"--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M",
 		"--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--server-id="+strconv.Itoa(serverID),
 		"--log-bin="+filepath.Join(dir, "binlog"), "--log-basename=m"+strconv.Itoa(serverID))

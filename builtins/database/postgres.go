@@ -311,18 +311,25 @@ func (p *Postgres) Start(ctx context.Context) error {
 
 // promote asks for promotion and polls for its end every 10 ms:
 // pg_promote(wait => true) only looks every 100 ms, which would be most of
-// the write-unavailability window.
+// the write-unavailability window. The request is repeated every 100 ms:
+// a standby whose WAL receiver just lost the primary sometimes sleeps out
+// wal_retrieve_retry_interval (5 s by default) before it notices the first
+// one.
 func (p *Postgres) promote(ctx context.Context, conn *pgx.Conn) error {
-	var asked bool
-	if err := conn.QueryRow(ctx, "SELECT pg_promote(wait => false)").Scan(&asked); err != nil {
-		return fmt.Errorf("postgres %s: pg_promote: %w", p.cfg.Name, err)
-	}
-	if !asked {
-		return fmt.Errorf("postgres %s: pg_promote refused to signal the promotion", p.cfg.Name)
-	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
+	var asked time.Time
 	for {
+		if time.Since(asked) >= 100*time.Millisecond {
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT pg_promote(wait => false)").Scan(&ok); err != nil {
+				return fmt.Errorf("postgres %s: pg_promote: %w", p.cfg.Name, err)
+			}
+			if !ok {
+				return fmt.Errorf("postgres %s: pg_promote could not signal the promotion", p.cfg.Name)
+			}
+			asked = time.Now()
+		}
 		var inRecovery bool
 		if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
 			return fmt.Errorf("postgres %s: waiting for promotion: %w", p.cfg.Name, err)

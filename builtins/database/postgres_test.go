@@ -72,12 +72,14 @@ func TestPostgresFailoverCrashZeroLoss(t *testing.T) {
 		w.waitAcks(t, 30)
 		t0 := time.Now()
 		primary.crash()
+		crashed := time.Now()
 		if err := standby.res.Start(ctx30(t)); err != nil {
 			t.Fatalf("round %d: promote %s: %v", round, standby.name, err)
 		}
 		w.point(standby.tcpDSN())
 		moved := time.Now()
 		w.waitAcks(t, 30)
+		t.Logf("round %d: kill took %v, Start (promotion) %v", round, crashed.Sub(t0), moved.Sub(crashed))
 		assertNotWritable(t, primary)
 		if st := standby.status(); st.Role != RolePrimary || st.SyncStandbyNames != "" {
 			t.Fatalf("round %d: new primary %s: %+v, want primary with synchronous_standby_names cleared (on_promote_sync=clear)", round, standby.name, st)
