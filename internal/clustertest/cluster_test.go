@@ -138,3 +138,31 @@ func TestGapBetween(t *testing.T) {
 		t.Fatalf("summary %q", got)
 	}
 }
+
+// TestThreeNodes runs a three-node cluster: node1 serves; when it crashes
+// node2 (next in the placement order) takes over and node3 stays standby.
+func TestThreeNodes(t *testing.T) {
+	c := New(t, Options{Nodes: 3})
+	c.StartApps()
+	c.StartAll()
+	c.WaitOwner("node3", Group, "node1", 30*time.Second)
+	prober := c.StartProber(5 * time.Millisecond)
+	c.WaitFor(10*time.Second, "the client gets answers from node1", func() bool {
+		return Answerers(prober.Samples(), time.Time{})["node1"] > 3
+	})
+	c.Crash("node1")
+	c.WaitOwner("node3", Group, "node2", 30*time.Second)
+	c.WaitOwner("node2", Group, "node2", 10*time.Second)
+	c.WaitFor(10*time.Second, "the client gets answers from node2", func() bool {
+		return Answerers(prober.Samples(), time.Time{})["node2"] > 3
+	})
+	samples := prober.Stop()
+	if a := Answerers(samples, time.Time{}); a["node3"] > 0 {
+		t.Errorf("node3 answered: %v", a)
+	}
+	sw, err := GapBetween(samples, "node1", "node2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("three nodes, crash of node1: %s", sw)
+}
