@@ -198,6 +198,8 @@ type pgNode struct {
 	pgids map[int]bool
 }
 
+func (n *pgNode) binPath(prog string) string { return filepath.Join(n.bin, prog) }
+
 // tcpDSN is the node's "address" clients use.
 func (n *pgNode) tcpDSN() string {
 	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres application_name=%s connect_timeout=2", n.port, n.name)

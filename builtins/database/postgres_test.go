@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -282,4 +284,39 @@ func BenchmarkPostgresCrashFailover(b *testing.B) {
 	}
 	b.ReportMetric(float64(median(windows).Microseconds())/1000, "window-ms")
 	b.ReportMetric(float64(median(promotes).Microseconds())/1000, "promote-ms")
+}
+
+// Without wal_log_hints (and without data checksums) pg_rewind cannot run:
+// Rejoin must fail with the manual re-clone step, not half-rejoin.
+func TestPostgresRejoinImpossibleExplains(t *testing.T) {
+	a := newPgPrimary(t, "a", PostgresConfig{})
+	// In postgresql.conf, not -o: pg_rewind's single-user crash recovery
+	// reads the file, and would record wal_log_hints=on in pg_control.
+	f, err := os.OpenFile(filepath.Join(a.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("wal_log_hints = off\n")
+	f.Close()
+	a.boot()
+	a.exec("CREATE TABLE t (n bigint PRIMARY KEY)")
+	b := newPgNode(t, "b")
+	mustRun(t, b.as, b.binPath("pg_basebackup"), "-d", a.tcpDSN(), "-D", b.data, "-R", "-X", "stream", "--no-sync", "-c", "fast")
+	b.resource(PostgresConfig{})
+	b.boot()
+	waitStandby(t, a, b)
+	a.exec("INSERT INTO t VALUES (1)")
+	a.crash()
+	if err := b.res.Start(ctx30(t)); err != nil {
+		t.Fatal(err)
+	}
+	b.exec("INSERT INTO t VALUES (2)")
+	err = a.res.Rejoin(ctx30(t), b.tcpDSN())
+	if err == nil || !strings.Contains(err.Error(), "pg_basebackup -D "+a.data) || !strings.Contains(err.Error(), "wal_log_hints") {
+		t.Fatalf("Rejoin without wal_log_hints: %v, want a pg_rewind error with the manual re-clone step", err)
+	}
+	if _, serr := os.Stat(filepath.Join(a.data, "standby.signal")); serr == nil {
+		t.Fatal("a failed Rejoin left standby.signal behind")
+	}
+	t.Logf("refused as expected: %v", err)
 }
