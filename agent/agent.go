@@ -156,6 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.exec = a.cfg.Executor
 	if a.exec == nil {
 		a.real = NewExecutor(a.cfg.Node, a.log)
+		a.real.Incarnation = incarnation
 		a.real.Policy = func() *policy.Policy { return a.node.Policy }
 		// A live holder answers an ARP probe within a millisecond on a LAN;
 		// the window is kept short because it adds to every crash failover.
@@ -558,6 +559,7 @@ func Release(ctx context.Context, policyPath, node string, log *slog.Logger) err
 		return fmt.Errorf("load policy %s:\n%w", policyPath, err)
 	}
 	a := &Agent{cfg: Config{Node: node}, log: log, policy: p, real: NewExecutor(node, log)}
+	a.real.Policy = func() *policy.Policy { return p }
 	defer a.real.Close()
 	a.releaseAll(ctx, "released everything after the agent stopped")
 	return nil

@@ -28,11 +28,11 @@ type Status struct {
 	Alerts      []engine.Alert  `json:"alerts"`
 	Plan        engine.Plan     `json:"plan"`
 	Recent      []engine.Record `json:"recent"`
+	// Backups are the backup jobs run on this node since the agent started.
+	Backups []BackupState `json:"backups,omitempty"`
 	// Heartbeats are the counters of this node's heartbeat endpoints, read
 	// when the status is requested.
 	Heartbeats []HeartbeatStats `json:"heartbeats"`
-	// Backups are the backup jobs run on this node since the agent started.
-	Backups []BackupState `json:"backups,omitempty"`
 }
 
 // NodeStatus is one node as this node sees it.

@@ -315,7 +315,13 @@ func (e *Executor) service(group string, r *policy.Resource) (service.Runner, er
 	if err != nil {
 		return nil, err
 	}
-	run, err := service.New(spec, service.Options{Logger: e.log, Owner: e.node})
+	// The owner marker names cluster and node, so two clusters sharing a
+	// machine (tests, labs) never take each other's processes for leftovers.
+	owner := e.node
+	if e.Policy != nil {
+		owner = e.Policy().Cluster.Name + "." + e.node
+	}
+	run, err := service.New(spec, service.Options{Logger: e.log, Owner: owner})
 	if err != nil {
 		return nil, err
 	}

@@ -198,7 +198,7 @@ func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.
 		competingProbe := p.Operation == arp.OperationRequest && p.SenderIP.IsUnspecified() && p.TargetIP == ip
 		if claims || competingProbe {
 			owner := append(net.HardwareAddr(nil), p.SenderHardwareAddr...)
-			m.log.Warn("vip probe: address in use", "vip", ip, "dev", v.Interface, "owner", owner, "competing_probe", competingProbe)
+			m.log.Warn("vip probe: address in use", "vip", ip, "dev", v.Interface, "owner", owner.String(), "competing_probe", competingProbe)
 			return owner, nil
 		}
 	}
