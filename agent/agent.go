@@ -19,12 +19,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/harules/harules/engine"
 	"github.com/harules/harules/engine/facts"
 	"github.com/harules/harules/heartbeat"
+	"github.com/harules/harules/internal/atomicfile"
 	"github.com/harules/harules/policy"
 	"github.com/harules/harules/probes"
 	"github.com/harules/harules/rules"
@@ -118,24 +120,13 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("load policy %s:\n%w", cfg.PolicyPath, err)
 	}
 	if p.Node(cfg.Node) == nil {
-		return nil, fmt.Errorf("node %q is not declared in %s (nodes: %s); pass --node with one of them", cfg.Node, cfg.PolicyPath, nodeNames(p))
+		return nil, fmt.Errorf("node %q is not declared in %s (nodes: %s); pass --node with one of them", cfg.Node, cfg.PolicyPath, strings.Join(p.NodeNames(), ", "))
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
 		inbox: make(chan heartbeat.Received, 1024), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error),
 		peerRpts: map[string]peerReport{}, records: newRecordLog(500)}
 	return a, nil
-}
-
-func nodeNames(p *policy.Policy) string {
-	s := ""
-	for i, n := range p.Nodes {
-		if i > 0 {
-			s += ", "
-		}
-		s += n.Name
-	}
-	return s
 }
 
 // Run runs the agent until ctx is cancelled, then hands over what it holds
@@ -452,7 +443,7 @@ func (a *Agent) saveState() {
 	if err != nil || bytes.Equal(b, a.saved) {
 		return
 	}
-	if err := writeFileAtomic(filepath.Join(a.cfg.StateDir, "state.json"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(a.cfg.StateDir, "state.json"), b, 0o600); err != nil {
 		a.log.Error("cannot save state", "error", err)
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/atomicfile"
 	"github.com/harules/harules/policy"
 )
 
@@ -76,7 +77,7 @@ func TestStateSurvivesRestartButHoldsDoNot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "state.json"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	got, err := loadState(dir, 2)

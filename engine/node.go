@@ -303,7 +303,7 @@ func (n *Node) Report() *Report {
 // Move records an operator's request to run group on node.
 func (n *Node) Move(now time.Time, group, node string) error {
 	if n.Policy.Group(group) == nil {
-		return fmt.Errorf("unknown group %q (groups: %s)", group, strings.Join(groupNames(n.Policy), ", "))
+		return fmt.Errorf("unknown group %q (groups: %s)", group, strings.Join(n.Policy.GroupNames(), ", "))
 	}
 	if node != "" && n.Policy.Node(node) == nil {
 		return fmt.Errorf("unknown node %q", node)
@@ -325,12 +325,4 @@ func (n *Node) SetStandby(now time.Time, node string, on bool) error {
 	}
 	n.rec(now, RecEvent, "", fmt.Sprintf("operator: %s %s", word, node), "", nil)
 	return nil
-}
-
-func groupNames(p *policy.Policy) []string {
-	var out []string
-	for _, g := range p.Groups {
-		out = append(out, g.Name)
-	}
-	return out
 }

@@ -7,9 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/harules/harules/internal/atomicfile"
 )
 
 // maxSecretFileSize guards against pointing the agent at a large file.
@@ -79,37 +80,8 @@ func NextIncarnation(statePath string, now func() time.Time) (uint64, error) {
 			next = prev + 1
 		}
 	}
-	if err := writeFileAtomic(statePath, []byte(strconv.FormatUint(next, 10)+"\n")); err != nil {
+	if err := atomicfile.Write(statePath, []byte(strconv.FormatUint(next, 10)+"\n"), 0o600); err != nil {
 		return 0, fmt.Errorf("heartbeat: store incarnation: %w", err)
 	}
 	return next, nil
-}
-
-// writeFileAtomic replaces path with data so a crash leaves either the old
-// or the new content.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		dir.Sync()
-		dir.Close()
-	}
-	return nil
 }

@@ -308,14 +308,28 @@ func (p *Policy) StartupGrace() time.Duration {
 	return p.DetectionTime()
 }
 
+// NodeNames lists the nodes in declaration order.
+func (p *Policy) NodeNames() []string {
+	out := make([]string, len(p.Nodes))
+	for i, n := range p.Nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
+// GroupNames lists the groups in declaration order.
+func (p *Policy) GroupNames() []string {
+	out := make([]string, len(p.Groups))
+	for i, g := range p.Groups {
+		out[i] = g.Name
+	}
+	return out
+}
+
 // CandidateNodes returns the group's candidate nodes in preference order.
 func (p *Policy) CandidateNodes(g *Group) []string {
 	if len(g.Placement.Nodes) > 0 {
 		return g.Placement.Nodes
 	}
-	names := make([]string, len(p.Nodes))
-	for i, n := range p.Nodes {
-		names[i] = n.Name
-	}
-	return names
+	return p.NodeNames()
 }

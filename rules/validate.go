@@ -47,7 +47,7 @@ func Validate(p *policy.Policy, mainFile string) Errors {
 	for _, pr := range p.Probes {
 		for _, n := range pr.Nodes {
 			if p.Node(n) == nil {
-				add(pr.Pos, "probe %q runs on unknown node %q%s", pr.Name, n, suggest(n, nodeNames(p)))
+				add(pr.Pos, "probe %q runs on unknown node %q%s", pr.Name, n, suggest(n, p.NodeNames()))
 			}
 		}
 	}
@@ -61,12 +61,12 @@ func Validate(p *policy.Policy, mainFile string) Errors {
 		}
 		for _, n := range pl.Nodes {
 			if p.Node(n) == nil {
-				add(g.Pos, "group %q: placement names unknown node %q%s", g.Name, n, suggest(n, nodeNames(p)))
+				add(g.Pos, "group %q: placement names unknown node %q%s", g.Name, n, suggest(n, p.NodeNames()))
 			}
 		}
 		for _, n := range sortedNodes(pl.Scores) {
 			if p.Node(n) == nil && !slices.Contains(pl.Nodes, n) { // reported above already
-				add(g.Pos, "group %q: placement scores name unknown node %q%s", g.Name, n, suggest(n, nodeNames(p)))
+				add(g.Pos, "group %q: placement scores name unknown node %q%s", g.Name, n, suggest(n, p.NodeNames()))
 			}
 		}
 		if pl.Score != nil {
@@ -108,7 +108,7 @@ func Validate(p *policy.Policy, mainFile string) Errors {
 	}
 	for _, b := range p.Backups {
 		if b.Group != "" && p.Group(b.Group) == nil {
-			add(b.Pos, "backup %q: unknown group %q%s", b.Name, b.Group, suggest(b.Group, groupNames(p)))
+			add(b.Pos, "backup %q: unknown group %q%s", b.Name, b.Group, suggest(b.Group, p.GroupNames()))
 		}
 	}
 	sort.SliceStable(errs, func(i, j int) bool {
@@ -122,22 +122,6 @@ func Validate(p *policy.Policy, mainFile string) Errors {
 		return a.Col < b.Col
 	})
 	return errs
-}
-
-func nodeNames(p *policy.Policy) []string {
-	out := make([]string, len(p.Nodes))
-	for i, n := range p.Nodes {
-		out[i] = n.Name
-	}
-	return out
-}
-
-func groupNames(p *policy.Policy) []string {
-	out := make([]string, len(p.Groups))
-	for i, g := range p.Groups {
-		out[i] = g.Name
-	}
-	return out
 }
 
 func sortedNodes(m map[string]int) []string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.starlark.net/starlark"
@@ -139,7 +140,7 @@ func (v *eventValue) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: 
 func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 	checkNode := func(name string) error {
 		if p.Node(name) == nil {
-			return fmt.Errorf("unknown node %q: the policy declares %s", name, nodeList(p))
+			return fmt.Errorf("unknown node %q: the policy declares %s", name, strings.Join(p.NodeNames(), ", "))
 		}
 		return nil
 	}
@@ -374,15 +375,4 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 			return Expectation{Name: job, Node: node, Count: count}, nil
 		}),
 	}
-}
-
-func nodeList(p *policy.Policy) string {
-	s := ""
-	for i, n := range p.Nodes {
-		if i > 0 {
-			s += ", "
-		}
-		s += n.Name
-	}
-	return s
 }

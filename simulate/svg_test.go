@@ -2,8 +2,8 @@ package simulate_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"os"
