@@ -71,10 +71,12 @@ type Agent struct {
 	exec   engine.Executor
 	real   *Executor
 
-	inbox    chan heartbeat.Received
-	control  chan controlRequest
-	monitors chan monitorResult
-	reload   chan chan error
+	inbox chan heartbeat.Received
+	// diskBeats carries heartbeats seen on shared-disk paths.
+	diskBeats chan diskBeat
+	control   chan controlRequest
+	monitors  chan monitorResult
+	reload    chan chan error
 
 	payload  atomic.Pointer[[]byte]
 	status   atomic.Pointer[Status]
@@ -123,7 +125,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("node %q is not declared in %s (nodes: %s); pass --node with one of them", cfg.Node, cfg.PolicyPath, strings.Join(p.NodeNames(), ", "))
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
-		inbox: make(chan heartbeat.Received, 1024), control: make(chan controlRequest),
+		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error),
 		peerRpts: map[string]peerReport{}, records: newRecordLog(500)}
 	return a, nil
@@ -241,8 +243,10 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	}
 	a.payload.Store(&initial)
 	for _, h := range a.policy.Paths {
-		if h.Kind != "udp" {
-			a.log.Warn("heartbeat path kind not supported by this agent yet; ignoring it", "path", h.Name, "kind", h.Kind)
+		if h.Kind == "disk" {
+			if err := a.startDiskHeartbeat(ctx, h, incarnation); err != nil {
+				return err
+			}
 			continue
 		}
 		peers := map[string]netip.AddrPort{}
@@ -355,6 +359,9 @@ func (a *Agent) loop(ctx context.Context) error {
 			dirty = a.drainInbox(detect)
 			dirty = a.node.View.Update(a.now()) || dirty
 			detect.judged(a.now())
+		case b := <-a.diskBeats:
+			dirty = a.node.View.Heartbeat(b.peer, b.path, b.at, nil)
+			detect.seen(a.policy, b.peer, b.path, b.at)
 		case f := <-probeCh:
 			dirty = a.node.View.SetProbe(probeFact(f))
 		case <-ticker.C:

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/builtins/disk"
+	"github.com/harules/harules/builtins/diskhb"
 	"github.com/harules/harules/policy"
 )
 
@@ -74,4 +75,35 @@ func (e *Executor) monitorDisk(ctx context.Context, r *policy.Resource) error {
 		return err
 	}
 	return m.Monitor(ctx, spec)
+}
+
+// diskBeat is a peer's slot seen advancing on a shared-disk heartbeat path.
+type diskBeat struct {
+	peer, path string
+	at         time.Time
+}
+
+// startDiskHeartbeat runs a heartbeat path over a shared disk: each node
+// writes its own slot of the device's lease area every interval and reads
+// the others'. It plugs into the same failure detector as the UDP paths, so
+// "check the second heartbeat before taking over" holds when the network
+// between the nodes is cut but the disk is still shared.
+func (a *Agent) startDiskHeartbeat(ctx context.Context, h *policy.HeartbeatPath, incarnation uint64) error {
+	area, err := disk.OpenArea(ctx, h.Device)
+	if err != nil {
+		return fmt.Errorf("disk heartbeat path %s on %s: %w (create the lease area first; see builtins/disk)", h.Name, h.Device, err)
+	}
+	hb, err := diskhb.New(diskhb.Config{Area: area, Node: a.cfg.Node, Nodes: a.policy.NodeNames(), Interval: h.Interval,
+		Misses: h.Misses, Incarnation: incarnation, Now: a.now, Log: a.log,
+		OnBeat: func(peer string, at time.Time) {
+			select {
+			case a.diskBeats <- diskBeat{peer: peer, path: h.Name, at: at}:
+			default: // the loop is busy; the next beat carries the same news
+			}
+		}})
+	if err != nil {
+		return fmt.Errorf("disk heartbeat path %s: %w", h.Name, err)
+	}
+	go hb.Run(ctx)
+	return nil
 }
