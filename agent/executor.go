@@ -79,7 +79,7 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 				return fmt.Errorf("ARP probe for %s before takeover: %w", v.Address, err)
 			}
 			if mac != nil {
-				return fmt.Errorf("%w: %s is held by %s; not taking it over", ErrConflict, v.Address, mac)
+				return fmt.Errorf("%w: %s is held by %s; not taking it over (%w)", ErrConflict, v.Address, mac, engine.ErrRetry)
 			}
 		}
 		if err := m.Add(ctx, v); err != nil {

@@ -199,6 +199,8 @@ type countingExec struct {
 	actions    []Action
 	backups    []BackupRun
 	failStarts map[string]bool
+	// retryStarts makes starts of these resources fail with ErrRetry.
+	retryStarts map[string]bool
 }
 
 var _ Executor = (*countingExec)(nil)
@@ -207,6 +209,9 @@ func (e *countingExec) Execute(_ context.Context, a Action) error {
 	e.actions = append(e.actions, a)
 	if a.Op == OpStart && e.failStarts[a.Resource] {
 		return fmt.Errorf("%s failed to start (test)", a.Resource)
+	}
+	if a.Op == OpStart && e.retryStarts[a.Resource] {
+		return fmt.Errorf("%s refused for now (test): %w", a.Resource, ErrRetry)
 	}
 	return nil
 }

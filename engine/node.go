@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +12,12 @@ import (
 	"github.com/harules/harules/engine/facts"
 	"github.com/harules/harules/policy"
 )
+
+// ErrRetry, wrapped by an executor's error, means an action could not run
+// now but may at the next decision: the group is not marked failed on this
+// node (a failure would make the node ineligible for failure_timeout, so a
+// real failure of the peer in that window would not be taken over).
+var ErrRetry = errors.New("not now; retried at the next decision")
 
 // Executor carries out actions. The agent's executor moves VIPs, mounts
 // disks and starts services; the simulator's records them.
@@ -232,7 +239,12 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 				n.State.Failed[g] = now
 			}
 		case op == OpStart:
-			n.State.Failed[g] = now
+			// A start refused for now (ErrRetry: e.g. the previous holder
+			// still answers for the VIP) is tried again at the next decision;
+			// it says nothing about this node's health.
+			if !errors.Is(failed, ErrRetry) {
+				n.State.Failed[g] = now
+			}
 			for i := len(done) - 1; i >= 0; i-- {
 				a := done[i]
 				a.Op, a.Detail = OpStop, describe(a.res, OpStop)

@@ -115,3 +115,38 @@ func TestNodeOnlyExecutesOwnReadyActions(t *testing.T) {
 		t.Error("SetStandby of an unknown node succeeded")
 	}
 }
+
+// TestRetryableStartIsNotAFailure: a start refused with ErrRetry (the agent's
+// ARP probe saw the previous holder still answer) rolls back but does not
+// mark the group failed, so the node stays eligible and tries again.
+func TestRetryableStartIsNotAFailure(t *testing.T) {
+	p := loadPolicy(t, "plan.star")
+	exec := &countingExec{retryStarts: map[string]bool{"disk:/srv/db": true}}
+	n := NewNode(p, "n1", t0, NewState(1), exec, nil)
+	n.View.SetProbe(facts.Probe{Probe: "gateway", State: facts.ProbeOK, Since: t0})
+	peer := &Report{Node: "n2", Incarnation: 1, PolicyHash: p.Hash}
+	now := t0.Add(100 * time.Millisecond)
+	for _, h := range p.Paths {
+		n.View.Heartbeat("n2", h.Name, now, peer)
+	}
+	n.Step(context.Background(), now)
+	if _, failed := n.State.Failed["db"]; failed {
+		t.Fatalf("a retryable refusal marked db failed: %v", n.State.Failed)
+	}
+	if _, held := n.State.Holds["db"]; held {
+		t.Fatal("db is held although its start was refused")
+	}
+	// The refusal clears: the next decision starts db here.
+	exec.retryStarts = nil
+	now = now.Add(time.Second)
+	for _, h := range p.Paths {
+		n.View.Heartbeat("n2", h.Name, now, peer)
+	}
+	d := n.Step(context.Background(), now)
+	if gp := placement(t, d, "db"); gp.Node != "n1" {
+		t.Errorf("db placed on %s after a retryable refusal, want n1 still", gp.Node)
+	}
+	if _, held := n.State.Holds["db"]; !held {
+		t.Error("db was not started on the retry")
+	}
+}

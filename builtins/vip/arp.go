@@ -159,7 +159,9 @@ func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.
 	if err != nil {
 		return nil, fmt.Errorf("vip %s: probe: %w", v, err)
 	}
-	defer c.Close()
+	// Closing a packet socket can take tens of milliseconds (the kernel
+	// waits for an RCU grace period); the takeover must not wait for it.
+	defer func() { go c.Close() }()
 	defer c.unblockOnDone(window)()
 
 	ip := v.Address.Addr()
