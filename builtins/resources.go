@@ -158,23 +158,42 @@ func declService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 }
 
 func declDatabase(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var name, dsn, dataDir string
-	engine := "postgres"
+	var name, dsn, dataDir, syncNames, configDir, binDir, options, logFile string
+	engine, onPromoteSync := "postgres", "keep"
 	maxLag := -1
-	synchronous := false
+	synchronous, force := false, false
+	timeout := duration(60 * time.Second)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "engine?", &engine, "dsn?", &dsn,
-		"data_dir?", &dataDir, "max_lag_bytes?", &maxLag, "synchronous?", &synchronous); err != nil {
+		"data_dir?", &dataDir, "max_lag_bytes?", &maxLag, "synchronous?", &synchronous,
+		"on_promote_sync?", &onPromoteSync, "sync_standby_names?", &syncNames, "force?", &force,
+		"config_dir?", &configDir, "bin_dir?", &binDir, "options?", &options, "log_file?", &logFile,
+		"timeout?", &timeout); err != nil {
 		return nil, err
 	}
 	if err := checkName("database", name); err != nil {
 		return nil, err
 	}
-	if engine != "postgres" && engine != "mysql" {
+	switch {
+	case engine != "postgres" && engine != "mysql":
 		return nil, fmt.Errorf("database %q: engine must be \"postgres\" or \"mysql\", got %q", name, engine)
+	case onPromoteSync != "keep" && onPromoteSync != "clear":
+		return nil, fmt.Errorf("database %q: on_promote_sync must be \"keep\" (no acknowledged write is lost; writes wait for a standby) or \"clear\" (writes go on without a standby), got %q", name, onPromoteSync)
+	case dsn == "":
+		return nil, fmt.Errorf("database %q: dsn is required (how harules connects to this node's server)", name)
+	case engine == "postgres" && dataDir == "":
+		return nil, fmt.Errorf("database %q: data_dir is required for PostgreSQL (promotion may have to start the server with pg_ctl)", name)
+	case timeout <= 0:
+		return nil, fmt.Errorf("database %q: timeout must be positive", name)
 	}
-	p := map[string]string{"engine": engine, "dsn": dsn, "data_dir": dataDir, "synchronous": strconv.FormatBool(synchronous)}
+	p := map[string]string{"engine": engine, "dsn": dsn, "data_dir": dataDir, "synchronous": strconv.FormatBool(synchronous),
+		"on_promote_sync": onPromoteSync, "force": strconv.FormatBool(force), "timeout": time.Duration(timeout).String()}
 	if maxLag >= 0 {
 		p["max_lag_bytes"] = strconv.Itoa(maxLag)
+	}
+	for k, v := range map[string]string{"sync_standby_names": syncNames, "config_dir": configDir, "bin_dir": binDir, "options": options, "log_file": logFile} {
+		if v != "" {
+			p[k] = v
+		}
 	}
 	return newResource(policy.KindDatabase, name, p, callerPos(thread)), nil
 }
