@@ -80,9 +80,30 @@ func declCluster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 	}
 	var name, secret string
 	reeval, grace, failTimeout := duration(time.Second), duration(0), duration(time.Minute)
+	fenceTimeout := duration(time.Minute)
+	var fence starlark.Value = starlark.None
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "secret_file?", &secret,
-		"reevaluate?", &reeval, "startup_grace?", &grace, "failure_timeout?", &failTimeout); err != nil {
+		"reevaluate?", &reeval, "startup_grace?", &grace, "failure_timeout?", &failTimeout,
+		"fence?", &fence, "fence_timeout?", &fenceTimeout); err != nil {
 		return nil, err
+	}
+	var fenceArgv []string
+	switch x := fence.(type) {
+	case starlark.NoneType:
+	case starlark.String:
+		if strings.TrimSpace(string(x)) == "" {
+			return nil, fmt.Errorf("cluster: fence is empty; give a command such as [\"/usr/sbin/fence_ipmilan\", ...] or leave it out")
+		}
+		fenceArgv = []string{"/bin/sh", "-c", string(x) + ` "$@"`, "fence"}
+	default:
+		list, err := stringList(fence, "argument")
+		if err != nil || len(list) == 0 {
+			return nil, fmt.Errorf("cluster: fence must be a command string or a non-empty list of arguments")
+		}
+		fenceArgv = list
+	}
+	if fenceTimeout <= 0 {
+		return nil, fmt.Errorf("cluster: fence_timeout must be positive")
 	}
 	pos := callerPos(thread)
 	if c.Cluster != nil {
@@ -95,7 +116,8 @@ func declCluster(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tup
 		return nil, fmt.Errorf("cluster: reevaluate must be positive, e.g. \"1s\"")
 	}
 	c.Cluster = &policy.Cluster{Name: name, SecretFile: secret, Reevaluate: time.Duration(reeval),
-		StartupGrace: time.Duration(grace), FailureTimeout: time.Duration(failTimeout), Pos: pos}
+		StartupGrace: time.Duration(grace), FailureTimeout: time.Duration(failTimeout),
+		Fence: fenceArgv, FenceTimeout: time.Duration(fenceTimeout), Pos: pos}
 	return starlark.None, nil
 }
 

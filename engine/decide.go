@@ -83,7 +83,7 @@ func Decide(ctx context.Context, in Input) *Decision {
 	d.Fired = fired
 	constraints := collect(fired)
 	placeGroups(ctx, p, f, s, constraints, d)
-	d.Plan = buildPlan(p, f, constraints, d)
+	d.Plan = buildPlan(p, f, s, constraints, d)
 	d.Backups = dueBackups(p, f, s, d)
 	for _, n := range f.Nodes {
 		if !n.Self && n.Alive() && n.PolicyHash != "" && n.PolicyHash != p.Hash {

@@ -213,10 +213,28 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 			}
 			continue
 		}
-		op := actions[0].Op
+		op := actions[len(actions)-1].Op
 		var done []Action
 		var failed error
 		for _, a := range actions {
+			if a.Op == OpFence {
+				if n.State.Fenced[a.fencePeer].Equal(a.fenceSince) {
+					continue // fenced already for another group in this decision
+				}
+				err := n.Exec.Execute(ctx, a)
+				n.rec(now, RecAction, g, a.Op+" "+a.fencePeer+": "+a.Detail, a.Reason, err)
+				if err != nil {
+					// No takeover without fencing; try again at the next
+					// decision. Not this node's fault: nothing is marked failed.
+					failed = fmt.Errorf("fencing %s failed: %w (%w)", a.fencePeer, err, ErrRetry)
+					break
+				}
+				if n.State.Fenced == nil {
+					n.State.Fenced = map[string]time.Time{}
+				}
+				n.State.Fenced[a.fencePeer] = a.fenceSince
+				continue
+			}
 			err := n.Exec.Execute(ctx, a)
 			n.rec(now, RecAction, g, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
 			if err != nil {

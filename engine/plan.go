@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/harules/harules/engine/facts"
 	"github.com/harules/harules/policy"
@@ -16,6 +17,9 @@ const (
 	// OpRelease marks a dead node's hold on a group that the plan proceeds
 	// without; nothing is executed for it.
 	OpRelease = "release"
+	// OpFence runs the cluster's fencing command against a peer declared
+	// dead, before the starts of a takeover.
+	OpFence = "fence"
 )
 
 // Action is one step of a plan.
@@ -40,10 +44,18 @@ type Action struct {
 	Takeover bool `json:"takeover,omitempty"`
 
 	res *policy.Resource
+	// fencePeer and fenceSince name the peer an OpFence action fences and
+	// when it was declared dead.
+	fencePeer  string
+	fenceSince time.Time
 }
 
-// Res returns the policy resource the action acts on (nil for OpRelease).
+// Res returns the policy resource the action acts on (nil for OpRelease
+// and OpFence).
 func (a Action) Res() *policy.Resource { return a.res }
+
+// FencePeer returns the node an OpFence action fences.
+func (a Action) FencePeer() string { return a.fencePeer }
 
 // Plan is an ordered list of actions: stops before starts, resources of a
 // group started in order and stopped in reverse order.
@@ -60,7 +72,7 @@ func (p Plan) For(node string) Plan {
 	return out
 }
 
-func buildPlan(p *policy.Policy, f *facts.Facts, c constraints, d *Decision) Plan {
+func buildPlan(p *policy.Policy, f *facts.Facts, s *State, c constraints, d *Decision) Plan {
 	var plan Plan
 	add := func(a Action) int {
 		a.ID = len(plan) + 1
@@ -144,6 +156,26 @@ func buildPlan(p *policy.Policy, f *facts.Facts, c constraints, d *Decision) Pla
 			}
 		}
 		prev := 0
+		if wait == "" && len(released) > 0 && len(p.Cluster.Fence) > 0 {
+			// Fencing: a peer declared dead may only be unreachable; power it
+			// off (or cut it off) before taking over what it may still run.
+			for _, peer := range released {
+				pn := f.Node(peer)
+				if pn == nil || pn.State != facts.Dead || s.Fenced[peer].Equal(pn.Since) {
+					continue
+				}
+				a := Action{Node: target, Group: g.Name, Op: OpFence, Resource: "fence:" + peer, Kind: "fence",
+					Detail: fmt.Sprintf("fence %s: %s %s", peer, strings.Join(p.Cluster.Fence, " "), peer),
+					Reason: fmt.Sprintf("%s is declared dead; it is fenced before %s is taken over", peer, g.Name),
+					Ready:  target == f.Self, fencePeer: peer, fenceSince: pn.Since}
+				if prev != 0 {
+					a.After = []int{prev}
+				} else if len(stopIDs) > 0 {
+					a.After = []int{stopIDs[len(stopIDs)-1]}
+				}
+				prev = add(a)
+			}
+		}
 		for _, r := range g.Resources {
 			a := Action{Node: target, Group: g.Name, Op: OpStart, Resource: r.ID(), Kind: r.Kind, Detail: describe(r, OpStart),
 				Reason: reason, Ready: target == f.Self && wait == "", Wait: wait, Takeover: len(released) > 0, res: r}

@@ -27,6 +27,9 @@ type State struct {
 	// gives away what it holds (a planned handover), without the lasting
 	// effect of an operator's standby.
 	Leaving bool `json:"-"`
+	// Fenced maps node -> the time it was declared dead when this node
+	// fenced it; a node is fenced once per death, not once per group.
+	Fenced map[string]time.Time `json:"fenced,omitempty"`
 	// BackupLast maps job -> the scheduled time of its last run (or skip).
 	BackupLast map[string]time.Time `json:"backup_last,omitempty"`
 }
@@ -34,7 +37,7 @@ type State struct {
 // NewState returns an empty state.
 func NewState(incarnation uint64) *State {
 	return &State{Incarnation: incarnation, Holds: map[string]time.Time{}, Failed: map[string]time.Time{},
-		RulePending: map[string]time.Time{}, BackupLast: map[string]time.Time{},
+		RulePending: map[string]time.Time{}, BackupLast: map[string]time.Time{}, Fenced: map[string]time.Time{},
 		Operator: Operator{Moves: map[string]OperatorMove{}, Standby: map[string]OperatorFlag{}}}
 }
 

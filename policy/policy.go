@@ -68,7 +68,14 @@ type Cluster struct {
 	// FailureTimeout is how long a node stays ineligible for a group after
 	// one of the group's resources failed to start or failed its monitor.
 	FailureTimeout time.Duration
-	Pos            Pos
+	// Fence is the fencing command (argv). Before a node takes over from a
+	// peer declared dead, it runs Fence with the peer's name appended (and
+	// HARULES_FENCE_NODE in the environment); the takeover waits until the
+	// command succeeds. Empty means no fencing.
+	Fence []string
+	// FenceTimeout bounds one run of the fencing command.
+	FenceTimeout time.Duration
+	Pos          Pos
 }
 
 // Node is one machine of the cluster.

@@ -296,6 +296,17 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 			}
 			return Event{Node: node, Group: group, Text: resource}, checkNode(node)
 		}),
+		"fail_fence": ev("fail_fence", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
+			var node string
+			ok := false
+			if err := starlark.UnpackArgs("fail_fence", args, kwargs, "node", &node, "fixed?", &ok); err != nil {
+				return Event{}, err
+			}
+			if len(p.Cluster.Fence) == 0 {
+				return Event{}, fmt.Errorf("the policy has no fence command (cluster(fence=...)), so there is nothing to fail")
+			}
+			return Event{Node: node, OK: ok}, checkNode(node)
+		}),
 		"fail_starts": ev("fail_starts", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
 			var node, group string
 			ok := false

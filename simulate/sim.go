@@ -95,7 +95,9 @@ type simNode struct {
 	links   map[string]bool // path -> interface up
 	probes  map[string]*probeSim
 	failing map[string]bool // group -> starts fail
-	phase   time.Duration
+	// fenceFails makes this node's fencing command fail.
+	fenceFails bool
+	phase      time.Duration
 }
 
 type probeSim struct {
@@ -486,6 +488,12 @@ func (s *sim) apply(e Event) {
 			}
 			text = fmt.Sprintf("resource_fail ignored: %s does not hold %s", e.Node, e.Group)
 		}
+	case "fail_fence":
+		sn.fenceFails = !e.OK
+		text = fmt.Sprintf("fencing from %s will fail", e.Node)
+		if e.OK {
+			text = fmt.Sprintf("fencing from %s works again", e.Node)
+		}
 	case "fail_starts":
 		sn.failing[e.Group] = !e.OK
 		text = fmt.Sprintf("starts of %s on %s will fail", e.Group, e.Node)
@@ -551,6 +559,9 @@ var _ engine.Executor = (*recorder)(nil)
 
 func (r *recorder) Execute(_ context.Context, a engine.Action) error {
 	r.s.res.Stats.Actions++
+	if a.Op == engine.OpFence && r.sn.fenceFails {
+		return fmt.Errorf("fence %s failed (scenario fail_fence)", a.FencePeer())
+	}
 	if a.Op == engine.OpStart && r.sn.failing[a.Group] {
 		return fmt.Errorf("%s failed to start (scenario fail_starts)", a.Resource)
 	}
