@@ -10,6 +10,7 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 
+	"github.com/harules/harules/builtins/disk"
 	"github.com/harules/harules/policy"
 )
 
@@ -51,15 +52,22 @@ func declVIP(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 }
 
 func declDisk(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	var device, mountpoint, options, name string
+	var device, mountpoint, options, name, leaseDevice string
 	fstype := "ext4"
-	fsck := false
+	fsck, killHolders := false, true
+	// -1: not given (the disk package's defaults apply).
+	lease, renew, margin, ioTimeout, stopGrace := duration(-1), duration(-1), duration(-1), duration(-1), duration(-1)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "device", &device, "mountpoint", &mountpoint, "fstype?", &fstype,
-		"options?", &options, "name?", &name, "fsck?", &fsck); err != nil {
+		"options?", &options, "name?", &name, "fsck?", &fsck, "lease_device?", &leaseDevice,
+		"lease?", &lease, "renew?", &renew, "margin?", &margin, "io_timeout?", &ioTimeout,
+		"kill_holders?", &killHolders, "stop_grace?", &stopGrace); err != nil {
 		return nil, err
 	}
 	if !strings.HasPrefix(device, "/") && !strings.HasPrefix(device, "UUID=") && !strings.HasPrefix(device, "LABEL=") {
 		return nil, fmt.Errorf("disk: device %q must be a path (/dev/...), UUID=... or LABEL=...", device)
+	}
+	if leaseDevice != "" && !strings.HasPrefix(leaseDevice, "/") && !strings.HasPrefix(leaseDevice, "UUID=") && !strings.HasPrefix(leaseDevice, "LABEL=") {
+		return nil, fmt.Errorf("disk: lease_device %q must be a path (/dev/...), UUID=... or LABEL=...", leaseDevice)
 	}
 	if !strings.HasPrefix(mountpoint, "/") {
 		return nil, fmt.Errorf("disk: mountpoint %q must be an absolute path", mountpoint)
@@ -67,8 +75,22 @@ func declDisk(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 	if name == "" {
 		name = mountpoint
 	}
-	return newResource(policy.KindDisk, name, map[string]string{"device": device, "mountpoint": mountpoint,
-		"fstype": fstype, "options": options, "fsck": strconv.FormatBool(fsck)}, callerPos(thread)), nil
+	p := map[string]string{"device": device, "mountpoint": mountpoint, "fstype": fstype, "options": options,
+		"fsck": strconv.FormatBool(fsck), "kill_holders": strconv.FormatBool(killHolders)}
+	if leaseDevice != "" {
+		p["lease_device"] = leaseDevice
+	}
+	for key, d := range map[string]duration{"lease": lease, "renew": renew, "margin": margin, "io_timeout": ioTimeout, "stop_grace": stopGrace} {
+		if d >= 0 {
+			p[key] = time.Duration(d).String()
+		}
+	}
+	// The agent builds the resource from these params with the same
+	// function: a policy that passes check has disks that mount.
+	if _, err := disk.SpecFromParams(p); err != nil {
+		return nil, fmt.Errorf("disk %q: %w", name, err)
+	}
+	return newResource(policy.KindDisk, name, p, callerPos(thread)), nil
 }
 
 func declService(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {

@@ -53,6 +53,16 @@
 // matters; a restarted agent that finds the disk mounted while another
 // node holds the lease unmounts at once.
 //
+// # Policy parameters
+//
+// disk(device, mountpoint, lease="15s", renew="3s", margin="5s",
+// io_timeout="2s") sets the timings (TimingFromParams: a lease alone
+// scales the other defaults with it; the result must pass Validate), and
+// kill_holders (default True) and stop_grace (default 10s) say what a stop
+// does with processes keeping the mount busy: SIGTERM, SIGKILL after the
+// grace, or fail with the holders listed. Every node must run the same
+// timings for a lease device (they come from the one policy).
+//
 // # Operator override
 //
 // ForceMount / Lease.ForceAcquire take the lease whatever other slots say,

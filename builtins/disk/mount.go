@@ -24,6 +24,12 @@ type Spec struct {
 	Options     string // fstab-style mount options
 	Fsck        bool   // run fsck -a after acquiring the lease, before mounting
 	LeaseDevice string // where the lease area lives; "" = the end of Device
+	// Timing of the lease; zero means the manager's (ManagerConfig.Timing).
+	// Every disk sharing a lease device must use the same timing.
+	Timing Timing
+	// Busy is what the resource's stop does with processes keeping the
+	// mount busy (the policy's kill_holders and stop_grace).
+	Busy BusyPolicy
 }
 
 // SpecFromParams reads a declared disk resource's params (policy.Resource.Params).
@@ -38,6 +44,13 @@ func SpecFromParams(p map[string]string) (Spec, error) {
 			return Spec{}, fmt.Errorf("disk %s: fsck=%q is not a boolean", s.Mountpoint, v)
 		}
 		s.Fsck = b
+	}
+	var err error
+	if s.Timing, err = TimingFromParams(p); err != nil {
+		return Spec{}, err
+	}
+	if s.Busy, err = busyFromParams(p); err != nil {
+		return Spec{}, err
 	}
 	if s.Device == "" || !strings.HasPrefix(s.Mountpoint, "/") {
 		return Spec{}, fmt.Errorf("disk: need a device and an absolute mountpoint, got device=%q mountpoint=%q", s.Device, s.Mountpoint)
@@ -97,6 +110,7 @@ type ManagerConfig struct {
 }
 
 type managedLease struct {
+	timing Timing
 	lease  *Lease
 	area   *Area
 	mounts map[string]Spec // by mountpoint
@@ -169,10 +183,14 @@ func (m *Manager) leaseFor(ctx context.Context, spec Spec) (*managedLease, strin
 	if err != nil {
 		return nil, "", err
 	}
+	timing := m.timing(spec)
 	m.mu.Lock()
 	ml := m.leases[leaseDev]
 	m.mu.Unlock()
 	if ml != nil {
+		if ml.timing != timing {
+			return nil, "", fmt.Errorf("lease device %s is already in use with lease timing %+v; %s asks for %+v: disks sharing a lease device need the same timing", leaseDev, ml.timing, spec.Mountpoint, timing)
+		}
 		return ml, dev, nil
 	}
 	area, err := OpenArea(ctx, leaseDev)
@@ -189,9 +207,9 @@ func (m *Manager) leaseFor(ctx context.Context, spec Spec) (*managedLease, strin
 			return nil, "", err
 		}
 	}
-	ml = &managedLease{area: area, mounts: map[string]Spec{}}
+	ml = &managedLease{timing: timing, area: area, mounts: map[string]Spec{}}
 	ml.lease, err = NewLease(ctx, LeaseConfig{Area: area, Node: m.cfg.Node, Nodes: m.cfg.Nodes, Incarnation: m.cfg.Incarnation,
-		Timing: m.cfg.Timing, Log: m.cfg.Log, Now: m.cfg.Now, OnLost: func(reason error) { m.lost(leaseDev, reason) }})
+		Timing: timing, Log: m.cfg.Log, Now: m.cfg.Now, OnLost: func(reason error) { m.lost(leaseDev, reason) }})
 	if err != nil {
 		area.Close()
 		return nil, "", err
@@ -201,6 +219,14 @@ func (m *Manager) leaseFor(ctx context.Context, spec Spec) (*managedLease, strin
 	m.mu.Unlock()
 	go ml.lease.Run(m.ctx)
 	return ml, dev, nil
+}
+
+// timing is the lease timing of spec: its own, or the manager's.
+func (m *Manager) timing(spec Spec) Timing {
+	if spec.Timing != (Timing{}) {
+		return spec.Timing
+	}
+	return m.cfg.Timing
 }
 
 // Lease returns the lease guarding spec, opening it if needed (for
@@ -384,7 +410,8 @@ func (m *Manager) signal(holders []Holder, sig syscall.Signal, mp string) {
 func (m *Manager) lost(leaseDev string, reason error) {
 	m.mu.Lock()
 	var specs []Spec
-	if ml := m.leases[leaseDev]; ml != nil {
+	ml := m.leases[leaseDev]
+	if ml != nil {
 		for _, s := range ml.mounts {
 			specs = append(specs, s)
 		}
@@ -399,7 +426,7 @@ func (m *Manager) lost(leaseDev string, reason error) {
 // the node must be fenced.
 func (m *Manager) emergencyUnmount(spec Spec, reason error) {
 	m.cfg.Log.Error("lease lost while mounted: unmounting at once", "mountpoint", spec.Mountpoint, "reason", reason)
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timing.Margin/2)
+	ctx, cancel := context.WithTimeout(context.Background(), m.timing(spec).Margin/2)
 	defer cancel()
 	err := m.umount(ctx, spec.Mountpoint, BusyPolicy{Kill: true, Grace: 0})
 	if err == nil {
@@ -445,7 +472,8 @@ func (m *Manager) Monitor(ctx context.Context, spec Spec) error {
 	if hung {
 		return fmt.Errorf("%s: an earlier write probe on %s has still not returned: the device is hung", dev, spec.Mountpoint)
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timing.IOTimeout)
+	ioTimeout := m.timing(spec).IOTimeout
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- probe(spec.Mountpoint, m.cfg.Node, ro) }()
@@ -462,7 +490,7 @@ func (m *Manager) Monitor(ctx context.Context, spec Spec) error {
 			delete(m.hung, spec.Mountpoint)
 			m.mu.Unlock()
 		}()
-		return fmt.Errorf("%s: write+fsync on %s did not finish within %s: the device is hung", dev, spec.Mountpoint, m.cfg.Timing.IOTimeout)
+		return fmt.Errorf("%s: write+fsync on %s did not finish within %s: the device is hung", dev, spec.Mountpoint, ioTimeout)
 	}
 }
 
