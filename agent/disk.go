@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,10 +10,6 @@ import (
 	"github.com/harules/harules/builtins/diskhb"
 	"github.com/harules/harules/policy"
 )
-
-// diskBusyGrace is how long processes holding a mount get between SIGTERM
-// and SIGKILL when the disk must be released.
-const diskBusyGrace = 10 * time.Second
 
 // diskMinTimeout is the least time a mount gets: acquiring the lease waits
 // for a settle period and a few I/O timeouts.
@@ -55,14 +52,55 @@ func (e *Executor) executeDisk(ctx context.Context, r *policy.Resource, start bo
 		return err
 	}
 	if !start {
-		return m.Unmount(ctx, spec, disk.BusyPolicy{Kill: true, Grace: diskBusyGrace})
+		return m.Unmount(ctx, spec, spec.Busy)
 	}
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < diskMinTimeout {
+	// A takeover may have to wait out the dead holder's lease.
+	t := spec.Timing
+	need := max(diskMinTimeout, t.TakeoverWait()+t.Renew+4*t.IOTimeout+t.Settle)
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < need {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), diskMinTimeout)
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), need)
 		defer cancel()
 	}
-	return m.Mount(ctx, spec)
+	return e.mountAfterLease(ctx, m, spec)
+}
+
+// mountAfterLease mounts once no other node's lease claim is live. After a
+// crash the holder was declared dead, but its lease is only safe to take
+// once its slot has stayed unchanged for the takeover wait (lease +
+// margin); failing at once would mark the group failed here for the
+// failure timeout and leave it running nowhere, so the start waits for the
+// lease to expire. A holder whose slot changes while we wait is alive
+// (only the network to it is gone): the start fails at once with the lease
+// error, and nothing is mounted.
+func (e *Executor) mountAfterLease(ctx context.Context, m *disk.Manager, spec disk.Spec) error {
+	var prev *disk.HeldError
+	var prevSince time.Time // when this node first saw the holder's current slot value
+	for {
+		err := m.Mount(ctx, spec)
+		var held *disk.HeldError
+		if err == nil || !errors.As(err, &held) {
+			return err
+		}
+		since := time.Now().Add(-held.Unchanged)
+		// The same slot value gives the same instant, up to the time Mount
+		// took to return; a new value was first seen after the last try.
+		if prev != nil && (held.Holder != prev.Holder || since.Sub(prevSince) > 20*time.Millisecond) {
+			return fmt.Errorf("%w; node %q wrote its lease slot while this node waited for the lease to expire: it is alive, so the disk stays where it is", err, held.Holder)
+		}
+		if prev == nil {
+			e.log.Warn("disk start: waiting for the lease of a holder that stopped renewing to expire before mounting",
+				"mountpoint", spec.Mountpoint, "holder", held.Holder, "remaining", held.Remaining.Round(time.Millisecond))
+			prev, prevSince = held, since
+		}
+		// Re-read at least every renewal period: a live holder shows itself.
+		wait := min(held.Remaining, spec.Timing.Renew) + time.Millisecond
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (e *Executor) monitorDisk(ctx context.Context, r *policy.Resource) error {
