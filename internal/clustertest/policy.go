@@ -61,6 +61,13 @@ type PolicyOptions struct {
 	ServiceName string
 	// Extra is appended verbatim (more rules, probes...).
 	Extra string
+	// Resources are Starlark resource expressions put first in the group's
+	// resources, in order (e.g. a shared disk(...) the service needs).
+	Resources []string
+	// DiskHeartbeat, when set, adds a third heartbeat path "disk" of kind
+	// "disk" on that device (a formatted lease area, see LoopDevice), with
+	// the interval and misses of the UDP paths.
+	DiskHeartbeat string
 }
 
 // Policy renders the default policy for n nodes.
@@ -97,17 +104,24 @@ func Policy(n int, o PolicyOptions) string {
 	}
 	fmt.Fprintf(&b, "heartbeat(\"lan\", interval = %q, misses = %d, port = %d)\n", o.Interval, o.Misses, LanPort)
 	fmt.Fprintf(&b, "heartbeat(\"backnet\", interval = %q, misses = %d, port = %d)\n", o.Interval, o.Misses, BacknetPort)
+	if o.DiskHeartbeat != "" {
+		fmt.Fprintf(&b, "heartbeat(\"disk\", kind = \"disk\", device = %q, interval = %q, misses = %d)\n", o.DiskHeartbeat, o.Interval, o.Misses)
+	}
+	var extraResources string
+	for _, r := range o.Resources {
+		extraResources += "        " + r + ",\n"
+	}
 	if o.GatewayGuard {
 		fmt.Fprintf(&b, "probe(\"gateway\", check.gateway(%q), every = \"200ms\", timeout = \"150ms\", fall = 2, rise = 1)\n", GatewayAddr)
 	}
 	fmt.Fprintf(&b, `group(%q,
     resources = [
-        vip(%q, interface = "eth0", arp_count = 2, arp_interval = "50ms"),
+%s        vip(%q, interface = "eth0", arp_count = 2, arp_interval = "50ms"),
         service(%q, command = %s),
     ],
     placement = active_standby([%s], failback = %q, failback_delay = %q),
 )
-`, Group, VIPPrefix, o.ServiceName, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
+`, Group, extraResources, VIPPrefix, o.ServiceName, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
 	b.WriteString("rule(\"path-alert\", when = path_down_alert())\n")
 	if o.GatewayGuard {
 		b.WriteString("rule(\"gateway-guard\", when = gateway_guard(\"gateway\"))\n")

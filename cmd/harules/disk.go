@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/harules/harules/builtins/disk"
+)
+
+func diskCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "disk",
+		Usage:     "prepare a shared disk and show its lease area",
+		ArgsUsage: "format DEVICE | format-area DEVICE | status DEVICE",
+		Description: `A disk(...) resource is guarded by a lease area in the last 1 MiB of its
+device (or of its lease_device): one slot per node for the lease and one for
+the disk heartbeat.
+
+  harules disk format DEVICE [--fstype ext4|xfs]
+      DESTROYS the device's data: creates a filesystem that stops before the
+      lease area, then an empty lease area.
+  harules disk format-area DEVICE [--overwrite]
+      writes an empty lease area only (a separate lease device, or a device
+      whose filesystem already stops short of it).
+  harules disk status DEVICE [--observe 3s] [--json]
+      every written slot: node, claim, sequence number, incarnation and the
+      writer's clock. --observe reads again after that time and says which
+      slots changed (a live writer) and which did not.
+
+Exit codes: 0 ok, 1 failed, 2 usage error.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "fstype", Value: "ext4", Usage: "format: filesystem to create (ext2/3/4 or xfs)"},
+			&cli.BoolFlag{Name: "overwrite", Usage: "format-area: replace an existing lease area"},
+			&cli.DurationFlag{Name: "observe", Usage: "status: read again after this long and report which slots changed"},
+			&cli.BoolFlag{Name: "json", Usage: "status: print JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			args := c.Args().Slice()
+			if len(args) != 2 {
+				return fail(exitUsage, "disk: want format DEVICE, format-area DEVICE or status DEVICE; see harules disk --help")
+			}
+			ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute)
+			defer cancel()
+			dev := args[1]
+			switch args[0] {
+			case "format":
+				if err := disk.Format(ctx, dev, c.String("fstype")); err != nil {
+					return fail(exitFailed, "disk format: %w", err)
+				}
+				fmt.Fprintf(c.App.Writer, "%s: %s filesystem and empty lease area written\n", dev, c.String("fstype"))
+				return nil
+			case "format-area":
+				if err := disk.FormatArea(ctx, dev, c.Bool("overwrite")); err != nil {
+					return fail(exitFailed, "disk format-area: %w", err)
+				}
+				fmt.Fprintf(c.App.Writer, "%s: empty lease area written\n", dev)
+				return nil
+			case "status":
+				return diskStatus(ctx, c.App.Writer, dev, c.Duration("observe"), c.Bool("json"))
+			}
+			return fail(exitUsage, "disk: unknown subcommand %q: want format, format-area or status", args[0])
+		},
+	}
+}
+
+// DiskSlot is one written slot as `harules disk status` reports it.
+type DiskSlot struct {
+	Region      string    `json:"region"` // "lease" or "heartbeat"
+	Slot        int       `json:"slot"`
+	Node        string    `json:"node"`
+	Claim       string    `json:"claim,omitempty"`
+	Forced      bool      `json:"forced,omitempty"`
+	Seq         uint64    `json:"seq"`
+	Incarnation uint64    `json:"incarnation"`
+	WallTime    time.Time `json:"wall_time"`
+	// Changed is set with --observe: the slot was written meanwhile.
+	Changed *bool `json:"changed,omitempty"`
+}
+
+func readDiskSlots(ctx context.Context, area *disk.Area) ([]DiskSlot, error) {
+	var out []DiskSlot
+	for _, r := range []struct {
+		region disk.Region
+		name   string
+	}{{disk.RegionLease, "lease"}, {disk.RegionHeartbeat, "heartbeat"}} {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		slots, err := area.ReadSlots(rctx, r.region, 1, disk.MaxSlots)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read %s slots: %w", r.name, err)
+		}
+		for _, s := range slots {
+			if s.Empty() {
+				continue
+			}
+			ds := DiskSlot{Region: r.name, Slot: s.Index, Node: s.Node, Seq: s.Seq, Incarnation: s.Incarnation, WallTime: s.WallTime, Forced: s.Forced}
+			if r.region == disk.RegionLease {
+				ds.Claim = s.Claim.String()
+			}
+			out = append(out, ds)
+		}
+	}
+	return out, nil
+}
+
+func diskStatus(ctx context.Context, w io.Writer, dev string, observe time.Duration, asJSON bool) error {
+	area, err := disk.OpenArea(ctx, dev)
+	if err != nil {
+		return fail(exitFailed, "disk status: %w", err)
+	}
+	defer area.Close()
+	slots, err := readDiskSlots(ctx, area)
+	if err != nil {
+		return fail(exitFailed, "disk status %s: %w", dev, err)
+	}
+	if observe > 0 {
+		select {
+		case <-time.After(observe):
+		case <-ctx.Done():
+			return fail(exitFailed, "disk status: %w", ctx.Err())
+		}
+		later, err := readDiskSlots(ctx, area)
+		if err != nil {
+			return fail(exitFailed, "disk status %s: %w", dev, err)
+		}
+		for i := range slots {
+			changed := true
+			for _, l := range later {
+				if l.Region == slots[i].Region && l.Slot == slots[i].Slot {
+					changed = l.Seq != slots[i].Seq || l.Incarnation != slots[i].Incarnation
+				}
+			}
+			slots[i].Changed = &changed
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if slots == nil {
+			slots = []DiskSlot{}
+		}
+		return enc.Encode(slots)
+	}
+	if len(slots) == 0 {
+		fmt.Fprintf(w, "%s: lease area present, no slot written yet\n", dev)
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGION\tSLOT\tNODE\tCLAIM\tSEQ\tINCARNATION\tWRITER CLOCK\tCHANGED")
+	for _, s := range slots {
+		claim := s.Claim
+		if s.Forced {
+			claim += " (forced)"
+		}
+		changed := "-"
+		if s.Changed != nil {
+			changed = map[bool]string{true: "yes (writer alive)", false: "no"}[*s.Changed]
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Region, s.Slot, s.Node, orDash(claim), s.Seq, s.Incarnation,
+			s.WallTime.UTC().Format(time.RFC3339Nano), changed)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
