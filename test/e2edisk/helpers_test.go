@@ -31,7 +31,14 @@ func TestMain(m *testing.M) {
 var testTiming = disk.Timing{Lease: 3 * time.Second, Renew: 500 * time.Millisecond, Margin: time.Second,
 	IOTimeout: 500 * time.Millisecond, Settle: 100 * time.Millisecond}
 
+// heartbeatInterval of every path (misses 15); HARULES_E2EDISK_INTERVAL
+// overrides it (e.g. 200ms) for the benchmark.
+var heartbeatInterval = "100ms"
+
 func init() {
+	if v := os.Getenv("HARULES_E2EDISK_INTERVAL"); v != "" {
+		heartbeatInterval = v
+	}
 	// HARULES_E2EDISK_TIMING=default runs with the product's lease timings
 	// (a crash failover then waits ~20 s for the lease).
 	if os.Getenv("HARULES_E2EDISK_TIMING") == "default" {
@@ -85,6 +92,7 @@ func newDiskLab(t testing.TB, o labOptions) *diskLab {
 		params += ", " + o.diskParams
 	}
 	po := clustertest.PolicyOptions{
+		Interval:  heartbeatInterval,
 		Resources: []string{fmt.Sprintf("disk(%q, %q, %s)", dev, mp, params)},
 		// The service writes to the shared disk: its lines say which node
 		// wrote them, so the data visibly follows the disk.
@@ -385,21 +393,43 @@ func writers(log string) map[string]int {
 	return out
 }
 
-// devIO returns the completed reads and writes of the device
-// (/sys/block/NAME/stat).
-func devIO(t testing.TB, dev string) (reads, writes uint64) {
+// logDeviceIO measures and logs the device's I/O rate over d. Each
+// O_DSYNC write of a lease or heartbeat slot also costs a cache flush,
+// which the block layer counts as write requests too: the 4 KiB blocks
+// written are the data writes.
+func (l *diskLab) logDeviceIO(what string, d time.Duration) (readsPerSec, writesPerSec float64) {
+	l.t.Helper()
+	a := devIO(l.t, l.dev)
+	from := time.Now()
+	time.Sleep(d)
+	b := devIO(l.t, l.dev)
+	secs := time.Since(from).Seconds()
+	rate := func(i int) float64 { return float64(b[i]-a[i]) / secs }
+	readsPerSec, writesPerSec = rate(0), rate(4)
+	l.t.Logf("shared device I/O, %s: %.1f read requests/s, %.1f write requests/s (%.1f 4KiB blocks written/s), %.1f flushes/s",
+		what, readsPerSec, writesPerSec, rate(6)/8, rate(15))
+	return readsPerSec, writesPerSec
+}
+
+// devIO returns the device's /sys/block/NAME/stat counters (0 reads,
+// 4 writes, 6 sectors written, 15 flushes; see the kernel's iostats).
+func devIO(t testing.TB, dev string) [17]uint64 {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "stat"))
 	if err != nil {
 		t.Fatalf("read block stats of %s: %v", dev, err)
 	}
+	var out [17]uint64
 	f := strings.Fields(string(b))
-	if len(f) < 5 {
-		t.Fatalf("block stats of %s: %q", dev, b)
+	if len(f) < len(out) {
+		t.Fatalf("block stats of %s have %d fields, want %d (kernel >= 5.5): %q", dev, len(f), len(out), b)
 	}
-	fmt.Sscan(f[0], &reads)
-	fmt.Sscan(f[4], &writes)
-	return reads, writes
+	for i := range out {
+		if _, err := fmt.Sscan(f[i], &out[i]); err != nil {
+			t.Fatalf("block stats of %s: field %d %q: %v", dev, i, f[i], err)
+		}
+	}
+	return out
 }
 
 // pathsUp maps the heartbeat paths to peer (as a status lists them) to up.
