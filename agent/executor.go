@@ -57,6 +57,12 @@ var ErrConflict = errors.New("another host answers for the address")
 
 // Execute performs one start or stop action.
 func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
+	if a.Op == engine.OpFence {
+		if e.Policy == nil {
+			return fmt.Errorf("fence %s: no policy", a.FencePeer())
+		}
+		return fence(ctx, e.Policy(), a.FencePeer())
+	}
 	r := a.Res()
 	if r == nil {
 		return nil
@@ -98,8 +104,10 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		return run.Start(ctx)
 	case policy.KindDisk:
 		return e.executeDisk(ctx, r, a.Op == engine.OpStart)
+	case policy.KindDatabase:
+		return e.executeDatabase(ctx, r, a.Op == engine.OpStart)
 	}
-	return fmt.Errorf("%s resources are not supported by the agent yet; vip, service and disk are", r.Kind)
+	return fmt.Errorf("%s resources are not supported by the agent yet; vip, service, disk and database are", r.Kind)
 }
 
 func (e *Executor) policyBackup(name string) *policy.Backup {
@@ -131,6 +139,8 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 		return run.Stop(ctx)
 	case policy.KindDisk:
 		return e.executeDisk(ctx, r, false)
+	case policy.KindDatabase:
+		return e.executeDatabase(ctx, r, false)
 	}
 	return nil
 }
@@ -177,6 +187,8 @@ func (e *Executor) Monitor(ctx context.Context, group string, r *policy.Resource
 		}
 	case policy.KindDisk:
 		return e.monitorDisk(ctx, r)
+	case policy.KindDatabase:
+		return e.monitorDatabase(ctx, r)
 	}
 	return nil
 }
