@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +19,7 @@ func diskCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "disk",
 		Usage:     "prepare a shared disk and show its lease area",
-		ArgsUsage: "format DEVICE | format-area DEVICE | status DEVICE",
+		ArgsUsage: "format DEVICE | format-area DEVICE | status DEVICE | clear DEVICE --node NODE --reason TEXT",
 		Description: `A disk(...) resource is guarded by a lease area in the last 1 MiB of its
 device (or of its lease_device): one slot per node for the lease and one for
 the disk heartbeat.
@@ -32,6 +34,12 @@ the disk heartbeat.
       every written slot: node, claim, sequence number, incarnation and the
       writer's clock. --observe reads again after that time and says which
       slots changed (a live writer) and which did not.
+  harules disk clear DEVICE --node NODE --reason TEXT [--watch 5s]
+      the operator's override for a node known to be down (powered off,
+      fenced by hand) whose lease has not expired or cannot expire: watches
+      NODE's lease slot for --watch (default 5s) and refuses if it changes
+      (the node is alive: fence it first); otherwise marks the lease released,
+      so the surviving node mounts at its next try. Logged with the reason.
 
 Exit codes: 0 ok, 1 failed, 2 usage error.`,
 		Flags: []cli.Flag{
@@ -39,11 +47,14 @@ Exit codes: 0 ok, 1 failed, 2 usage error.`,
 			&cli.BoolFlag{Name: "overwrite", Usage: "format-area: replace an existing lease area"},
 			&cli.DurationFlag{Name: "observe", Usage: "status: read again after this long and report which slots changed"},
 			&cli.BoolFlag{Name: "json", Usage: "status: print JSON"},
+			&cli.StringFlag{Name: "node", Usage: "clear: the node whose lease is released"},
+			&cli.StringFlag{Name: "reason", Usage: "clear: why the node is known to be down (logged)"},
+			&cli.DurationFlag{Name: "watch", Value: 5 * time.Second, Usage: "clear: how long the slot must stay unchanged"},
 		},
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
 			if len(args) != 2 {
-				return fail(exitUsage, "disk: want format DEVICE, format-area DEVICE or status DEVICE; see harules disk --help")
+				return fail(exitUsage, "disk: want format DEVICE, format-area DEVICE, status DEVICE or clear DEVICE; see harules disk --help")
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute)
 			defer cancel()
@@ -63,6 +74,8 @@ Exit codes: 0 ok, 1 failed, 2 usage error.`,
 				return nil
 			case "status":
 				return diskStatus(ctx, c.App.Writer, dev, c.Duration("observe"), c.Bool("json"))
+			case "clear":
+				return diskClear(ctx, c.App.Writer, dev, c.String("node"), c.String("reason"), c.Duration("watch"))
 			}
 			return fail(exitUsage, "disk: unknown subcommand %q: want format, format-area or status", args[0])
 		},
@@ -173,4 +186,65 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// diskClear releases a dead node's lease claim on the operator's word, after
+// checking the node is not writing its slot any more.
+func diskClear(ctx context.Context, w io.Writer, dev, node, reason string, watch time.Duration) error {
+	if node == "" || strings.TrimSpace(reason) == "" {
+		return fail(exitUsage, "disk clear: give --node NODE and --reason \"why NODE is known to be down\"")
+	}
+	if watch < time.Second {
+		return fail(exitUsage, "disk clear: --watch must be at least 1s, to see a live node renew")
+	}
+	area, err := disk.OpenArea(ctx, dev)
+	if err != nil {
+		return fail(exitFailed, "disk clear: %w", err)
+	}
+	defer area.Close()
+	find := func() (disk.Slot, error) {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		slots, err := area.ReadSlots(rctx, disk.RegionLease, 1, disk.MaxSlots)
+		if err != nil {
+			return disk.Slot{}, err
+		}
+		for _, sl := range slots {
+			if !sl.Empty() && sl.Node == node {
+				return sl, nil
+			}
+		}
+		return disk.Slot{}, fmt.Errorf("no lease slot of node %q on %s", node, dev)
+	}
+	before, err := find()
+	if err != nil {
+		return fail(exitFailed, "disk clear: %w", err)
+	}
+	if before.Claim == disk.ClaimNone {
+		fmt.Fprintf(w, "%s: %s holds no lease; nothing to clear\n", dev, node)
+		return nil
+	}
+	select {
+	case <-time.After(watch):
+	case <-ctx.Done():
+		return fail(exitFailed, "disk clear: %w", ctx.Err())
+	}
+	after, err := find()
+	if err != nil {
+		return fail(exitFailed, "disk clear: %w", err)
+	}
+	if after.Seq != before.Seq || after.Incarnation != before.Incarnation {
+		return fail(exitFailed, "disk clear: %s wrote its lease slot while watching (seq %d -> %d): it is alive; fence it (power it off) before clearing its lease", node, before.Seq, after.Seq)
+	}
+	cleared := after
+	cleared.Claim, cleared.Seq, cleared.Forced, cleared.WallTime = disk.ClaimNone, after.Seq+1, true, time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := area.WriteSlot(wctx, disk.RegionLease, cleared); err != nil {
+		return fail(exitFailed, "disk clear: write %s's slot: %w", node, err)
+	}
+	slog.Warn("operator override: lease of a node declared down released", "device", dev, "node", node, "reason", reason,
+		"claim_was", after.Claim.String(), "seq", after.Seq)
+	fmt.Fprintf(w, "%s: lease of %s released (it was %s, unchanged for %s); reason: %s\n", dev, node, after.Claim, watch, reason)
+	return nil
 }
