@@ -23,6 +23,7 @@ type Collector struct {
 	Groups     []*policy.Group
 	Rules      []*policy.Rule
 	Backups    []*policy.Backup
+	Notifiers  []*policy.Notifier
 	declaredAt map[string]policy.Pos
 }
 
@@ -70,6 +71,7 @@ func Declarations() starlark.StringDict {
 		"placement": starlark.NewBuiltin("placement", declPlacement),
 		"rule":      starlark.NewBuiltin("rule", declRule),
 		"backup":    starlark.NewBuiltin("backup", declBackup),
+		"notify":    starlark.NewBuiltin("notify", declNotify),
 	}
 }
 

@@ -42,6 +42,9 @@ type Policy struct {
 	Groups  []*Group
 	Rules   []*Rule
 	Backups []*Backup
+	// Notifiers send events (failovers, paths down, failed backups...) to
+	// webhooks and commands.
+	Notifiers []*Notifier
 	// Hash identifies the policy source (SHA-256 over every loaded file),
 	// so two agents can tell whether they run the same policy.
 	Hash string

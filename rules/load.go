@@ -106,7 +106,7 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 	if _, err := l.exec(thread, filepath.Clean(path)); err != nil {
 		return nil, toErrors(err, path, l.opts.MaxSteps)
 	}
-	p := &policy.Policy{Nodes: c.Nodes, Paths: c.Paths, Probes: c.Probes, Groups: c.Groups, Rules: c.Rules, Backups: c.Backups, Files: l.files}
+	p := &policy.Policy{Nodes: c.Nodes, Paths: c.Paths, Probes: c.Probes, Groups: c.Groups, Rules: c.Rules, Backups: c.Backups, Notifiers: c.Notifiers, Files: l.files}
 	if c.Cluster != nil {
 		p.Cluster = *c.Cluster
 	}
