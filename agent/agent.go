@@ -90,6 +90,8 @@ type Agent struct {
 
 	// lastHeard is when each peer's last heartbeat arrived (reannounce.go).
 	lastHeard map[string]time.Time
+	// notify sends the policy's notifications (notify.go).
+	notify notifyHook
 }
 
 type peerReport struct {
@@ -159,6 +161,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.real.Close()
 		a.exec = a.real
 	}
+	a.startNotify(incarnation)
+	defer a.stopNotify() // after the handover: its events are sent too
 	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.exec, a.record)
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
 		br.OnBackupRecord(a.record) // refused and failed backups show in the records
@@ -198,6 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 func (a *Agent) record(r engine.Record) {
 	a.records.add(r)
+	a.notifyRecord(r)
 	attrs := []any{"kind", r.Kind, "at", r.At.Format(time.RFC3339Nano)}
 	if r.Group != "" {
 		attrs = append(attrs, "group", r.Group)
@@ -363,6 +368,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			dirty = a.node.View.Heartbeat(b.peer, b.path, b.at, nil)
 			detect.seen(a.policy, b.peer, b.path, b.at)
 		case f := <-probeCh:
+			a.recordProbe(f)
 			dirty = a.node.View.SetProbe(probeFact(f))
 		case <-ticker.C:
 			dirty = a.drainInbox(detect)
@@ -473,6 +479,7 @@ func (a *Agent) reloadPolicy() error {
 	}
 	a.policy = p
 	a.node.SetPolicy(p)
+	a.notifyPolicy()
 	a.record(engine.Record{At: a.now(), Node: a.cfg.Node, Kind: engine.RecEvent, Text: "policy reloaded, hash " + p.Hash})
 	return nil
 }

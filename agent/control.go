@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/notify"
 )
 
 // Status is what `harules status` shows: this node's view of the cluster.
@@ -33,6 +34,8 @@ type Status struct {
 	// Heartbeats are the counters of this node's heartbeat endpoints, read
 	// when the status is requested.
 	Heartbeats []HeartbeatStats `json:"heartbeats"`
+	// Notifications count each notify() notifier's deliveries.
+	Notifications []notify.Stats `json:"notifications,omitempty"`
 }
 
 // NodeStatus is one node as this node sees it.
@@ -91,6 +94,7 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 	if st.Alerts == nil {
 		st.Alerts = []engine.Alert{}
 	}
+	st.Notifications = a.notifyStats()
 	a.status.Store(st)
 }
 

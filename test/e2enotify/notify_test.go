@@ -1,0 +1,151 @@
+package e2enotify
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/harules/harules/internal/clustertest"
+	"github.com/harules/harules/notify"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	clustertest.RemoveBuild()
+	os.Exit(code)
+}
+
+// receiver is a webhook endpoint on the lab's client host that keeps every
+// event in arrival order.
+type receiver struct {
+	mu     sync.Mutex
+	events []notify.Event
+	bad    []string
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var e notify.Event
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if err := json.Unmarshal(body, &e); err != nil || r.Method != http.MethodPost || r.Header.Get("X-Harules-Event") != e.Event {
+		rc.bad = append(rc.bad, fmt.Sprintf("%s %q: %v", r.Method, body, err))
+		http.Error(w, "bad event", http.StatusBadRequest)
+		return
+	}
+	rc.events = append(rc.events, e)
+}
+
+func (rc *receiver) snapshot() []notify.Event {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]notify.Event(nil), rc.events...)
+}
+
+// listenOnClient serves rc on the client host (ClientAddr) of the lab.
+func listenOnClient(t *testing.T, c *clustertest.Cluster, rc *receiver) string {
+	t.Helper()
+	var ln net.Listener
+	if err := c.Lab.Do("client", func() error {
+		var err error
+		ln, err = net.Listen("tcp4", clustertest.ClientAddr+":0")
+		return err
+	}); err != nil {
+		t.Fatalf("webhook receiver on the client host: %v", err)
+	}
+	srv := &http.Server{Handler: rc, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String() + "/harules"
+}
+
+// TestCrashFailoverNotifications: node1 crashes; node2's agent sends
+// path-down (both paths), peer-dead, failover-started and
+// failover-finished, in that order, to a webhook on the client host.
+func TestCrashFailoverNotifications(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{})
+	rc := &receiver{}
+	url := listenOnClient(t, c, rc)
+	c.WritePolicy(c.Policy(clustertest.PolicyOptions{
+		Extra: fmt.Sprintf("notify(\"ops\", webhook = %q, timeout = \"2s\", retries = 5, backoff = \"100ms\")", url),
+	}))
+	c.StartApps()
+	c.StartAll()
+	c.WaitOwner("node1", clustertest.Group, "node1", 30*time.Second)
+	c.WaitOwner("node2", clustertest.Group, "node1", 10*time.Second)
+	c.WaitFor(10*time.Second, "node1 notifies that it started the group", func() bool {
+		return index(rc.snapshot(), "node1", "group-started", 0) >= 0
+	})
+
+	crashAt := c.Crash("node1")
+	c.WaitOwner("node2", clustertest.Group, "node2", 30*time.Second)
+	c.WaitFor(15*time.Second, "node2 notifies failover-finished", func() bool {
+		return index(rc.snapshot(), "node2", "failover-finished", 0) >= 0
+	})
+
+	events := rc.snapshot()
+	var fromNode2 []notify.Event
+	for _, e := range events {
+		if e.Node == "node2" && !e.At.Before(crashAt.Add(-time.Second)) {
+			fromNode2 = append(fromNode2, e)
+		}
+	}
+	t.Logf("node2's events after the crash: %s", summary(fromNode2))
+	var order []string
+	for _, e := range fromNode2 {
+		switch e.Event {
+		case "path-down", "peer-dead", "failover-started", "failover-finished":
+			order = append(order, e.Event+":"+e.Peer+e.Group)
+		}
+	}
+	want := "path-down:node1,path-down:node1,peer-dead:node1,failover-started:web,failover-finished:web"
+	if got := strings.Join(order, ","); got != want {
+		t.Errorf("node2's failover events %s, want %s", got, want)
+	}
+	// Every node numbers its events 1, 2, 3... per run: no gaps (nothing
+	// dropped or lost) and the order they were sent in.
+	last := map[string]uint64{}
+	for _, e := range events {
+		key := fmt.Sprintf("%s/%d", e.Node, e.Incarnation)
+		if e.Seq != last[key]+1 {
+			t.Errorf("%s: seq %d after %d (%s)", key, e.Seq, last[key], e.Event)
+		}
+		last[key] = e.Seq
+		if e.Cluster != "e2e" {
+			t.Errorf("event %+v: cluster %q, want e2e", e, e.Cluster)
+		}
+	}
+	rc.mu.Lock()
+	if len(rc.bad) > 0 {
+		t.Errorf("malformed webhook requests: %v", rc.bad)
+	}
+	rc.mu.Unlock()
+	st := c.MustStatus("node2")
+	if len(st.Notifications) != 1 || st.Notifications[0].Name != "ops" || st.Notifications[0].Sent == 0 || st.Notifications[0].Failed+st.Notifications[0].Dropped != 0 {
+		t.Errorf("node2's notification counters %+v: want ops with events sent, none failed or dropped", st.Notifications)
+	}
+}
+
+func index(es []notify.Event, node, event string, from int) int {
+	for i := from; i < len(es); i++ {
+		if es[i].Node == node && es[i].Event == event {
+			return i
+		}
+	}
+	return -1
+}
+
+func summary(es []notify.Event) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, fmt.Sprintf("#%d %s(%s%s)", e.Seq, e.Event, e.Peer, e.Group))
+	}
+	return strings.Join(s, " ")
+}
