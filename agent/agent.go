@@ -92,6 +92,8 @@ type Agent struct {
 	lastHeard map[string]time.Time
 	// notify sends the policy's notifications (notify.go).
 	notify notifyHook
+	// backupPeer receives other nodes' backup copies (backup_peer.go).
+	backupPeer *peerReceiver
 }
 
 type peerReport struct {
@@ -183,6 +185,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	// release above can take longer than a grace of interval x misses.
 	a.node.View = engine.NewView(a.policy, a.cfg.Node, a.now())
 	defer a.stopHeartbeats()
+	if a.backupPeer, err = a.startBackupPeer(); err != nil {
+		return err
+	}
+	defer a.backupPeer.close()
 	a.startProbes(loopCtx)
 	srv, err := a.serveControl()
 	if err != nil {
@@ -480,6 +486,7 @@ func (a *Agent) reloadPolicy() error {
 	a.policy = p
 	a.node.SetPolicy(p)
 	a.notifyPolicy()
+	a.backupPeer.setPolicy(p)
 	a.record(engine.Record{At: a.now(), Node: a.cfg.Node, Kind: engine.RecEvent, Text: "policy reloaded, hash " + p.Hash})
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/builtins/backup"
+	"github.com/harules/harules/builtins/backup/peer"
 	"github.com/harules/harules/engine"
 	"github.com/harules/harules/policy"
 )
@@ -38,6 +39,8 @@ type backups struct {
 	// lockWait bounds waiting for a store an operator's verify or restore
 	// holds; 0 means 10 minutes.
 	lockWait time.Duration
+	// peerCreds authenticate peer copies (backup_peer.go); nil until loaded.
+	peerCreds *peer.Credentials
 }
 
 // BackupState is a job's current or last run on this node, as `harules
@@ -171,6 +174,11 @@ func (e *Executor) Backup(_ context.Context, run engine.BackupRun) error {
 		return fmt.Errorf("backup %s: not in the running policy", run.Job)
 	}
 	job, target, copyTo, err := JobFromPolicy(b)
+	if err == nil {
+		var peers []backup.Replica
+		peers, err = e.peerReplicas(b)
+		job.Replicas = append(job.Replicas, peers...)
+	}
 	if err != nil {
 		e.finish(run, BackupState{Job: run.Job, Reason: run.Reason, Started: e.bk.clock()}, backup.Record{}, err)
 		return err

@@ -20,7 +20,8 @@ import (
 //	          "keep_last": "7", "keep_daily": "7", "keep_weekly": "4", "min_keep": "2",
 //	          "keep_within": "36h",               # also "7d"; "keep" is short for keep_last
 //	          "headroom_percent": "30",           # free space kept on the target (default 30)
-//	          "copy_to": "/mnt/dr/harules"}       # a second store every backup is copied to
+//	          "copy_to": "/mnt/dr/harules",       # a second store every backup is copied to
+//	          "peer_copy": True, "peer_port": "7470", "peer_target": "/srv/dr"}  # see PeerCopy
 //
 // Unknown keys are errors: a misspelt retention key must not silently keep
 // every backup forever.
@@ -90,12 +91,15 @@ func JobFromParams(name, kind string, params map[string]string, loc *time.Locati
 			job.Headroom = -1
 		}
 	}
+	if _, err := PeerCopyFromParams(name, p); err != nil {
+		return job, "", "", err
+	}
 	return job, target, p["copy_to"], nil
 }
 
 // backupParams are the params keys JobFromPolicy reads.
 var backupParams = []string{"args", "command", "copy_to", "dsn", "headroom_percent", "keep", "keep_daily", "keep_last",
-	"keep_weekly", "keep_within", "min_keep", "source", "target"}
+	"keep_weekly", "keep_within", "min_keep", "peer_copy", "peer_port", "peer_target", "source", "target"}
 
 // parseDays parses a Go duration or a whole number of days ("7d").
 func parseDays(s string) (time.Duration, error) {

@@ -517,6 +517,12 @@ func backupVerify(c *cli.Context, jobName, id string) error {
 	if err != nil {
 		return err
 	}
+	// Copies on peer nodes are checked there, over the cluster's channel.
+	peers, err := agent.PeerReplicasForRecord(p, c.String("policy"), b, rec)
+	if err != nil {
+		return fail(exitFailed, "%v", err)
+	}
+	job.Replicas = append(job.Replicas, peers...)
 	r := &backup.Runner{Store: st}
 	rec, verr := r.Verify(c.Context, job, rec.ID)
 	res := backupCheckResult{Job: jobName, ID: rec.ID, OK: verr == nil, Corrupt: errors.Is(verr, backup.ErrCorrupt),
