@@ -82,6 +82,8 @@ func TestBrowserConsole(t *testing.T) {
 	ts, _, fb := newTestServer(t, Options{PollInterval: 200 * time.Millisecond})
 	// Like a real agent, the new owner shows a moment after the request.
 	fb.setDelay(300 * time.Millisecond)
+	// Every heartbeat path up: no alert until the test cuts one.
+	fb.setPath("node2", "backnet", true)
 	ctx := newChrome(t)
 	shots := t.TempDir()
 	text := func(sel string) string {
@@ -115,6 +117,9 @@ func TestBrowserConsole(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("conn").textContent.includes("connected")`,
 		chromedp.WithPollingTimeout(10*time.Second))); err != nil {
 		t.Fatalf("live updates never connected: %v (%q)", err, text("#conn"))
+	}
+	if got := text("#alerts"); !strings.Contains(got, "No active alert") {
+		t.Fatalf("alerts with every path up: %q", got)
 	}
 	saveScreenshot(t, ctx, shots, "console-overview.png")
 
@@ -163,4 +168,27 @@ func TestBrowserConsole(t *testing.T) {
 		t.Errorf("simulation text timeline: %q", tl)
 	}
 	saveScreenshot(t, ctx, shots, "console-simulate.png")
+
+	// Back on the live overview, a heartbeat path is cut: the alert
+	// appears on the open page (pushed by the live stream, no reload).
+	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(chromedp.ID("groups"))); err != nil {
+		t.Fatalf("back to the overview: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("conn").textContent.includes("connected")`,
+		chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("live updates never connected: %v (%q)", err, text("#conn"))
+	}
+	if got := text("#alerts"); !strings.Contains(got, "No active alert") {
+		t.Fatalf("alerts with every path up: %q", got)
+	}
+	fb.setPath("node2", "backnet", false)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`(() => { const a = document.getElementById("alerts"); return !!a && a.textContent.includes("path-down") && a.textContent.includes("path backnet to node2 is down"); })()`,
+		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("the path-down alert never appeared after cutting the path: %v (alerts: %q)", err, text("#alerts"))
+	}
+	if got := text("#alerts"); !strings.Contains(got, "warning") || !strings.Contains(got, "rule path-alert") {
+		t.Errorf("alert row lacks severity or rule: %q", got)
+	}
+	saveScreenshot(t, ctx, shots, "console-alert.png")
 }

@@ -283,3 +283,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// setPath brings a heartbeat path to a peer up or down, as the agent's
+// status shows it: the path's state, the path-down alert of the default
+// policy's rule (raised while any path is down) and the records.
+func (f *fakeBackend) setPath(peer, path string, up bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := cloneStatus(f.st)
+	now := st.Now.Add(time.Second)
+	st.Now = now
+	st.Alerts = nil
+	for i := range st.Nodes {
+		n := &st.Nodes[i]
+		n.Paths = slices.Clone(n.Paths)
+		for j := range n.Paths {
+			p := &n.Paths[j]
+			if n.Name == peer && p.Name == path {
+				p.Up, p.Missed = up, 0
+				if !up {
+					p.Missed = 3
+				}
+			}
+			if !p.Up {
+				st.Alerts = append(st.Alerts, engine.Alert{Name: "path-down", Severity: "warning",
+					Message: "path " + p.Name + " to " + n.Name + " is down", Node: st.Node, Rule: "path-alert"})
+			}
+		}
+	}
+	state := "up"
+	if !up {
+		state = "down"
+	}
+	st.Recent = append(st.Recent, engine.Record{At: now, Node: st.Node, Kind: engine.RecPath, Text: "path " + path + " to " + peer + " " + state})
+	if !up {
+		st.Recent = append(st.Recent, engine.Record{At: now, Node: st.Node, Kind: engine.RecAlert, Text: "path-down [warning] path " + path + " to " + peer + " is down"})
+	}
+	f.st = st
+}

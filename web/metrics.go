@@ -46,6 +46,8 @@ var (
 	descStatusUp    = prometheus.NewDesc("harules_agent_ready", "1 once the agent has made its first decision.", nil, nil)
 	descPolicy      = prometheus.NewDesc("harules_policy_info", "The running policy's hash (value always 1).", []string{"node", "policy_hash"}, nil)
 	descPending     = prometheus.NewDesc("harules_plan_pending_actions", "Actions of the current plan that are not done yet.", nil, nil)
+	descNotify      = prometheus.NewDesc("harules_notifications_total", "Notification events of a notify() notifier since the agent started, by result (sent, failed, dropped).", []string{"notifier", "result"}, nil)
+	descNotifyQueue = prometheus.NewDesc("harules_notifications_queued", "Notification events waiting for delivery.", []string{"notifier"}, nil)
 )
 
 func newMetrics(s *Server) *metrics {
@@ -112,6 +114,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range order {
 		ch <- prometheus.MustNewConstMetric(descAlerts, prometheus.GaugeValue, float64(counts[k]), k.name, k.severity)
+	}
+	for _, n := range st.Notifications {
+		ch <- prometheus.MustNewConstMetric(descNotify, prometheus.CounterValue, float64(n.Sent), n.Name, "sent")
+		ch <- prometheus.MustNewConstMetric(descNotify, prometheus.CounterValue, float64(n.Failed), n.Name, "failed")
+		ch <- prometheus.MustNewConstMetric(descNotify, prometheus.CounterValue, float64(n.Dropped), n.Name, "dropped")
+		ch <- prometheus.MustNewConstMetric(descNotifyQueue, prometheus.GaugeValue, float64(n.Queued), n.Name)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/harules/harules/notify"
 )
 
 // scrape fetches /metrics and returns every sample as "name{l=v,...}" ->
@@ -119,5 +121,25 @@ func TestMetricsAuth(t *testing.T) {
 	// Public metrics open /metrics only.
 	if resp, _ := newBrowser(t, pub.URL).call("GET", "/api/v1/status", "", "", ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("status with public metrics: want 401, got %s", resp.Status)
+	}
+}
+
+func TestMetricsNotifications(t *testing.T) {
+	ts, _, fb := newTestServer(t, Options{})
+	fb.mu.Lock()
+	st := cloneStatus(fb.st)
+	st.Notifications = []notify.Stats{{Name: "ops", Sent: 12, Failed: 2, Dropped: 1, Queued: 3}}
+	fb.st = st
+	fb.mu.Unlock()
+	got := scrape(t, newBrowser(t, ts.URL), readToken)
+	for k, v := range map[string]float64{
+		"harules_notifications_total{notifier=ops,result=sent}":    12,
+		"harules_notifications_total{notifier=ops,result=failed}":  2,
+		"harules_notifications_total{notifier=ops,result=dropped}": 1,
+		"harules_notifications_queued{notifier=ops}":               3,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
 	}
 }
