@@ -2,6 +2,7 @@ package e2epg
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +39,10 @@ func TestPostmasterKillMovesGroup(t *testing.T) {
 		if h := l.c.Owners("node1", group); len(h) != 1 || h[0] != "node2" {
 			l.t.Errorf("node1's agent sees %s held by %v, want node2", group, h)
 		}
+		// Which of the two operator safeguards acted first.
+		log := l.c.Log("node1")
+		l.t.Logf("moved by: resource monitor %v, db-health rule %v",
+			strings.Contains(log, "database:db failed on node1"), strings.Contains(log, "pg failing on node1"))
 	})
 }
 
