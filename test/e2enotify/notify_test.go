@@ -134,7 +134,7 @@ func TestCrashFailoverNotifications(t *testing.T) {
 }
 
 func index(es []notify.Event, node, event string, from int) int {
-	for i := from; i < len(es); i++ {
+	for i := max(from, 0); i < len(es); i++ {
 		if es[i].Node == node && es[i].Event == event {
 			return i
 		}
@@ -146,6 +146,104 @@ func summary(es []notify.Event) string {
 	var s []string
 	for _, e := range es {
 		s = append(s, fmt.Sprintf("#%d %s(%s%s)", e.Seq, e.Event, e.Peer, e.Group))
+	}
+	return strings.Join(s, " ")
+}
+
+// TestReloadAddsNotifiersAndPathCutIsReported: notifiers added by a policy
+// reload (SIGHUP) take effect on the running agents; cutting one heartbeat
+// path makes both nodes report path-down and the path-down alert, to the
+// webhook and to a command hook; restoring it reports path-up and the
+// alert cleared. The group does not move.
+func TestReloadAddsNotifiersAndPathCutIsReported(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{})
+	rc := &receiver{}
+	url := listenOnClient(t, c, rc)
+	c.StartApps()
+	c.StartAll()
+	c.WaitOwner("node1", clustertest.Group, "node1", 30*time.Second)
+	c.WaitOwner("node2", clustertest.Group, "node1", 10*time.Second)
+
+	hookDir := t.TempDir()
+	c.WritePolicy(c.Policy(clustertest.PolicyOptions{Extra: fmt.Sprintf(`
+notify("ops", webhook = %q, events = ["path", "alert", "policy"], timeout = "2s", backoff = "100ms")
+notify("hook", command = ["/bin/sh", "-c", "cat > %s/$HARULES_EVENT_NODE-$HARULES_EVENT_NAME-$HARULES_EVENT_SEQ.json"], events = ["path-down"])
+`, url, hookDir)}))
+	c.Reload("node1")
+	c.Reload("node2")
+	c.WaitFor(15*time.Second, "both nodes notify policy-reloaded", func() bool {
+		es := rc.snapshot()
+		return index(es, "node1", "policy-reloaded", 0) >= 0 && index(es, "node2", "policy-reloaded", 0) >= 0
+	})
+
+	c.SetLink("node1", "eth1", false)
+	reported := func(node, event string) bool {
+		es := rc.snapshot()
+		return index(es, node, event, index(es, node, "policy-reloaded", 0)) >= 0
+	}
+	c.WaitFor(20*time.Second, "both nodes notify path-down and the alert", func() bool {
+		es := rc.snapshot()
+		return reported("node1", "path-down") && reported("node2", "path-down") &&
+			indexText(es, "node1", "alert-raised", "path-down", 0) >= 0 && indexText(es, "node2", "alert-raised", "path-down", 0) >= 0
+	})
+	c.SetLink("node1", "eth1", true)
+	c.WaitFor(20*time.Second, "both nodes notify path-up and the alert cleared", func() bool {
+		es := rc.snapshot()
+		for _, n := range []string{"node1", "node2"} {
+			down := index(es, n, "path-down", 0)
+			if down < 0 || index(es, n, "path-up", down) < 0 || indexText(es, n, "alert-cleared", "path-down", down) < 0 {
+				return false
+			}
+		}
+		return true
+	})
+
+	es := rc.snapshot()
+	t.Logf("events: %s", summaryWithNodes(es))
+	for _, n := range []string{"node1", "node2"} {
+		peer := map[string]string{"node1": "node2", "node2": "node1"}[n]
+		reload := index(es, n, "policy-reloaded", 0)
+		down := index(es, n, "path-down", reload)
+		// (A policy-mismatch alert comes and goes while the nodes reload.)
+		alert := indexText(es, n, "alert-raised", "path-down", reload)
+		if !(reload < down && down < alert) {
+			t.Errorf("%s: policy-reloaded #%d, path-down #%d, alert-raised #%d: want that order", n, reload, down, alert)
+		}
+		if e := es[down]; e.Peer != peer || !strings.Contains(e.Text, "path backnet to "+peer+" down") {
+			t.Errorf("%s: path-down event %+v: want path backnet to %s", n, e, peer)
+		}
+		if e := es[alert]; !strings.Contains(e.Text, "heartbeat path backnet to "+peer+" is down") {
+			t.Errorf("%s: alert event text %q", n, e.Text)
+		}
+		// The command hook got the same path-down event on its stdin.
+		var hook notify.Event
+		b, err := os.ReadFile(fmt.Sprintf("%s/%s-path-down-%d.json", hookDir, n, es[down].Seq))
+		if err == nil {
+			err = json.Unmarshal(b, &hook)
+		}
+		if err != nil || hook.Event != "path-down" || hook.Seq != es[down].Seq || hook.Peer != peer {
+			t.Errorf("%s: command hook's event %+v (%v), want the webhook's path-down seq %d", n, hook, err, es[down].Seq)
+		}
+	}
+	if owners := c.Owners("node2", clustertest.Group); len(owners) != 1 || owners[0] != "node1" {
+		t.Errorf("group owners %v after the path cut, want node1 only", owners)
+	}
+}
+
+// indexText is index for events whose text contains text.
+func indexText(es []notify.Event, node, event, text string, from int) int {
+	for i := max(from, 0); i < len(es); i++ {
+		if es[i].Node == node && es[i].Event == event && strings.Contains(es[i].Text, text) {
+			return i
+		}
+	}
+	return -1
+}
+
+func summaryWithNodes(es []notify.Event) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, fmt.Sprintf("%s#%d:%s(%s%s)", e.Node, e.Seq, e.Event, e.Peer, e.Group))
 	}
 	return strings.Join(s, " ")
 }
