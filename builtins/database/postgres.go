@@ -281,6 +281,7 @@ func (p *Postgres) Start(ctx context.Context) error {
 	if err := p.query(ctx, conn, &st); err != nil {
 		return err
 	}
+	promoted := false
 	if st.Role == RoleStandby {
 		if p.cfg.MaxLagBytes >= 0 && st.LagBytes > p.cfg.MaxLagBytes {
 			if !p.cfg.Force {
@@ -305,8 +306,9 @@ func (p *Postgres) Start(ctx context.Context) error {
 		if st.Role != RolePrimary {
 			return fmt.Errorf("postgres %s: still in recovery after pg_promote", p.cfg.Name)
 		}
+		promoted = true
 	}
-	return p.applySync(ctx, conn, st)
+	return p.applySync(ctx, conn, st, promoted)
 }
 
 // promote asks for promotion and polls for its end every 10 ms:
@@ -347,12 +349,17 @@ func (p *Postgres) promote(ctx context.Context, conn *pgx.Conn) error {
 
 // applySync sets synchronous_standby_names on a primary: the configured
 // names while a standby streams or in SyncKeep mode, empty otherwise.
-func (p *Postgres) applySync(ctx context.Context, conn *pgx.Conn, st PostgresStatus) error {
+//
+// Clearing is for a promotion only (the old primary, and with it the only
+// standby, is gone). A server that was primary already, e.g. restarted when
+// the agent started, keeps synchronous replication: its standby reconnects
+// within moments, and clearing would let commits through unreplicated.
+func (p *Postgres) applySync(ctx context.Context, conn *pgx.Conn, st PostgresStatus, promoted bool) error {
 	if !p.cfg.Synchronous {
 		return nil
 	}
 	want := p.cfg.SyncStandbyNames
-	if st.Standbys == 0 && p.cfg.OnPromoteSync == SyncClear {
+	if promoted && st.Standbys == 0 && p.cfg.OnPromoteSync == SyncClear {
 		want = ""
 	}
 	if st.SyncStandbyNames == want {
@@ -395,7 +402,11 @@ func (p *Postgres) Monitor(ctx context.Context) error {
 	if st.Role != RolePrimary {
 		return fmt.Errorf("postgres %s: %w: it is a %s", p.cfg.Name, ErrNotPrimary, st.Role)
 	}
-	return p.applySync(ctx, conn, st)
+	if st.Standbys == 0 {
+		// Nothing to re-arm synchronous replication with yet.
+		return nil
+	}
+	return p.applySync(ctx, conn, st, false)
 }
 
 // Stop stops the server being primary: a primary (or a server whose role
