@@ -256,6 +256,19 @@ func (w *worker) stats() Stats {
 func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	for {
+		if ctx.Err() != nil {
+			// Shutting down past the deadline: what is still queued is
+			// given up at once, counted, and logged once.
+			w.mu.Lock()
+			left := len(w.queue)
+			w.queue = nil
+			w.mu.Unlock()
+			if left > 0 {
+				w.dropped.Add(uint64(left))
+				w.log.Warn("notifications given up at shutdown", "events", left)
+			}
+			return
+		}
 		e, ok, closed := w.next()
 		if !ok {
 			if closed {

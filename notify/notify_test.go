@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,7 +36,7 @@ group("web",
 `
 
 // loadPolicy compiles basePolicy plus extra with the real loader.
-func loadPolicy(t *testing.T, extra string) *policy.Policy {
+func loadPolicy(t testing.TB, extra string) *policy.Policy {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "policy.star")
@@ -60,7 +61,7 @@ type receiver struct {
 	srv    *httptest.Server
 }
 
-func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request) bool) *receiver {
+func newReceiver(t testing.TB, answer func(n int, w http.ResponseWriter, r *http.Request) bool) *receiver {
 	rc := &receiver{answer: answer, got: make(chan struct{}, 1000)}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -83,6 +84,12 @@ func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter, r *http
 	}))
 	t.Cleanup(rc.srv.Close)
 	return rc
+}
+
+func (rc *receiver) snapshot() []Event {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]Event(nil), rc.events...)
 }
 
 func (rc *receiver) wait(t *testing.T, n int) []Event {
@@ -384,5 +391,37 @@ func TestCommandHookRetriesAFailure(t *testing.T) {
 	b, _ := os.ReadFile(count)
 	if n := strings.Count(string(b), "x"); n != 2 {
 		t.Errorf("hook ran %d times, want 2 (one failure, one retry)", n)
+	}
+}
+
+// Close delivers what is queued until its context ends, then gives up
+// instead of holding the agent's shutdown.
+func TestCloseGivesUpAtDeadline(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	rc := newReceiver(t, func(n int, _ http.ResponseWriter, r *http.Request) bool {
+		if n > 1 {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return false
+		}
+		return true
+	})
+	p := loadPolicy(t, fmt.Sprintf("notify(\"ops\", webhook = %q, timeout = \"1m\")\n", rc.srv.URL))
+	d := New(Config{Policy: p, Node: "node2"})
+	for i := 0; i < 5; i++ {
+		d.Record(engine.Record{Node: "node2", Kind: engine.RecPeer, Text: "node1 is dead"})
+	}
+	rc.wait(t, 1) // the first is delivered, the second hangs
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := d.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a hanging receiver: %v, want a deadline error", err)
+	}
+	d.Record(engine.Record{Node: "node2", Kind: engine.RecPeer, Text: "node1 is alive"}) // ignored after Close
+	if got := rc.snapshot(); len(got) != 1 {
+		t.Errorf("events after Close: %s", names(got))
 	}
 }

@@ -247,3 +247,52 @@ func summaryWithNodes(es []notify.Event) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// TestPlannedMoveAndProbeNotifications: an operator move reports
+// group-stopped on the old node and group-started on the new one (no
+// failover events); a gateway probe that starts failing on one node
+// reports probe-failed, and probe-recovered once the gateway answers.
+func TestPlannedMoveAndProbeNotifications(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{})
+	rc := &receiver{}
+	url := listenOnClient(t, c, rc)
+	c.WritePolicy(c.Policy(clustertest.PolicyOptions{GatewayGuard: true,
+		Extra: fmt.Sprintf("notify(\"ops\", webhook = %q, events = [\"group\", \"failover\", \"probe\"], timeout = \"2s\", backoff = \"100ms\")", url)}))
+	c.StartApps()
+	c.StartAll()
+	c.WaitOwner("node1", clustertest.Group, "node1", 30*time.Second)
+	c.WaitOwner("node2", clustertest.Group, "node1", 10*time.Second)
+
+	if err := c.Move("node1", clustertest.Group, "node2"); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	c.WaitFor(20*time.Second, "node1 reports group-stopped and node2 group-started", func() bool {
+		es := rc.snapshot()
+		return index(es, "node1", "group-stopped", 0) >= 0 && index(es, "node2", "group-started", 0) >= 0
+	})
+
+	c.Blackhole("node1", clustertest.GatewayAddr, true)
+	c.WaitFor(20*time.Second, "node1 reports probe-failed", func() bool { return index(rc.snapshot(), "node1", "probe-failed", 0) >= 0 })
+	c.Blackhole("node1", clustertest.GatewayAddr, false)
+	c.WaitFor(20*time.Second, "node1 reports probe-recovered", func() bool {
+		es := rc.snapshot()
+		return index(es, "node1", "probe-recovered", index(es, "node1", "probe-failed", 0)) >= 0
+	})
+
+	es := rc.snapshot()
+	t.Logf("events: %s", summaryWithNodes(es))
+	for _, e := range es {
+		if strings.HasPrefix(e.Event, "failover-") {
+			t.Errorf("a planned move and a failing probe reported %s: %+v", e.Event, e)
+		}
+		if e.Event == "probe-failed" && e.Node != "node1" {
+			t.Errorf("probe-failed from %s, only node1's gateway was cut: %+v", e.Node, e)
+		}
+	}
+	if e := es[index(es, "node1", "probe-failed", 0)]; !strings.Contains(e.Text, "probe gateway failing") || e.Reason == "" {
+		t.Errorf("probe-failed event %+v: want the probe's name and the failing result", e)
+	}
+	if e := es[index(es, "node2", "group-started", 0)]; e.Group != clustertest.Group {
+		t.Errorf("group-started event %+v: want group %s", e, clustertest.Group)
+	}
+}
