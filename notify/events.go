@@ -14,6 +14,7 @@
 package notify
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -128,6 +129,13 @@ func (t *translator) translate(r engine.Record) []Event {
 		return []Event{ev(policy.EventAlertRaised)}
 	case engine.RecClear:
 		return []Event{ev(policy.EventAlertCleared)}
+	case engine.RecPolicy:
+		// A group placed elsewhere ends a takeover that never finished
+		// here (its starts kept being refused), so the next one is
+		// reported as a new failover.
+		if !strings.HasSuffix(r.Text, " on "+r.Node) {
+			delete(t.takeovers, r.Group)
+		}
 	case engine.RecAction:
 		return t.action(r, ev)
 	case engine.RecBackup:
@@ -161,11 +169,26 @@ func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
 		return nil
 	}
 	var out []Event
+	// Group events get a sentence of their own; the action is in the
+	// record (and the console's timeline).
+	group := func(name, text string) Event {
+		e := ev(name)
+		e.Text = text
+		if from, ok := takeoverFrom(r.Reason); ok {
+			e.Peer = from
+		}
+		if r.Error != "" {
+			e.Text += ": " + r.Text
+		}
+		return e
+	}
 	switch op {
 	case engine.OpFence:
 		if !t.takeovers[r.Group] {
 			t.takeovers[r.Group] = true
-			out = append(out, ev(policy.EventFailoverStarted))
+			e := group(policy.EventFailoverStarted, fmt.Sprintf("%s takes over %s from %s: fencing it first", r.Node, r.Group, resource))
+			e.Peer = resource
+			out = append(out, e)
 		}
 		if r.Error != "" {
 			e := ev(policy.EventFenceFailed)
@@ -176,7 +199,7 @@ func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
 		takeover := strings.Contains(r.Reason, takeoverMarker) || t.takeovers[r.Group]
 		if takeover && !t.takeovers[r.Group] {
 			t.takeovers[r.Group] = true
-			out = append(out, ev(policy.EventFailoverStarted))
+			out = append(out, group(policy.EventFailoverStarted, fmt.Sprintf("%s takes over %s", r.Node, r.Group)))
 		}
 		last := resource == g.Resources[len(g.Resources)-1].ID()
 		switch {
@@ -185,21 +208,32 @@ func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
 				break // tried again at the next decision; the takeover goes on
 			}
 			delete(t.takeovers, r.Group)
-			out = append(out, ev(policy.EventFailoverFailed))
+			out = append(out, group(policy.EventFailoverFailed, fmt.Sprintf("takeover of %s by %s failed", r.Group, r.Node)))
 		case r.Error != "" || !last:
 		case takeover:
 			delete(t.takeovers, r.Group)
-			out = append(out, ev(policy.EventFailoverFinished))
+			out = append(out, group(policy.EventFailoverFinished, fmt.Sprintf("%s runs on %s after the takeover", r.Group, r.Node)))
 		default:
-			out = append(out, ev(policy.EventGroupStarted))
+			out = append(out, group(policy.EventGroupStarted, fmt.Sprintf("%s started on %s", r.Group, r.Node)))
 		}
 	case engine.OpStop:
 		// Stops run in reverse order: the first resource stops last.
 		if r.Error == "" && resource == g.Resources[0].ID() && !strings.HasPrefix(r.Reason, rollbackPrefix) {
-			out = append(out, ev(policy.EventGroupStopped))
+			out = append(out, group(policy.EventGroupStopped, fmt.Sprintf("%s stopped on %s", r.Group, r.Node)))
 		}
 	}
 	return out
+}
+
+// takeoverFrom finds the dead peers in a takeover start's reason
+// ("...; takeover from node1: declared dead ...").
+func takeoverFrom(reason string) (string, bool) {
+	_, rest, ok := strings.Cut(reason, takeoverMarker)
+	if !ok {
+		return "", false
+	}
+	from, _, _ := strings.Cut(rest, ":")
+	return from, from != ""
 }
 
 // backup maps failed runs. The executor reports "backup J failed",

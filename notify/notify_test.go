@@ -173,8 +173,11 @@ func TestWebhookGetsFailoverEventsInOrder(t *testing.T) {
 			t.Errorf("seq not increasing: %d after %d", e.Seq, got[i-1].Seq)
 		}
 	}
-	if got[0].Peer != "node1" || got[1].Peer != "node1" || got[2].Group != "web" || got[3].Group != "web" {
+	if got[0].Peer != "node1" || got[1].Peer != "node1" || got[2].Group != "web" || got[3].Group != "web" || got[2].Peer != "node1" || got[3].Peer != "node1" {
 		t.Errorf("peer/group fields: %+v", got)
+	}
+	if got[2].Text != "node2 takes over web" || got[3].Text != "web runs on node2 after the takeover" || !strings.Contains(got[3].Reason, "takeover from node1") {
+		t.Errorf("failover texts %q, %q (reason %q)", got[2].Text, got[3].Text, got[3].Reason)
 	}
 	// The alert is not among the notifier's events: seq 5 (the alert) was
 	// produced but filtered, so no more than 4 arrive.

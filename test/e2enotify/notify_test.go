@@ -105,7 +105,7 @@ func TestCrashFailoverNotifications(t *testing.T) {
 			order = append(order, e.Event+":"+e.Peer+e.Group)
 		}
 	}
-	want := "path-down:node1,path-down:node1,peer-dead:node1,failover-started:web,failover-finished:web"
+	want := "path-down:node1,path-down:node1,peer-dead:node1,failover-started:node1web,failover-finished:node1web"
 	if got := strings.Join(order, ","); got != want {
 		t.Errorf("node2's failover events %s, want %s", got, want)
 	}
