@@ -111,3 +111,18 @@ func TestHeadroomOnSmallFilesystem(t *testing.T) {
 		t.Fatalf("db backup damaged by the stopped run: %v", err)
 	}
 }
+
+// TestFirstRunRefusedIsRecorded: a job's very first run, refused before
+// its directory exists, still lands in the catalogue.
+func TestFirstRunRefusedIsRecorded(t *testing.T) {
+	store := openStore(t, filepath.Join(t.TempDir(), "store"))
+	r := &Runner{Store: store, Log: quietLog()}
+	// No filesystem here has 99.9% free, so the run is refused.
+	rec, err := r.Run(context.Background(), Job{Name: "fresh", Source: randomBytes(1 << 10), Headroom: 0.999})
+	if _, only := err.(*HeadroomError); !only || rec.Outcome != OutcomeRefused {
+		t.Fatalf("first run: %v (outcome %s), want only a *HeadroomError", err, rec.Outcome)
+	}
+	if h, err := store.History("fresh"); err != nil || len(h) != 1 || h[0].Outcome != OutcomeRefused {
+		t.Fatalf("catalogue of a job whose only run was refused: %+v, %v", h, err)
+	}
+}

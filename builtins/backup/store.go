@@ -274,6 +274,11 @@ func (s *Store) saveHistory(job string, hist []Record) error {
 	if err != nil {
 		return err
 	}
+	// A first run refused for headroom records itself before any backup
+	// created the job's directory.
+	if err := os.MkdirAll(filepath.Join(s.dir, job), 0o750); err != nil {
+		return fmt.Errorf("save history of %s: %w", job, err)
+	}
 	if err := writeFileAtomic(filepath.Join(s.dir, job), historyFile, b); err != nil {
 		return fmt.Errorf("save history of %s: %w", job, err)
 	}

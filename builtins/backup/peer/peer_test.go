@@ -388,3 +388,48 @@ func TestBrokenStreamsLeaveNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkPeerPut measures a peer copy over loopback TLS: send, store,
+// fsync and read back for the checksum on the receiver.
+func BenchmarkPeerPut(b *testing.B) {
+	creds, err := NewCredentials("c1", secret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmp := b.TempDir()
+	src, _, err := backup.Open(filepath.Join(tmp, "src"), backup.WithLogger(quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	const size = 256 << 20
+	r := &backup.Runner{Store: src, Log: quiet()}
+	rec, err := r.Run(context.Background(), backup.Job{Name: "data", Source: &backup.Exec{Command: backup.Command{Path: "head", Args: []string{"-c", fmt.Sprint(size), "/dev/urandom"}}}, Headroom: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	open := func(n string) (io.ReadCloser, error) { return src.OpenFile("data", rec.ID, n) }
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dst, _, err := backup.Open(filepath.Join(tmp, fmt.Sprintf("dst%d", i)), backup.WithLogger(quiet()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv, err := Listen("127.0.0.1:0", ServerConfig{Credentials: creds, Logger: quiet(),
+			Stores: func(context.Context, string) (*backup.Store, func(), error) { return dst, func() {}, nil }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := NewReplica("n2", srv.Addr().String(), "n1", "", creds).Put(context.Background(), rec, open); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		srv.Close()
+		dst.Close()
+		os.RemoveAll(dst.Dir())
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(rec.Bytes)/(1<<20)/(b.Elapsed().Seconds()/float64(b.N)), "put-MiB/s")
+}
