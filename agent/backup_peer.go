@@ -178,7 +178,8 @@ func receiveTarget(p *policy.Policy, job, self string) (string, error) {
 // startBackupPeer loads the peer-copy credentials when some job copies to
 // peers and starts a receiver on this node's address, on every peer_port
 // of the jobs this node receives copies of. It returns the receiver to
-// close (nil when none runs).
+// close (nil when none runs). Only a missing or unreadable cluster secret is
+// an error; a port that cannot be bound is logged.
 func (a *Agent) startBackupPeer() (*peerReceiver, error) {
 	if a.real == nil {
 		return nil, nil
@@ -198,7 +199,9 @@ func (a *Agent) startBackupPeer() (*peerReceiver, error) {
 			ports[pc.Port] = true
 		}
 	}
-	if !wanted {
+	// A single node has no peer: its runs get the noPeer replica, which
+	// needs no secret.
+	if !wanted || len(a.policy.Nodes) < 2 {
 		return nil, nil
 	}
 	creds, err := PeerCredentials(a.policy, a.cfg.PolicyPath)
@@ -223,8 +226,10 @@ func (a *Agent) startBackupPeer() (*peerReceiver, error) {
 		listen := netip.AddrPortFrom(addr, uint16(port)).String()
 		s, err := peer.Listen(listen, peer.ServerConfig{Credentials: creds, Stores: stores, Logger: a.log.With("component", "backup-peer")})
 		if err != nil {
-			r.close()
-			return nil, fmt.Errorf("backup peer copies: receive on %s: %w", listen, err)
+			// Failover matters more than copies: the agent runs on, and the
+			// senders' runs stay unsafe (and alert) until this is fixed.
+			a.log.Error("cannot receive backup peer copies; peers' backups will not be safe", "listen", listen, "error", err.Error())
+			continue
 		}
 		a.log.Info("receiving backup peer copies", "listen", listen)
 		r.servers = append(r.servers, s)
