@@ -352,7 +352,7 @@ node("b", address = "127.0.0.2")
 heartbeat("lan", interval = "100ms", misses = 3, port = 17944)
 group("db", resources = [vip("198.51.100.40/24", interface = "lo")], placement = active_standby(["a"]))
 group("other", resources = [vip("198.51.100.41/24", interface = "lo")], placement = active_standby(["b"]))
-backup("site", schedule = "0 3 * * *", group = "db", params = {"target": "` + target + `", "source": "` + src + `"})
+backup("site", schedule = "0 3 * * *", group = "db", params = {"target": "` + target + `", "source": "` + src + `", "headroom_percent": "0"})
 backup("elsewhere", schedule = "0 3 * * *", group = "other", params = {"target": "` + target + `", "source": "` + src + `"})
 `
 	if err := os.WriteFile(pol, []byte(src2), 0o600); err != nil {

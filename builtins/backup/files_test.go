@@ -130,7 +130,7 @@ func TestFilesRoundTrip(t *testing.T) {
 	runner := &Runner{Store: store, Node: "n1", Log: quietLog()}
 	var progress []Progress
 	job := Job{Name: "tree", Source: &Files{Root: src, Log: quietLog()}, Retention: Retention{KeepLast: 3},
-		Progress: func(p Progress) { progress = append(progress, p) }}
+		Progress: func(p Progress) { progress = append(progress, p) }, Headroom: -1}
 	rec := mustRun(t, ctx, runner, job)
 	phase("backup")
 
@@ -207,7 +207,7 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	copyStore := openStore(t, filepath.Join(tmp, "copy"))
 	replica := NewDirReplica("disk2", copyStore)
 	runner := &Runner{Store: store, Log: quietLog()}
-	job := Job{Name: "data", Source: &Files{Root: src}, Replicas: []Replica{replica}, Retention: Retention{KeepLast: 5}}
+	job := Job{Name: "data", Source: &Files{Root: src}, Replicas: []Replica{replica}, Retention: Retention{KeepLast: 5}, Headroom: -1}
 	rec := mustRun(t, ctx, runner, job)
 	if !rec.Safe() {
 		t.Fatalf("backup with a verified copy is not safe: %+v", rec.Copies)

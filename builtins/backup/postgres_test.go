@@ -103,7 +103,7 @@ func TestPostgresDumpRestore(t *testing.T) {
 	store := openStore(t, filepath.Join(t.TempDir(), "store"))
 	r := &Runner{Store: store, Log: quietLog()}
 	dsn := fmt.Sprintf("host=%s port=5432 user=postgres dbname=", sock)
-	rec := mustRun(t, ctx, r, Job{Name: "pg", Source: PostgresDump(dsn + "src")})
+	rec := mustRun(t, ctx, r, Job{Name: "pg", Source: PostgresDump(dsn + "src"), Headroom: -1})
 	if rec.Bytes < 1000 {
 		t.Fatalf("dump of %d bytes is too small: %+v", rec.Bytes, rec)
 	}
@@ -120,7 +120,7 @@ func TestPostgresDumpRestore(t *testing.T) {
 	}
 
 	// A dump of a missing database fails with pg_dump's message kept.
-	bad, err := r.Run(ctx, Job{Name: "pg", Source: PostgresDump(dsn + "nosuchdb")})
+	bad, err := r.Run(ctx, Job{Name: "pg", Source: PostgresDump(dsn + "nosuchdb"), Headroom: -1})
 	if err == nil || bad.Outcome != OutcomeFailed || !strings.Contains(bad.Stderr, "nosuchdb") {
 		t.Fatalf("dump of a missing database: %v, %+v", err, bad)
 	}

@@ -15,7 +15,7 @@ func TestReplicaCopiesAndPrune(t *testing.T) {
 	disk2 := NewDirReplica("disk2", copies)
 	var progress []Progress
 	job := Job{Name: "db", Source: randomBytes(3 << 20), Retention: Retention{KeepLast: 2}, Replicas: []Replica{disk2},
-		Progress: func(p Progress) { progress = append(progress, p) }}
+		Progress: func(p Progress) { progress = append(progress, p) }, Headroom: -1}
 	r := &Runner{Store: store, Node: "n1", Log: quietLog()}
 
 	first := mustRun(t, ctx, r, job)

@@ -48,7 +48,7 @@ func TestKillMidBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Store: store, Log: quietLog()}
-	job := Job{Name: "db", Source: randomBytes(500_000), Retention: Retention{KeepLast: 10}}
+	job := Job{Name: "db", Source: randomBytes(500_000), Retention: Retention{KeepLast: 10}, Headroom: -1}
 	older := []Record{mustRun(t, ctx, r, job), mustRun(t, ctx, r, job)}
 	store.Close()
 
@@ -119,7 +119,7 @@ func TestRecoverAdoptsAndMarksMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Runner{Store: store, Log: quietLog()}
-	job := Job{Name: "app", Source: randomBytes(1000), Retention: Retention{KeepLast: 10}}
+	job := Job{Name: "app", Source: randomBytes(1000), Retention: Retention{KeepLast: 10}, Headroom: -1}
 	a, b := mustRun(t, ctx, r, job), mustRun(t, ctx, r, job)
 	// A crash after the rename but before the catalogue update: the catalogue lacks b.
 	hist, _ := store.History("app")
@@ -157,7 +157,7 @@ func TestExecSource(t *testing.T) {
 	r := &Runner{Store: store, Log: quietLog()}
 
 	t.Run("failing command", func(t *testing.T) {
-		job := Job{Name: "bad", Source: &Exec{Command: Command{Path: "sh", Args: []string{"-c", "echo partial output; echo boom happened >&2; exit 3"}}}}
+		job := Job{Name: "bad", Source: &Exec{Command: Command{Path: "sh", Args: []string{"-c", "echo partial output; echo boom happened >&2; exit 3"}}}, Headroom: -1}
 		rec, err := r.Run(ctx, job)
 		if err == nil || !strings.Contains(err.Error(), "exit status 3") {
 			t.Fatalf("run: %v, want exit status 3", err)
@@ -180,7 +180,7 @@ func TestExecSource(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		_, err := r.Run(cctx, Job{Name: "slow", Source: &Exec{Command: Command{Path: "sh", Args: []string{"-c", "echo x; sleep 60"}}}})
+		_, err := r.Run(cctx, Job{Name: "slow", Source: &Exec{Command: Command{Path: "sh", Args: []string{"-c", "echo x; sleep 60"}}}, Headroom: -1})
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("run: %v, want deadline exceeded", err)
 		}
@@ -194,7 +194,7 @@ func TestExecSource(t *testing.T) {
 		textFile := filepath.Join(t.TempDir(), "dump.sql")
 		os.WriteFile(textFile, []byte(text), 0o600)
 		src := &Exec{Command: Command{Path: "cat", Args: []string{textFile}}, Compress: true}
-		rec := mustRun(t, ctx, r, Job{Name: "sql", Source: src})
+		rec := mustRun(t, ctx, r, Job{Name: "sql", Source: src, Headroom: -1})
 		if rec.Compression != "gzip" || rec.DataFile() != "data.dump.gz" || rec.Bytes >= int64(len(text))/10 {
 			t.Fatalf("record %+v (text %d bytes)", rec, len(text))
 		}

@@ -54,10 +54,10 @@ func newBackupFixture(t *testing.T) *backupFixture {
 	pol := fmt.Sprintf(`cluster(name = "bk", reevaluate = "300ms")
 node("n1", address = "198.51.100.1")
 backup("site", schedule = "30 2 * * *", timezone = "Europe/Berlin",
-       params = {"target": %q, "source": %q, "copy_to": %q, "keep_last": "5"})
+       params = {"target": %q, "source": %q, "copy_to": %q, "keep_last": "5", "headroom_percent": "0"})
 backup("hourly", schedule = "0 * * * *", kind = "exec", catch_up = False,
-       params = {"target": %q, "command": "echo hi"})
-backup("slow", schedule = "0 3 * * *", kind = "exec", params = {"target": %q, "command": "cat %s"})
+       params = {"target": %q, "command": "echo hi", "headroom_percent": "0"})
+backup("slow", schedule = "0 3 * * *", kind = "exec", params = {"target": %q, "command": "cat %s", "headroom_percent": "0"})
 `, f.target, f.src, f.copyTo, f.target, f.target, f.fifo)
 	if err := os.WriteFile(f.policy, []byte(pol), 0o600); err != nil {
 		t.Fatal(err)
@@ -577,7 +577,7 @@ func TestBackupRestorePostgres(t *testing.T) {
 	dsn := "host=" + sock + " user=postgres dbname="
 	if err := os.WriteFile(pol, []byte(fmt.Sprintf(`cluster(name = "pg")
 node("n1", address = "198.51.100.1")
-backup("db", schedule = "0 2 * * *", kind = "postgres", params = {"target": %q, "dsn": %q})
+backup("db", schedule = "0 2 * * *", kind = "postgres", params = {"target": %q, "dsn": %q, "headroom_percent": "0"})
 `, target, dsn+"app")), 0o600); err != nil {
 		t.Fatal(err)
 	}

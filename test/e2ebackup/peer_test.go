@@ -106,7 +106,7 @@ func TestPeerCopyAcrossNodes(t *testing.T) {
 	// its own directory (peer_target); on real nodes the default (the same
 	// path as target) is the natural choice.
 	extra := fmt.Sprintf(`backup("files", schedule = "0 3 1 1 *", kind = "files", catch_up = False,
-    params = {"target": %q, "source": %q, "peer_copy": True, "peer_target": %q, "peer_port": "7471"})`, local, src, remote)
+    params = {"target": %q, "source": %q, "peer_copy": True, "peer_target": %q, "peer_port": "7471", "headroom_percent": "0"})`, local, src, remote)
 	c := clustertest.New(t, clustertest.Options{Policy: clustertest.PolicyOptions{Extra: extra}})
 	c.StartAll()
 
