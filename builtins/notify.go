@@ -3,7 +3,6 @@ package builtins
 import (
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -115,34 +114,8 @@ func knownEvent(e string) bool {
 
 // nearestEvent suggests a known event for a misspelt one.
 func nearestEvent(e string) string {
-	best, bestD := "", 3
-	for _, k := range policy.NotifyEvents {
-		if d := levenshtein(e, k); d < bestD {
-			best, bestD = k, d
-		}
+	if best := policy.Closest(e, policy.NotifyEvents); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = slices.Min([]int{prev[j] + 1, cur[j-1] + 1, prev[j-1] + cost})
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }

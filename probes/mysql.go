@@ -101,7 +101,7 @@ func (c *MySQLCheck) Run(ctx context.Context) Result {
 	}
 	vals["read_only"] = float64(readOnly)
 
-	status, err := replicaStatus(ctx, conn)
+	status, err := ReplicaStatus(ctx, conn)
 	if err != nil {
 		return failure(start, "mysql replica status", err)
 	}
@@ -109,17 +109,17 @@ func (c *MySQLCheck) Run(ctx context.Context) Result {
 	vals["replica"] = boolFloat(isReplica)
 	var problems []string
 	if isReplica {
-		ioRunning := status.first("Slave_IO_Running", "Replica_IO_Running") == "Yes"
-		sqlRunning := status.first("Slave_SQL_Running", "Replica_SQL_Running") == "Yes"
+		ioRunning := status.First("Slave_IO_Running", "Replica_IO_Running") == "Yes"
+		sqlRunning := status.First("Slave_SQL_Running", "Replica_SQL_Running") == "Yes"
 		vals["io_running"] = boolFloat(ioRunning)
 		vals["sql_running"] = boolFloat(sqlRunning)
 		if !ioRunning {
-			problems = append(problems, "replica IO thread not running: "+status.first("Last_IO_Error"))
+			problems = append(problems, "replica IO thread not running: "+status.First("Last_IO_Error"))
 		}
 		if !sqlRunning {
-			problems = append(problems, "replica SQL thread not running: "+status.first("Last_SQL_Error"))
+			problems = append(problems, "replica SQL thread not running: "+status.First("Last_SQL_Error"))
 		}
-		behind := status.first("Seconds_Behind_Master", "Seconds_Behind_Source")
+		behind := status.First("Seconds_Behind_Master", "Seconds_Behind_Source")
 		if s, err := strconv.ParseFloat(behind, 64); err == nil {
 			vals["seconds_behind"] = s
 			if c.cfg.MaxSecondsBehind > 0 && s > c.cfg.MaxSecondsBehind {
@@ -134,7 +134,7 @@ func (c *MySQLCheck) Run(ctx context.Context) Result {
 	res := Result{Value: ms(lat), Values: vals, Latency: lat}
 	switch {
 	case isReplica:
-		res.Text = fmt.Sprintf("replica of %s, read_only=%d", status.first("Master_Host", "Source_Host"), readOnly)
+		res.Text = fmt.Sprintf("replica of %s, read_only=%d", status.First("Master_Host", "Source_Host"), readOnly)
 	default:
 		res.Text = fmt.Sprintf("not a replica, read_only=%d", readOnly)
 	}
@@ -153,12 +153,12 @@ func (c *MySQLCheck) Run(ctx context.Context) Result {
 	return res
 }
 
-// replicaRow is one row of SHOW REPLICA STATUS keyed by column name.
-type replicaRow map[string]string
+// ReplicaRow is one row of SHOW REPLICA STATUS keyed by column name.
+type ReplicaRow map[string]string
 
-// first returns the value of the first of names present (column names
+// First returns the value of the first of names present (column names
 // differ between MySQL and MariaDB versions).
-func (r replicaRow) first(names ...string) string {
+func (r ReplicaRow) First(names ...string) string {
 	for _, n := range names {
 		if v, ok := r[n]; ok {
 			return v
@@ -167,8 +167,9 @@ func (r replicaRow) first(names ...string) string {
 	return ""
 }
 
-// replicaStatus returns nil when the server is not a replica.
-func replicaStatus(ctx context.Context, conn *sql.Conn) (replicaRow, error) {
+// ReplicaStatus reads SHOW REPLICA STATUS (SHOW SLAVE STATUS on older
+// servers); it returns nil when the server is not a replica.
+func ReplicaStatus(ctx context.Context, conn *sql.Conn) (ReplicaRow, error) {
 	rows, err := conn.QueryContext(ctx, "SHOW REPLICA STATUS")
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && me.Number == 1064 { // syntax error: before MySQL 8.0.22 / MariaDB 10.5
@@ -193,7 +194,7 @@ func replicaStatus(ctx context.Context, conn *sql.Conn) (replicaRow, error) {
 	if err := rows.Scan(ptrs...); err != nil {
 		return nil, err
 	}
-	row := make(replicaRow, len(cols))
+	row := make(ReplicaRow, len(cols))
 	for i, col := range cols {
 		if raw[i] != nil { // NULL columns stay absent
 			row[col] = string(raw[i])

@@ -278,7 +278,7 @@ func undefinedHint(msg string) string {
 	}
 	known := builtins.Universe().Keys()
 	known = append(known, starlark.Universe.Keys()...)
-	if n := nearest(name, known); n != "" {
+	if n := policy.Closest(name, known); n != "" {
 		return fmt.Sprintf("%s (did you mean %s?)", msg, n)
 	}
 	return msg

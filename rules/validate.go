@@ -133,45 +133,15 @@ func sortedNodes(m map[string]int) []string {
 	return out
 }
 
-// nearest returns the known name closest to name (at most two edits), or "".
-func nearest(name string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(name, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
 
-// suggest returns " (did you mean X?)" for a close known name.
+// suggest returns " (did you mean X?)" for a close known name, else the
+// list of known names.
 func suggest(name string, known []string) string {
-	best := nearest(name, known)
-	if best == "" {
-		if len(known) > 0 {
-			return fmt.Sprintf(" (known: %v)", known)
-		}
-		return ""
+	if best := policy.Closest(name, known); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	if len(known) > 0 {
+		return fmt.Sprintf(" (known: %v)", known)
 	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }

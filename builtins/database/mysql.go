@@ -259,37 +259,8 @@ func (r replicaRow) relayLag() (int64, bool) {
 	return max(read-exec, 0), true
 }
 
-// replicaStatus returns nil when the server is not a replica.
+// replicaStatus reads the server's replica status (nil when not a replica).
 func replicaStatus(ctx context.Context, conn *sql.Conn) (replicaRow, error) {
-	rows, err := conn.QueryContext(ctx, "SHOW REPLICA STATUS")
-	var me *mysql.MySQLError
-	if errors.As(err, &me) && me.Number == 1064 {
-		rows, err = conn.QueryContext(ctx, "SHOW SLAVE STATUS")
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	if !rows.Next() {
-		return nil, rows.Err()
-	}
-	raw := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range raw {
-		ptrs[i] = &raw[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return nil, err
-	}
-	row := make(replicaRow, len(cols))
-	for i, col := range cols {
-		if raw[i] != nil {
-			row[col] = string(raw[i])
-		}
-	}
-	return row, rows.Err()
+	row, err := probes.ReplicaStatus(ctx, conn)
+	return replicaRow(row), err
 }
