@@ -58,7 +58,14 @@ func JobFromParams(name, kind string, params map[string]string, loc *time.Locati
 		}
 		job.Source = &Files{Root: p["source"]}
 	case "postgres":
-		job.Source = PostgresDump(p["dsn"], strings.Fields(p["args"])...)
+		switch p["method"] {
+		case "", "dump":
+			job.Source = PostgresDump(p["dsn"], strings.Fields(p["args"])...)
+		case "basebackup":
+			job.Source = PostgresBasebackup(p["dsn"], strings.Fields(p["args"])...)
+		default:
+			return job, "", "", fmt.Errorf("backup %s: method=%q: want \"dump\" (pg_dump -Fc of one database) or \"basebackup\" (pg_basebackup of the whole cluster)", name, p["method"])
+		}
 	case "mysql":
 		job.Source = MySQLDump(strings.Fields(p["args"])...)
 	case "exec":
@@ -99,7 +106,7 @@ func JobFromParams(name, kind string, params map[string]string, loc *time.Locati
 
 // backupParams are the params keys JobFromPolicy reads.
 var backupParams = []string{"args", "command", "copy_to", "dsn", "headroom_percent", "keep", "keep_daily", "keep_last",
-	"keep_weekly", "keep_within", "min_keep", "peer_copy", "peer_port", "peer_target", "source", "target"}
+	"keep_weekly", "keep_within", "method", "min_keep", "peer_copy", "peer_port", "peer_target", "source", "target"}
 
 // parseDays parses a Go duration or a whole number of days ("7d").
 func parseDays(s string) (time.Duration, error) {

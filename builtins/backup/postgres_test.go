@@ -125,3 +125,101 @@ func TestPostgresDumpRestore(t *testing.T) {
 		t.Fatalf("dump of a missing database: %v, %+v", err, bad)
 	}
 }
+
+// TestPostgresBasebackupRestoresAWholeCluster: a physical backup
+// (pg_basebackup tar stream) extracted into an empty directory starts as a
+// server holding the same data.
+func TestPostgresBasebackupRestoresAWholeCluster(t *testing.T) {
+	ctx := context.Background()
+	sock := startPostgres(t)
+	psql(t, sock, "postgres", "CREATE DATABASE phys")
+	psql(t, sock, "phys", `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
+	const check = `SELECT count(*) || ' ' || md5(string_agg(id || v, ',' ORDER BY id)) FROM t`
+	want := psql(t, sock, "phys", check)
+
+	store := openStore(t, filepath.Join(t.TempDir(), "store"))
+	r := &Runner{Store: store, Log: quietLog()}
+	job, _, _, err := JobFromParams("cluster", "postgres", map[string]string{"target": "unused",
+		"dsn": fmt.Sprintf("host=%s port=5432 user=postgres", sock), "method": "basebackup"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Headroom = -1
+	rec := mustRun(t, ctx, r, job)
+	if err := store.Verify(ctx, "cluster", rec.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restore: extract into a fresh data directory and start a server on it.
+	pg, _ := user.Lookup("postgres")
+	uid, _ := strconv.Atoi(pg.Uid)
+	gid, _ := strconv.Atoi(pg.Gid)
+	dir, err := os.MkdirTemp("", "harules-pgphys-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tar := exec.Command("tar", "-x", "-C", data)
+	stdin, err := tar.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RestoreStream(ctx, "cluster", rec.ID, stdin); err != nil {
+		t.Fatalf("restore stream: %v", err)
+	}
+	stdin.Close()
+	if err := tar.Wait(); err != nil {
+		t.Fatalf("tar -x: %v", err)
+	}
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"PG_VERSION", "backup_label", "global/pg_control"} {
+		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
+			t.Fatalf("restored data directory lacks %s: %v", f, err)
+		}
+	}
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	server := exec.Command(bins[len(bins)-1], "-D", data, "-k", dir, "-c", "listen_addresses=", "-p", "5433")
+	server.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	logFile, _ := os.Create(filepath.Join(dir, "server.log"))
+	server.Stdout, server.Stderr = logFile, logFile
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		server.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { server.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for exec.Command("pg_isready", "-q", "-h", dir, "-p", "5433").Run() != nil {
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
+			t.Fatalf("the restored cluster did not start:\n%s", log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err := exec.Command("psql", "-X", "-q", "-At", "-h", dir, "-p", "5433", "-U", "postgres", "-d", "phys", "-c", check).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != want {
+		t.Fatalf("restored cluster: %q, %v; want %q", out, err, want)
+	}
+}

@@ -152,6 +152,18 @@ func PostgresDump(dsn string, args ...string) *Exec {
 	return &Exec{Command: Command{Path: "pg_dump", Args: append(a, args...)}}
 }
 
+// PostgresBasebackup returns a source running pg_basebackup: a physical copy
+// of the whole cluster (every database, roles, settings) as a tar stream
+// with the WAL needed to make it consistent (--wal-method=fetch), gzipped.
+// Restore: extract it into an empty data directory owned by postgres and
+// start the server there. The connection needs the REPLICATION privilege;
+// the server must have a single tablespace (pg_basebackup writes a tar to
+// stdout only then).
+func PostgresBasebackup(dsn string, args ...string) *Exec {
+	a := []string{"--pgdata=-", "--format=tar", "--wal-method=fetch", "--checkpoint=fast", "--no-password", "--dbname=" + dsn}
+	return &Exec{Command: Command{Path: "pg_basebackup", Args: append(a, args...)}, Compress: true}
+}
+
 // MySQLDump returns a source running mariadb-dump (or mysqldump where
 // mariadb-dump is absent) with options for a consistent online dump of
 // InnoDB tables; args name the connection and databases, e.g.
