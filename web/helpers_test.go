@@ -74,7 +74,26 @@ func (f *fakeBackend) Status() *agent.Status {
 	return f.st
 }
 
-func (f *fakeBackend) PolicyPath() string { return f.policyPath }
+func (f *fakeBackend) PolicyPath() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.policyPath
+}
+
+func (f *fakeBackend) setPolicyPath(p string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.policyPath = p
+}
+
+// update changes the status under the lock.
+func (f *fakeBackend) update(fn func(st *agent.Status)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := cloneStatus(f.st)
+	fn(st)
+	f.st = st
+}
 
 func (f *fakeBackend) Do(_ context.Context, op, group, node string, on bool) error {
 	f.mu.Lock()
@@ -122,6 +141,22 @@ func (f *fakeBackend) Do(_ context.Context, op, group, node string, on bool) err
 	} else {
 		apply()
 	}
+	return nil
+}
+
+// RunBackup starts job like the agent: the status shows the run in
+// progress at once.
+func (f *fakeBackend) RunBackup(_ context.Context, job string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "backup "+job)
+	if f.refuse != nil {
+		return f.refuse
+	}
+	st := cloneStatus(f.st)
+	st.Backups = append(slices.Clone(st.Backups), agent.BackupState{Job: job, Running: true, Reason: "operator", Started: st.Now,
+		Done: 256 << 20, Estimate: 1 << 30})
+	f.st = st
 	return nil
 }
 

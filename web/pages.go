@@ -300,6 +300,10 @@ type confirmView struct {
 
 func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request, p *principal) {
 	q := r.URL.Query()
+	if q.Get("op") == "backup" {
+		s.backupConfirmPage(w, r, p, q.Get("job"))
+		return
+	}
 	op, err := checkOperation(s.b.Status(), q.Get("op"), q.Get("group"), q.Get("node"), q.Get("on") == "true")
 	if err != nil {
 		s.errorPage(w, r, p, requestCode(err), err.Error())
@@ -309,6 +313,10 @@ func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 func (s *Server) actionForm(w http.ResponseWriter, r *http.Request, p *principal) {
+	if r.PostFormValue("op") == "backup" {
+		s.backupAction(w, r, p)
+		return
+	}
 	op, err := s.apply(r.Context(), r.PostFormValue("op"), r.PostFormValue("group"), r.PostFormValue("node"), r.PostFormValue("on") == "true")
 	if err != nil {
 		s.errorPage(w, r, p, requestCode(err), err.Error())

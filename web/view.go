@@ -129,6 +129,8 @@ var recordKinds = []string{engine.RecEvent, engine.RecPath, engine.RecPeer, engi
 type operation struct {
 	Op, Group, Node string
 	On              bool
+	// Job is the backup job of op "backup".
+	Job string
 	// Title and Effects tell the operator what confirming will do.
 	Title   string
 	Effects []string

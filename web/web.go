@@ -1,8 +1,10 @@
 // Package web is harules' web console and REST API: an overview of the
 // cluster as the local agent sees it (nodes, heartbeat paths, groups,
 // alerts) kept live with server-sent events, the timeline of recent
-// records, operator actions (move a group, standby/online a node) behind a
-// confirmation step, the running policy and a simulator page, plus
+// records with a chart of who held each group, operator actions (move a
+// group, standby/online a node, maintenance mode, run a backup now) behind a
+// confirmation step, the backup jobs with their stores' history, the
+// running policy with its check result and a simulator page, plus
 // Prometheus metrics at /metrics.
 //
 // Everything is behind authentication: tokens from a file only its owner can
@@ -38,6 +40,9 @@ type Backend interface {
 	// PolicyPath is the running policy's main file; scenarios for the
 	// simulate page are read from the scenarios/ folder beside it.
 	PolicyPath() string
+	// RunBackup starts a backup job of the running policy now (the agent
+	// refuses a job bound to a group it does not hold).
+	RunBackup(ctx context.Context, job string) error
 }
 
 var _ Backend = (*agent.Agent)(nil)
@@ -173,6 +178,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /policy", s.page(false, s.policyPage))
 	m.HandleFunc("GET /simulate", s.page(false, s.simulatePage))
 	m.HandleFunc("POST /simulate", s.page(false, s.simulateForm))
+	m.HandleFunc("GET /backups", s.page(false, s.backupsPage))
 	m.HandleFunc("GET /confirm", s.page(true, s.confirmPage))
 	m.HandleFunc("POST /action", s.page(true, s.actionForm))
 	files := http.StripPrefix("/static/", http.FileServerFS(s.static))
@@ -184,6 +190,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/policy", s.api(false, s.apiPolicy))
 	m.HandleFunc("GET /api/v1/scenarios", s.api(false, s.apiScenarios))
 	m.HandleFunc("POST /api/v1/simulate", s.api(false, s.apiSimulate))
+	m.HandleFunc("GET /api/v1/backups", s.api(false, s.apiBackups))
+	m.HandleFunc("POST /api/v1/backups/run", s.api(true, s.apiBackupRun))
 	for _, op := range []string{"move", "standby", "online", "maintenance"} {
 		m.HandleFunc("POST /api/v1/"+op, s.api(true, s.apiOperator(op)))
 	}
