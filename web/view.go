@@ -233,16 +233,36 @@ func checkOperation(st *agent.Status, op, group, node string, on bool) (*operati
 		}
 	case "maintenance":
 		if on {
-			o.Title = "Enter maintenance mode"
-			o.Effects = append(o.Effects, "This node keeps deciding but executes no action: it only records what it would do.")
+			o.Title = "Put node " + st.Node + " in maintenance mode"
+			o.Effects = append(o.Effects, fmt.Sprintf("%s keeps deciding but executes no action: it only records what it would do.", st.Node))
+			if st.Maintenance {
+				o.Effects = append(o.Effects, fmt.Sprintf("%s is in maintenance mode already: nothing changes.", st.Node))
+			} else if len(heldBy(st, st.Node)) > 0 {
+				o.Effects = append(o.Effects, fmt.Sprintf("The groups %s holds (%s) stay where they are, unwatched by its actions: a failure there is not repaired until maintenance ends.",
+					st.Node, strings.Join(heldBy(st, st.Node), ", ")))
+			}
 		} else {
-			o.Title = "Leave maintenance mode"
-			o.Effects = append(o.Effects, "This node executes its decisions again.")
+			o.Title = "Take node " + st.Node + " out of maintenance mode"
+			if !st.Maintenance {
+				o.Effects = append(o.Effects, fmt.Sprintf("%s is not in maintenance mode: nothing changes.", st.Node))
+			} else {
+				o.Effects = append(o.Effects, fmt.Sprintf("%s executes its decisions again: what it only recorded during maintenance is done from its next decision on, if the policy still wants it.", st.Node))
+			}
 		}
 	default:
 		return nil, badRequest(404, "unknown operation %q (move, standby, online, maintenance)", op)
 	}
 	return o, nil
+}
+
+// heldBy lists the groups node holds.
+func heldBy(st *agent.Status, node string) []string {
+	for _, n := range st.Nodes {
+		if n.Name == node {
+			return n.Holds
+		}
+	}
+	return nil
 }
 
 func orNobody(s string) string {
