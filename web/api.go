@@ -53,12 +53,13 @@ func (s *Server) apiRecords(w http.ResponseWriter, r *http.Request, _ *principal
 
 // policyResponse is GET /api/v1/policy.
 type policyResponse struct {
-	Path        string   `json:"path"`
-	RunningHash string   `json:"running_hash"`
-	DiskHash    string   `json:"disk_hash,omitempty"`
-	DiskError   string   `json:"disk_error,omitempty"`
-	Files       []string `json:"files,omitempty"`
-	Text        string   `json:"text"`
+	Path        string      `json:"path"`
+	RunningHash string      `json:"running_hash"`
+	DiskHash    string      `json:"disk_hash,omitempty"`
+	DiskError   string      `json:"disk_error,omitempty"`
+	Files       []string    `json:"files,omitempty"`
+	Check       policyCheck `json:"check"`
+	Text        string      `json:"text"`
 }
 
 func (s *Server) apiPolicy(w http.ResponseWriter, r *http.Request, _ *principal) {
@@ -67,7 +68,7 @@ func (s *Server) apiPolicy(w http.ResponseWriter, r *http.Request, _ *principal)
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, policyResponse{Path: v.Path, RunningHash: v.RunningHash, DiskHash: v.DiskHash, DiskError: v.DiskError, Files: v.Files, Text: v.Text})
+	writeJSON(w, http.StatusOK, policyResponse{Path: v.Path, RunningHash: v.RunningHash, DiskHash: v.DiskHash, DiskError: v.DiskError, Files: v.Files, Check: v.Check, Text: v.Text})
 }
 
 func (s *Server) apiScenarios(w http.ResponseWriter, r *http.Request, _ *principal) {

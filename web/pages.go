@@ -283,6 +283,7 @@ type policyView struct {
 	DiskHash    string
 	DiskError   string
 	Files       []string
+	Check       policyCheck
 }
 
 func (s *Server) policyPage(w http.ResponseWriter, r *http.Request, p *principal) {

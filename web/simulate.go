@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/simulate"
 )
@@ -36,12 +37,66 @@ func (s *Server) policyInfo(ctx context.Context) (policyView, error) {
 	v.Text = string(b)
 	// Loading it again tells whether the file on disk is what runs.
 	p, err := rules.Load(ctx, path, rules.Options{})
+	v.Check = checkResult(p, err)
 	if err != nil {
 		v.DiskError = err.Error()
 	} else {
 		v.DiskHash, v.Files = p.Hash, p.Files
 	}
 	return v, nil
+}
+
+// policyCheck is the result of `harules check` on the policy file.
+type policyCheck struct {
+	OK bool `json:"ok"`
+	// Summary of a valid policy, as check prints it.
+	Summary *checkSummary `json:"summary,omitempty"`
+	// Errors of an invalid one, in file order.
+	Errors []checkError `json:"errors,omitempty"`
+}
+
+type checkSummary struct {
+	Cluster string `json:"cluster"`
+	Nodes   int    `json:"nodes"`
+	Paths   int    `json:"paths"`
+	Probes  int    `json:"probes"`
+	Groups  int    `json:"groups"`
+	Rules   int    `json:"rules"`
+	Backups int    `json:"backups"`
+	Hash    string `json:"hash"`
+	// Detection is how long a peer stays silent on every path before it is
+	// declared dead.
+	Detection string `json:"detection"`
+}
+
+// checkError is one problem at file:line:col (line and col 0 when the
+// problem has no position).
+type checkError struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Col     int    `json:"col,omitempty"`
+	Message string `json:"message"`
+	// Text is "file:line:col: message", as check prints it.
+	Text string `json:"text"`
+}
+
+func checkResult(p *policy.Policy, err error) policyCheck {
+	if err == nil {
+		return policyCheck{OK: true, Summary: &checkSummary{Cluster: p.Cluster.Name, Nodes: len(p.Nodes), Paths: len(p.Paths),
+			Probes: len(p.Probes), Groups: len(p.Groups), Rules: len(p.Rules), Backups: len(p.Backups), Hash: p.Hash,
+			Detection: p.DetectionTime().Round(time.Millisecond).String()}}
+	}
+	var c policyCheck
+	var es rules.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			c.Errors = append(c.Errors, checkError{File: e.Pos.File, Line: e.Pos.Line, Col: e.Pos.Col, Message: e.Msg, Text: e.Error()})
+		}
+	}
+	if len(c.Errors) == 0 {
+		c.Errors = []checkError{{Message: err.Error(), Text: err.Error()}}
+	}
+	return c
 }
 
 // scenarioDir is where the simulate page finds scenario files: the
