@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -245,6 +246,10 @@ type timelineView struct {
 	Groups  []string
 	Records []recordRow
 	Total   int
+	// Chart and Windows: who held each group, from all the records (the
+	// group filter applies; node and kind do not, the chart needs them).
+	Chart   template.HTML
+	Windows []windowRow
 }
 
 type recordRow struct {
@@ -269,6 +274,12 @@ func (s *Server) timelinePage(w http.ResponseWriter, r *http.Request, p *princip
 	for _, g := range st.Groups {
 		v.Groups = append(v.Groups, g.Name)
 	}
+	spans, windows := holderSpans(st, st.Recent)
+	if f.Group != "" {
+		spans = slices.DeleteFunc(spans, func(s holderSpan) bool { return s.Group != f.Group })
+		windows = slices.DeleteFunc(windows, func(w failoverWindow) bool { return w.Group != f.Group })
+	}
+	v.Chart, v.Windows = holderChart(st, spans), windowRows(windows)
 	for _, rec := range f.apply(st.Recent) {
 		v.Records = append(v.Records, recordRow{At: rec.At.UTC().Format("2006-01-02 15:04:05.000"), Node: rec.Node, Kind: rec.Kind,
 			Group: rec.Group, Text: rec.Text, Reason: rec.Reason, Error: rec.Error})
