@@ -178,6 +178,9 @@ func runRow(r backup.Record) backupRow {
 	if !r.End.IsZero() {
 		row.End = r.End.UTC().Format("15:04:05")
 	}
+	if r.Bytes == 0 && !r.Good() {
+		row.Size = "-" // nothing was stored
+	}
 	var copies []string
 	for _, c := range r.Copies {
 		state := "verified"

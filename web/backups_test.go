@@ -241,7 +241,7 @@ func TestBackupsPageAndRunNow(t *testing.T) {
 	}
 	for _, want := range []string{`id="job-nightly"`, `id="job-hourly"`, "0 2 * * * (Europe/Berlin)", "2026-11-27 02:00 CET (in 17h0m0s)",
 		"20261126T010000.000Z-cccccc", "insufficient storage headroom", "dr NOT verified: dr: checksum mismatch", "4.0 MiB",
-		"headroom 1%", "headroom check off", `id="not-running"`, "no run since the agent started"} {
+		"headroom 1%", "headroom check off", "the target does not exist yet", `id="not-running"`, "no run since the agent started"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("backups page lacks %q", want)
 		}

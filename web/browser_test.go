@@ -152,6 +152,17 @@ func TestBrowserConsole(t *testing.T) {
 		t.Errorf("flash after the move: %q", flash)
 	}
 
+	// The timeline's holder chart is inline SVG: the browser lays it out
+	// under the page's CSP.
+	if err := chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/timeline"), chromedp.WaitVisible(chromedp.CSS("#holder-chart rect.span"))); err != nil {
+		t.Fatalf("timeline chart: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("holder-chart").getBoundingClientRect().width > 600`,
+		chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		t.Errorf("the holder chart is not laid out: %v", err)
+	}
+	saveScreenshot(t, ctx, shots, "console-timeline.png")
+
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(ts.URL+"/simulate"),
 		chromedp.WaitVisible(chromedp.ID("run")),

@@ -26,7 +26,7 @@ func TestMaintenanceAction(t *testing.T) {
 	b := newBrowser(t, ts.URL)
 	b.login(operatorToken)
 	_, page := b.get("/")
-	if !strings.Contains(page, `id="maintenance-on" href="/confirm?op=maintenance&amp;on=true"`) || strings.Contains(page, "MAINTENANCE") {
+	if !strings.Contains(page, `id="maintenance-on" href="/confirm?op=maintenance&amp;on=true">enter maintenance mode (node1)</a>`) || strings.Contains(page, "MAINTENANCE") {
 		t.Fatalf("overview out of maintenance: no button to enter it:\n%s", page)
 	}
 	resp, page := b.get("/confirm?op=maintenance&on=true")
