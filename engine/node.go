@@ -37,6 +37,18 @@ type Record struct {
 	Text   string    `json:"text"`
 	Reason string    `json:"reason,omitempty"`
 	Error  string    `json:"error,omitempty"`
+
+	// Structured details, so readers (notifications, the console) need not
+	// parse Text. Actions: Op and Resource ("fence:PEER" for a fence), and
+	// TakeoverFrom when the start proceeds without peers declared dead.
+	// Path and peer records: Peer, Path (path records) and State ("up",
+	// "down"; "alive", "dead").
+	Op           string   `json:"op,omitempty"`
+	Resource     string   `json:"resource,omitempty"`
+	TakeoverFrom []string `json:"takeover_from,omitempty"`
+	Peer         string   `json:"peer,omitempty"`
+	Path         string   `json:"path,omitempty"`
+	State        string   `json:"state,omitempty"`
 }
 
 // Record kinds.
@@ -101,11 +113,21 @@ func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
 }
 
 func (n *Node) rec(now time.Time, kind, group, text, reason string, err error) {
-	r := Record{At: now, Node: n.Name, Kind: kind, Group: group, Text: text, Reason: reason}
+	n.emit(Record{At: now, Node: n.Name, Kind: kind, Group: group, Text: text, Reason: reason}, err)
+}
+
+func (n *Node) emit(r Record, err error) {
 	if err != nil {
 		r.Error = err.Error()
 	}
 	n.Record(r)
+}
+
+// recAction records an action that ran (or failed).
+func (n *Node) recAction(now time.Time, a Action, text, reason string, err error) {
+	r := Record{At: now, Node: n.Name, Kind: RecAction, Group: a.Group, Text: text, Reason: reason,
+		Op: a.Op, Resource: a.Resource, TakeoverFrom: a.From}
+	n.emit(r, err)
 }
 
 func (n *Node) recordTransitions(f *facts.Facts) {
@@ -122,7 +144,8 @@ func (n *Node) recordTransitions(f *facts.Facts) {
 				if p.Up {
 					state, reason = "up", "heartbeat received"
 				}
-				n.rec(p.Since, RecPath, "", fmt.Sprintf("path %s to %s %s", p.Name, nf.Name, state), reason, nil)
+				n.emit(Record{At: p.Since, Node: n.Name, Kind: RecPath, Text: fmt.Sprintf("path %s to %s %s", p.Name, nf.Name, state),
+					Reason: reason, Peer: nf.Name, Path: p.Name, State: state}, nil)
 			}
 			n.prevPaths[key] = p.Up
 		}
@@ -136,7 +159,8 @@ func (n *Node) recordTransitions(f *facts.Facts) {
 						reason = "not heard from within the startup grace"
 					}
 				}
-				n.rec(f.Now, RecPeer, "", fmt.Sprintf("%s is %s", nf.Name, nf.State), reason, nil)
+				n.emit(Record{At: f.Now, Node: n.Name, Kind: RecPeer, Text: fmt.Sprintf("%s is %s", nf.Name, nf.State),
+					Reason: reason, Peer: nf.Name, State: nf.State}, nil)
 			}
 			n.prevPeers[nf.Name] = nf.State
 		}
@@ -209,7 +233,7 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 		actions := byGroup[g]
 		if n.State.Maintenance {
 			for _, a := range actions {
-				n.rec(now, RecAction, g, "maintenance: would "+a.Op+" "+a.Resource+": "+a.Detail, a.Reason, nil)
+				n.recAction(now, a, "maintenance: would "+a.Op+" "+a.Resource+": "+a.Detail, a.Reason, nil)
 			}
 			continue
 		}
@@ -222,7 +246,7 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 					continue // fenced already for another group in this decision
 				}
 				err := n.Exec.Execute(ctx, a)
-				n.rec(now, RecAction, g, a.Op+" "+a.fencePeer+": "+a.Detail, a.Reason, err)
+				n.recAction(now, a, a.Op+" "+a.fencePeer+": "+a.Detail, a.Reason, err)
 				if err != nil {
 					// No takeover without fencing; try again at the next
 					// decision. Not this node's fault: nothing is marked failed.
@@ -236,7 +260,7 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 				continue
 			}
 			err := n.Exec.Execute(ctx, a)
-			n.rec(now, RecAction, g, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
+			n.recAction(now, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
 			if err != nil {
 				failed = err
 				break
@@ -268,7 +292,7 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 				a.Op, a.Detail = OpStop, describe(a.res, OpStop)
 				a.Reason = fmt.Sprintf("rolling back %s after a failed start: %v", g, failed)
 				err := n.Exec.Execute(ctx, a)
-				n.rec(now, RecAction, g, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
+				n.recAction(now, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
 			}
 		default:
 			n.State.Failed[g] = now

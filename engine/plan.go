@@ -42,6 +42,8 @@ type Action struct {
 	// declared dead: executors check harder there (e.g. an ARP probe for the
 	// VIP before adding it).
 	Takeover bool `json:"takeover,omitempty"`
+	// From lists the peers declared dead that a takeover proceeds without.
+	From []string `json:"from,omitempty"`
 
 	res *policy.Resource
 	// fencePeer and fenceSince name the peer an OpFence action fences and
@@ -164,7 +166,7 @@ func buildPlan(p *policy.Policy, f *facts.Facts, s *State, c constraints, d *Dec
 				if pn == nil || pn.State != facts.Dead || s.Fenced[peer].Equal(pn.Since) {
 					continue
 				}
-				a := Action{Node: target, Group: g.Name, Op: OpFence, Resource: "fence:" + peer, Kind: "fence",
+				a := Action{Node: target, Group: g.Name, Op: OpFence, Resource: "fence:" + peer, Kind: "fence", Takeover: true, From: []string{peer},
 					Detail: fmt.Sprintf("fence %s: %s %s", peer, strings.Join(p.Cluster.Fence, " "), peer),
 					Reason: fmt.Sprintf("%s is declared dead; it is fenced before %s is taken over", peer, g.Name),
 					Ready:  target == f.Self, fencePeer: peer, fenceSince: pn.Since}
@@ -179,6 +181,9 @@ func buildPlan(p *policy.Policy, f *facts.Facts, s *State, c constraints, d *Dec
 		for _, r := range g.Resources {
 			a := Action{Node: target, Group: g.Name, Op: OpStart, Resource: r.ID(), Kind: r.Kind, Detail: describe(r, OpStart),
 				Reason: reason, Ready: target == f.Self && wait == "", Wait: wait, Takeover: len(released) > 0, res: r}
+			if a.Takeover {
+				a.From = released
+			}
 			switch {
 			case prev != 0:
 				a.After = []int{prev}

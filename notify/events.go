@@ -92,27 +92,31 @@ func (t *translator) translate(r engine.Record) []Event {
 	}
 	switch r.Kind {
 	case engine.RecPath:
-		// "path lan to node1 down"
-		rest, _ := strings.CutPrefix(r.Text, "path ")
-		f := strings.Fields(rest)
+		// Structured fields first; the text ("path lan to node1 down") for
+		// records written without them.
+		state, peer := r.State, r.Peer
+		if state == "" {
+			rest, _ := strings.CutPrefix(r.Text, "path ")
+			if f := strings.Fields(rest); len(f) == 4 && f[1] == "to" {
+				peer, state = f[2], f[3]
+			}
+		}
 		var e Event
-		switch {
-		case strings.HasSuffix(r.Text, " down"):
+		switch state {
+		case "down":
 			e = ev(policy.EventPathDown)
-		case strings.HasSuffix(r.Text, " up"):
+		case "up":
 			e = ev(policy.EventPathUp)
 		default:
 			return nil
 		}
-		if len(f) == 4 && f[1] == "to" {
-			e.Peer = f[2]
-		}
+		e.Peer = peer
 		return []Event{e}
 	case engine.RecPeer:
-		// "node1 is dead"
-		peer, state, ok := strings.Cut(r.Text, " is ")
-		if !ok {
-			return nil
+		state, peer := r.State, r.Peer
+		if state == "" {
+			// "node1 is dead"
+			peer, state, _ = strings.Cut(r.Text, " is ")
 		}
 		var e Event
 		switch state {
@@ -162,8 +166,19 @@ func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
 	if strings.HasPrefix(r.Text, maintenanceText) || r.Group == "" {
 		return nil
 	}
-	op, rest, _ := strings.Cut(r.Text, " ")
-	resource, _, _ := strings.Cut(rest, ": ")
+	op, resource, from := r.Op, r.Resource, r.TakeoverFrom
+	if op == "" {
+		// A record written without structured fields: "start vip:web-ip: ...".
+		var rest string
+		op, rest, _ = strings.Cut(r.Text, " ")
+		resource, _, _ = strings.Cut(rest, ": ")
+		if op == engine.OpFence {
+			resource = "fence:" + resource
+		}
+		if peer, ok := takeoverFrom(r.Reason); ok {
+			from = strings.Split(peer, ", ")
+		}
+	}
 	g := t.policy.Group(r.Group)
 	if g == nil || len(g.Resources) == 0 {
 		return nil
@@ -174,8 +189,8 @@ func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
 	group := func(name, text string) Event {
 		e := ev(name)
 		e.Text = text
-		if from, ok := takeoverFrom(r.Reason); ok {
-			e.Peer = from
+		if len(from) > 0 {
+			e.Peer = strings.Join(from, ",")
 		}
 		if r.Error != "" {
 			e.Text += ": " + r.Text
@@ -186,17 +201,18 @@ func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
 	case engine.OpFence:
 		if !t.takeovers[r.Group] {
 			t.takeovers[r.Group] = true
-			e := group(policy.EventFailoverStarted, fmt.Sprintf("%s takes over %s from %s: fencing it first", r.Node, r.Group, resource))
-			e.Peer = resource
+			peer := strings.TrimPrefix(resource, "fence:")
+			e := group(policy.EventFailoverStarted, fmt.Sprintf("%s takes over %s from %s: fencing it first", r.Node, r.Group, peer))
+			e.Peer = peer
 			out = append(out, e)
 		}
 		if r.Error != "" {
 			e := ev(policy.EventFenceFailed)
-			e.Peer = resource
+			e.Peer = strings.TrimPrefix(resource, "fence:")
 			out = append(out, e)
 		}
 	case engine.OpStart:
-		takeover := strings.Contains(r.Reason, takeoverMarker) || t.takeovers[r.Group]
+		takeover := len(from) > 0 || t.takeovers[r.Group]
 		if takeover && !t.takeovers[r.Group] {
 			t.takeovers[r.Group] = true
 			out = append(out, group(policy.EventFailoverStarted, fmt.Sprintf("%s takes over %s", r.Node, r.Group)))
@@ -232,8 +248,8 @@ func takeoverFrom(reason string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	from, _, _ := strings.Cut(rest, ":")
-	return from, from != ""
+	peer, _, _ := strings.Cut(rest, ":")
+	return peer, peer != ""
 }
 
 // backup maps failed runs. The executor reports "backup J failed",
