@@ -84,9 +84,11 @@ type Agent struct {
 	eps      []*heartbeat.Endpoint
 	prober   *probes.Runner
 	peerRpts map[string]peerReport
-	lastRpt  *engine.Report
-	saved    []byte
-	records  *recordLog
+	// loss measures heartbeat loss per "peer/path" (loop goroutine only).
+	loss    map[string]*lossMeter
+	lastRpt *engine.Report
+	saved   []byte
+	records *recordLog
 
 	// lastHeard is when each peer's last heartbeat arrived (reannounce.go).
 	lastHeard map[string]time.Time
@@ -131,7 +133,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error),
-		peerRpts: map[string]peerReport{}, records: newRecordLog(500)}
+		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500)}
 	return a, nil
 }
 
@@ -371,6 +373,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			dirty = a.node.View.Update(a.now()) || dirty
 			detect.judged(a.now())
 		case b := <-a.diskBeats:
+			a.countHeartbeat(b.peer, b.path, b.at)
 			dirty = a.node.View.Heartbeat(b.peer, b.path, b.at, nil)
 			detect.seen(a.policy, b.peer, b.path, b.at)
 		case f := <-probeCh:
@@ -423,7 +426,23 @@ func (a *Agent) heartbeat(r heartbeat.Received) bool {
 			a.peerRpts[r.Message.From] = peerReport{raw: bytes.Clone(r.Message.Payload), report: rep}
 		}
 	}
+	a.countHeartbeat(r.Message.From, r.Path, r.At)
 	return a.node.View.Heartbeat(r.Message.From, r.Path, r.At, rep)
+}
+
+// countHeartbeat feeds the loss meter of a peer's path.
+func (a *Agent) countHeartbeat(peer, path string, at time.Time) {
+	key := peer + "/" + path
+	m := a.loss[key]
+	if m == nil {
+		h := a.policy.Path(path)
+		if h == nil {
+			return
+		}
+		m = &lossMeter{interval: h.Interval}
+		a.loss[key] = m
+	}
+	m.seen(at)
 }
 
 func probeFact(f probes.Fact) facts.Probe {

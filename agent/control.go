@@ -55,6 +55,8 @@ type PathStatus struct {
 	Up       bool      `json:"up"`
 	Missed   int       `json:"missed"`
 	LastSeen time.Time `json:"last_seen"`
+	// Loss is the share of heartbeats lost over the last minute (0..1).
+	Loss float64 `json:"loss"`
 }
 
 // GroupStatus is one group: where it should run and who holds it.
@@ -74,7 +76,11 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 	for _, n := range f.Nodes {
 		ns := NodeStatus{Name: n.Name, State: n.State, Since: n.Since, Standby: n.Standby, Holds: n.Holds, PolicyHash: n.PolicyHash}
 		for _, p := range n.Paths {
-			ns.Paths = append(ns.Paths, PathStatus{Name: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: p.LastSeen})
+			ps := PathStatus{Name: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: p.LastSeen}
+			if m := a.loss[n.Name+"/"+p.Name]; m != nil {
+				ps.Loss = m.loss(now)
+			}
+			ns.Paths = append(ns.Paths, ps)
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}

@@ -53,7 +53,7 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 			{Name: "node1", State: "alive", Since: t0.Add(-time.Hour), Holds: []string{"web"}, PolicyHash: "0123abcd0123abcd"},
 			{Name: "node2", State: "alive", Since: t0.Add(-time.Hour), PolicyHash: "0123abcd0123abcd", Paths: []agent.PathStatus{
 				{Name: "lan", Up: true, Missed: 0, LastSeen: t0.Add(-150 * time.Millisecond)},
-				{Name: "backnet", Up: false, Missed: 3, LastSeen: t0.Add(-1200 * time.Millisecond)},
+				{Name: "backnet", Up: false, Missed: 3, LastSeen: t0.Add(-1200 * time.Millisecond), Loss: 0.25},
 			}},
 		},
 		Groups: []agent.GroupStatus{{Name: "web", Target: "node1", Reason: "web placed on node1: score 50", Holders: []string{"node1"}}},

@@ -36,6 +36,7 @@ var (
 	descNodeStandby = prometheus.NewDesc("harules_node_standby", "1 if the node is in operator standby.", []string{"node"}, nil)
 	descPathUp      = prometheus.NewDesc("harules_path_up", "1 if heartbeats from the peer arrive on the path.", []string{"peer", "path"}, nil)
 	descPathMissed  = prometheus.NewDesc("harules_path_missed_heartbeats", "Heartbeats missed in a row from the peer on the path.", []string{"peer", "path"}, nil)
+	descPathLoss    = prometheus.NewDesc("harules_path_loss_ratio", "Share of the peer's heartbeats lost on the path over the last minute.", []string{"peer", "path"}, nil)
 	descPathAge     = prometheus.NewDesc("harules_path_last_seen_age_seconds", "Seconds since the last heartbeat from the peer on the path (at the last decision).", []string{"peer", "path"}, nil)
 	descGroupOwner  = prometheus.NewDesc("harules_group_owner", "1 if the node holds the group.", []string{"group", "node"}, nil)
 	descGroupTarget = prometheus.NewDesc("harules_group_target", "1 if the node is where the group should run.", []string{"group", "node"}, nil)
@@ -90,6 +91,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		for _, p := range n.Paths {
 			ch <- prometheus.MustNewConstMetric(descPathUp, prometheus.GaugeValue, b2f(p.Up), n.Name, p.Name)
 			ch <- prometheus.MustNewConstMetric(descPathMissed, prometheus.GaugeValue, float64(p.Missed), n.Name, p.Name)
+			ch <- prometheus.MustNewConstMetric(descPathLoss, prometheus.GaugeValue, p.Loss, n.Name, p.Name)
 			if !p.LastSeen.IsZero() {
 				ch <- prometheus.MustNewConstMetric(descPathAge, prometheus.GaugeValue, max(0, st.Now.Sub(p.LastSeen).Seconds()), n.Name, p.Name)
 			}

@@ -63,6 +63,8 @@ func TestMetricsMatchTheStatus(t *testing.T) {
 		"harules_path_up{path=backnet,peer=node2}":                     0,
 		"harules_path_missed_heartbeats{path=lan,peer=node2}":          0,
 		"harules_path_missed_heartbeats{path=backnet,peer=node2}":      3,
+		"harules_path_loss_ratio{path=backnet,peer=node2}":             0.25,
+		"harules_path_loss_ratio{path=lan,peer=node2}":                 0,
 		"harules_path_last_seen_age_seconds{path=backnet,peer=node2}":  1.2,
 		"harules_group_owner{group=web,node=node1}":                    1,
 		"harules_group_owner{group=web,node=node2}":                    0,

@@ -40,6 +40,7 @@ type pathRow struct {
 	Up         bool
 	Missed     int
 	LastSeen   string
+	Loss       string
 }
 
 type groupRow struct {
@@ -57,7 +58,8 @@ func newOverview(st *agent.Status, canOperate bool) overview {
 			Holds: strings.Join(n.Holds, ", "), PolicyHash: n.PolicyHash,
 			HashDiffers: n.PolicyHash != "" && n.PolicyHash != st.PolicyHash, Self: n.Name == st.Node})
 		for _, p := range n.Paths {
-			v.Paths = append(v.Paths, pathRow{Peer: n.Name, Path: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: ago(st.Now, p.LastSeen)})
+			v.Paths = append(v.Paths, pathRow{Peer: n.Name, Path: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: ago(st.Now, p.LastSeen),
+				Loss: fmt.Sprintf("%.1f%%", 100*p.Loss)})
 		}
 	}
 	for _, g := range st.Groups {

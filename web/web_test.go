@@ -406,7 +406,7 @@ func TestPages(t *testing.T) {
 	b.login(operatorToken)
 	resp, page := b.get("/")
 	for _, want := range []string{"Cluster webtest", `data-node="node1"`, `data-node="node2"`, `class="holders">node1<`,
-		"path backnet to node2 is down", "1.2s ago", `<span class="bad">down</span>`, `href="/confirm?op=move&amp;group=web&amp;node=node2"`} {
+		"path backnet to node2 is down", "1.2s ago", "25.0%", `<span class="bad">down</span>`, `href="/confirm?op=move&amp;group=web&amp;node=node2"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("overview lacks %q", want)
 		}
