@@ -386,6 +386,10 @@ func (s *Server) backupsPage(w http.ResponseWriter, r *http.Request, p *principa
 	if p.sess != nil {
 		pd.CSRF = p.sess.csrf
 	}
+	// While a run is in progress the page follows it.
+	if slices.ContainsFunc(v.Jobs, func(j backupJob) bool { return j.State != nil && j.State.Running }) {
+		pd.Refresh = 2
+	}
 	s.renderData(w, http.StatusOK, "backups", pd)
 }
 

@@ -252,6 +252,9 @@ func TestBackupsPageAndRunNow(t *testing.T) {
 	if strings.Contains(page, "/confirm?op=backup") {
 		t.Error("the backups page offers run now to a reader")
 	}
+	if strings.Contains(page, `http-equiv="refresh"`) {
+		t.Error("the backups page reloads itself although no run is in progress")
+	}
 	if resp, _ := reader.get("/confirm?op=backup&job=nightly"); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("reader confirm: want 403, got %s", resp.Status)
 	}
@@ -289,7 +292,8 @@ func TestBackupsPageAndRunNow(t *testing.T) {
 		t.Fatalf("run hourly: %s to %q", resp.Status, resp.Header.Get("Location"))
 	}
 	_, page = op.get(resp.Header.Get("Location"))
-	for _, want := range []string{"Backup job hourly started", "running since 08:00:00 (0s): 256.0 MiB of ~1.0 GiB (25%)", `<progress max="1073741824" value="268435456">`} {
+	for _, want := range []string{"Backup job hourly started", "running since 08:00:00 (0s): 256.0 MiB of ~1.0 GiB (25%)", `<progress max="1073741824" value="268435456">`,
+		`<meta http-equiv="refresh" content="2">`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("backups page after run now lacks %q", want)
 		}

@@ -70,6 +70,9 @@ type pageData struct {
 	LoggedIn bool
 	Flash    string
 	Data     any
+	// Refresh, when set, reloads the page every that many seconds (the
+	// backups page while a run is in progress).
+	Refresh int
 }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, p *principal, title string, data any) {
