@@ -133,7 +133,6 @@ func sortedNodes(m map[string]int) []string {
 	return out
 }
 
-
 // suggest returns " (did you mean X?)" for a close known name, else the
 // list of known names.
 func suggest(name string, known []string) string {
