@@ -90,7 +90,7 @@ type backupSpace struct {
 
 // Text is the page's one-line summary of the space.
 func (sp *backupSpace) Text() string {
-	t := fmt.Sprintf("%s free of %s (%.0f%%)", sizeText(int64(sp.FreeBytes)), sizeText(int64(sp.TotalBytes)), sp.FreePercent)
+	t := fmt.Sprintf("%s free of %s (%.0f%%)", agent.SizeText(int64(sp.FreeBytes)), agent.SizeText(int64(sp.TotalBytes)), sp.FreePercent)
 	if sp.HeadroomPercent == 0 {
 		return t + ", headroom check off"
 	}
@@ -143,7 +143,12 @@ func describeJob(b *policy.Backup, now time.Time, local map[string]agent.BackupS
 	}
 	if s, ok := local[b.Name]; ok {
 		j.State = &s
-		j.StateText = backupStateText(s, now)
+		j.StateText = s.Text(now, func(t time.Time) string {
+			if t.Equal(s.Started) && s.Running {
+				return t.UTC().Format("15:04:05")
+			}
+			return t.UTC().Format("2006-01-02 15:04:05")
+		})
 	}
 	job, target, copyTo, err := agent.JobFromPolicy(b)
 	j.Target, j.CopyTo = target, copyTo
@@ -174,7 +179,7 @@ func describeJob(b *policy.Backup, now time.Time, local map[string]agent.BackupS
 
 func runRow(r backup.Record) backupRow {
 	row := backupRow{ID: r.ID, Node: orDash(r.Node), Start: r.Start.UTC().Format("2006-01-02 15:04:05"), End: "-",
-		Size: sizeText(r.Bytes), Outcome: string(r.Outcome), Error: firstLine(r.Error), Good: r.Good(), Safe: r.Safe(), Copies: "-"}
+		Size: agent.SizeText(r.Bytes), Outcome: string(r.Outcome), Error: agent.FirstLine(r.Error), Good: r.Good(), Safe: r.Safe(), Copies: "-"}
 	if !r.End.IsZero() {
 		row.End = r.End.UTC().Format("15:04:05")
 	}
@@ -187,7 +192,7 @@ func runRow(r backup.Record) backupRow {
 		if !c.Verified {
 			state = "NOT verified"
 			if c.Error != "" {
-				state += ": " + firstLine(c.Error)
+				state += ": " + agent.FirstLine(c.Error)
 			}
 		}
 		copies = append(copies, c.Replica+" "+state)
@@ -253,44 +258,6 @@ func targetSpace(target string, headroom float64) (*backupSpace, error) {
 	}
 	sp.Enough = float64(sp.FreeBytes) > headroom*float64(sp.TotalBytes)
 	return sp, nil
-}
-
-// backupStateText describes a run the agent reports: "running since
-// 02:00:00 (1m30s): 1.2 GiB of ~4.0 GiB (30%)".
-func backupStateText(s agent.BackupState, now time.Time) string {
-	if s.Running {
-		text := fmt.Sprintf("running since %s (%s): %s", s.Started.UTC().Format("15:04:05"), now.Sub(s.Started).Round(time.Second), sizeText(s.Done))
-		if s.Estimate > 0 {
-			text += fmt.Sprintf(" of ~%s (%d%%)", sizeText(s.Estimate), min(100, 100*s.Done/s.Estimate))
-		}
-		return text
-	}
-	text := fmt.Sprintf("last run %s at %s", s.Outcome, s.Finished.UTC().Format("2006-01-02 15:04:05"))
-	if s.ID != "" {
-		text += ", id " + s.ID
-	}
-	if s.Error != "" {
-		text += ": " + firstLine(s.Error)
-	}
-	return text
-}
-
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
 
 // checkBackupRun validates a "run now" request and tells what it will do.

@@ -231,39 +231,6 @@ func localBackupStates(ctx context.Context, socket string) map[string]agent.Back
 	return out
 }
 
-// backupStateText describes a run the agent reports, e.g. for `harules
-// status`: "running since 02:00:00Z (1m30s): 1.2 GiB of ~4.0 GiB (30%)".
-func backupStateText(s agent.BackupState, now time.Time) string {
-	if s.Running {
-		text := fmt.Sprintf("running since %s (%s): %s", s.Started.Format(time.RFC3339), now.Sub(s.Started).Round(time.Second), sizeText(s.Done))
-		if s.Estimate > 0 {
-			text += fmt.Sprintf(" of ~%s (%d%%)", sizeText(s.Estimate), min(100, 100*s.Done/s.Estimate))
-		}
-		return text
-	}
-	text := fmt.Sprintf("last run %s at %s", s.Outcome, s.Finished.Format(time.RFC3339))
-	if s.ID != "" {
-		text += ", id " + s.ID
-	}
-	if s.Error != "" {
-		text += ": " + firstLine(s.Error)
-	}
-	return text
-}
-
-func sizeText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 func jobsOrEmpty(j []listedJob) []listedJob {
 	if j == nil {
 		return []listedJob{}
@@ -293,7 +260,7 @@ func printBackupList(w io.Writer, jobs []listedJob, now time.Time) {
 	for _, j := range jobs {
 		fmt.Fprintf(w, "\n%s: ", j.Name)
 		if j.Local != nil {
-			fmt.Fprintf(w, "on this node: %s\n%s: ", backupStateText(*j.Local, time.Now()), j.Name)
+			fmt.Fprintf(w, "on this node: %s\n%s: ", j.Local.Text(time.Now(), func(t time.Time) string { return t.Format(time.RFC3339) }), j.Name)
 		}
 		switch {
 		case j.Error != "":
@@ -317,21 +284,13 @@ func printBackupList(w io.Writer, jobs []listedJob, now time.Time) {
 			}
 			outcome := string(r.Outcome)
 			if r.Error != "" {
-				outcome += ": " + firstLine(r.Error)
+				outcome += ": " + agent.FirstLine(r.Error)
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.ID, orNone(r.Node), r.Start.Format(time.RFC3339), end, r.Bytes, sum,
 				outcome, yesNo(r.Safe), copiesText(r.Record))
 		}
 		tw.Flush()
 	}
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 100 {
-		s = s[:100] + "..."
-	}
-	return s
 }
 
 func yesNo(b bool) string {
@@ -351,7 +310,7 @@ func copiesText(r backup.Record) string {
 		if !c.Verified {
 			state = "NOT VERIFIED"
 			if c.Error != "" {
-				state += " (" + firstLine(c.Error) + ")"
+				state += " (" + agent.FirstLine(c.Error) + ")"
 			}
 		}
 		parts = append(parts, c.Replica+": "+state)

@@ -239,7 +239,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 	if len(st.Backups) > 0 {
 		fmt.Fprintln(w, "\nBACKUPS ON THIS NODE")
 		for _, b := range st.Backups {
-			fmt.Fprintf(w, "  %s: %s\n", b.Job, backupStateText(b, st.Now))
+			fmt.Fprintf(w, "  %s: %s\n", b.Job, b.Text(st.Now, func(t time.Time) string { return t.Format(time.RFC3339) }))
 		}
 	}
 	if len(st.Alerts) > 0 {
