@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/harules/harules/internal/netnstest"
+	"github.com/harules/harules/internal/pgtest"
 )
 
 // serviceUser returns the uid/gid of a system account created by a package.
@@ -232,16 +232,7 @@ func copyTree(t *testing.T, src, dst string) {
 func pgBin(t *testing.T) string {
 	t.Helper()
 	netnstest.RequireRoot(t)
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
-	if len(matches) == 0 {
-		t.Fatalf("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: install the Debian package postgresql (apt-get install -y postgresql)")
-	}
-	sort.Slice(matches, func(i, j int) bool {
-		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[i]))))
-		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[j]))))
-		return vi < vj
-	})
-	return filepath.Dir(matches[len(matches)-1])
+	return pgtest.BinDir(t, "postgres")
 }
 
 type pgServer struct {

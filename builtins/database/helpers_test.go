@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/harules/harules/internal/pgtest"
 )
 
 const skipEnv = "HARULES_SKIP_ROOT_TESTS"
@@ -171,16 +172,7 @@ func killPostgresGroups(pgids map[int]bool) {
 func pgBinForTest(t testing.TB) string {
 	t.Helper()
 	requireRoot(t)
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_rewind")
-	if len(matches) == 0 {
-		t.Fatalf("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: install them: apt-get install -y postgresql")
-	}
-	sort.Slice(matches, func(i, j int) bool {
-		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[i]))))
-		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[j]))))
-		return vi < vj
-	})
-	return filepath.Dir(matches[len(matches)-1])
+	return pgtest.BinDir(t, "pg_rewind")
 }
 
 // pgNode is one "machine": a data dir, a port and a socket dir.

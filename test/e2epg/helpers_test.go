@@ -19,6 +19,7 @@ import (
 
 	"github.com/harules/harules/internal/clustertest"
 	"github.com/harules/harules/internal/netnstest"
+	"github.com/harules/harules/internal/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -66,16 +67,7 @@ func runs(t *testing.T) int {
 // pgBin is the newest PostgreSQL server bin dir of the Debian packages.
 func pgBin(t testing.TB) string {
 	t.Helper()
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_basebackup")
-	if len(matches) == 0 {
-		t.Fatalf("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: install them: apt-get install -y postgresql")
-	}
-	sort.Slice(matches, func(i, j int) bool {
-		vi, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[i]))))
-		vj, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(matches[j]))))
-		return vi < vj
-	})
-	return filepath.Dir(matches[len(matches)-1])
+	return pgtest.BinDir(t, "pg_basebackup")
 }
 
 type osUser struct {
