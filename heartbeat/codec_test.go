@@ -8,30 +8,75 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
-// TestWireFormatMatchesDoc builds a datagram byte by byte from the layout in
-// the package documentation and checks Seal produces exactly that.
+// TestWireFormatMatchesDoc builds datagrams byte by byte from the layout in
+// the package documentation and checks Seal produces exactly that, for the
+// current version (with an echo) and for version 1.
 func TestWireFormatMatchesDoc(t *testing.T) {
 	c := mustCodec(t, "prod", testSecret)
-	m := Message{From: "alpha", Path: "lan", Incarnation: 0x0102030405060708, Seq: 9, SentUnixNano: -2, Payload: []byte("{}")}
+	m := Message{From: "alpha", Path: "lan", Incarnation: 0x0102030405060708, Seq: 9, SentUnixNano: -2, Payload: []byte("{}"),
+		Echoes: []Echo{{Node: "bo", Incarnation: 7, Seq: 0x0a0b, Held: 300}}}
+	sealed := func(b []byte) []byte {
+		mac := hmac.New(sha256.New, testSecret)
+		mac.Write(b)
+		return mac.Sum(b)
+	}
 
 	var want []byte
-	want = append(want, 'H', 'B', 1, 4, 5, 3, 0, 2)
+	want = append(want, 'H', 'B', 2, 4, 5, 3, 0, 2)
 	want = append(want, 1, 2, 3, 4, 5, 6, 7, 8)
 	want = append(want, 0, 0, 0, 0, 0, 0, 0, 9)
 	want = append(want, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe)
+	want = append(want, 0, 27) // echo block: 1 + 2 + 8 + 8 + 8 bytes
 	want = append(want, "prodalphalan{}"...)
-	mac := hmac.New(sha256.New, testSecret)
-	mac.Write(want)
-	want = mac.Sum(want)
-
+	want = append(want, 2, 'b', 'o')
+	want = append(want, 0, 0, 0, 0, 0, 0, 0, 7)
+	want = append(want, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b)
+	want = append(want, 0, 0, 0, 0, 0, 0, 0x01, 0x2c)
+	want = sealed(want)
 	got := mustSeal(t, c, m)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("Seal:\n got %x\nwant %x", got, want)
 	}
-	if len(got) != SealedSize(m, "prod") || len(got) != 64+4+5+3+2 {
+	if len(got) != SealedSize(m, "prod") || len(got) != 66+4+5+3+2+27 {
 		t.Fatalf("size %d, SealedSize %d", len(got), SealedSize(m, "prod"))
+	}
+
+	m.Version = VersionNoEcho
+	var v1 []byte
+	v1 = append(v1, 'H', 'B', 1, 4, 5, 3, 0, 2)
+	v1 = append(v1, 1, 2, 3, 4, 5, 6, 7, 8)
+	v1 = append(v1, 0, 0, 0, 0, 0, 0, 0, 9)
+	v1 = append(v1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe)
+	v1 = append(v1, "prodalphalan{}"...)
+	v1 = sealed(v1)
+	if got := mustSeal(t, c, m); !bytes.Equal(got, v1) {
+		t.Fatalf("Seal version 1:\n got %x\nwant %x", got, v1)
+	}
+	opened, err := c.Open(v1)
+	if err != nil || opened.Version != VersionNoEcho || opened.Echoes != nil || opened.Seq != 9 {
+		t.Fatalf("Open version 1 = %+v, %v", opened, err)
+	}
+}
+
+// TestEchoRoundTrip: echoes survive sealing and opening in order.
+func TestEchoRoundTrip(t *testing.T) {
+	c := mustCodec(t, "prod", testSecret)
+	m := Message{From: "a", Path: "lan", Seq: 3, Echoes: []Echo{
+		{Node: "b", Incarnation: 1, Seq: 99, Held: 1500 * time.Microsecond},
+		{Node: "nœud-c", Incarnation: 1 << 60, Seq: 1, Held: 0},
+	}}
+	got, err := c.Open(mustSeal(t, c, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != Version || len(got.Echoes) != 2 || got.Echoes[0] != m.Echoes[0] || got.Echoes[1] != m.Echoes[1] {
+		t.Fatalf("echoes: got %+v, want %+v", got.Echoes, m.Echoes)
+	}
+	if _, err := c.Seal(Message{From: "a", Path: "lan", Echoes: []Echo{{Node: ""}}}); err == nil {
+		t.Fatal("an echo with an empty node name was sealed")
 	}
 }
 
@@ -44,7 +89,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		{"full", sampleMessage()},
 		{"no payload", Message{From: "b", Path: "backnet", Seq: 1}},
 		{"unicode names", Message{From: "nœud-1", Path: "réseau", Payload: []byte{0, 1, 2}}},
-		{"max payload", Message{From: "a", Path: "p", Payload: bytes.Repeat([]byte{'x'}, MaxPacketSize-64-len("prod")-2)}},
+		{"max payload", Message{From: "a", Path: "p", Payload: bytes.Repeat([]byte{'x'}, MaxPacketSize-66-len("prod")-2)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := c.Open(mustSeal(t, c, tc.m))
@@ -96,8 +141,12 @@ func TestOpenRejects(t *testing.T) {
 	}
 	nonUTF8From := bytes.Clone(body)
 	nonUTF8From[headerSize+len("prod")] = 0xff
-	version2 := bytes.Clone(body)
-	version2[2] = 2
+	version3 := bytes.Clone(body)
+	version3[2] = 3
+	// An echo block whose length field claims one byte more than the
+	// echoes it holds (the datagram grows by that byte too).
+	badEcho := append(bytes.Clone(body), 0)
+	badEcho[33]++
 	emptyPath := bytes.Clone(body)
 	emptyPath[5] = 0
 
@@ -119,7 +168,8 @@ func TestOpenRejects(t *testing.T) {
 		{"MAC missing", body, ErrMalformed},
 		{"trailing byte", append(bytes.Clone(good), 0), ErrMalformed},
 		{"bad magic", flip(0), ErrMalformed},
-		{"version 2 even with valid MAC", withMAC(version2, testSecret), ErrMalformed},
+		{"version 3 even with valid MAC", withMAC(version3, testSecret), ErrMalformed},
+		{"truncated echo with valid MAC", withMAC(badEcho, testSecret), ErrMalformed},
 		{"empty path name", withMAC(emptyPath, testSecret), ErrMalformed},
 		{"non-UTF-8 node name with valid MAC", withMAC(nonUTF8From, testSecret), ErrMalformed},
 		{"too large", make([]byte, MaxPacketSize+1), ErrTooLarge},

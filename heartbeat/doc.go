@@ -19,13 +19,13 @@
 //   - [Sender] sends a heartbeat on every path every interval and on demand
 //     ([Sender.Kick]).
 //
-// # Wire format (version 1)
+// # Wire format (version 2)
 //
 // All integers are big endian. Offsets are in bytes.
 //
 //	off  len  field
 //	  0    2  magic "HB"
-//	  2    1  version = 1
+//	  2    1  version = 2
 //	  3    1  C = length of cluster name (1..255)
 //	  4    1  F = length of sender node name (1..255)
 //	  5    1  P = length of path name (1..255)
@@ -33,17 +33,27 @@
 //	  8    8  incarnation (uint64)
 //	 16    8  sequence number (uint64)
 //	 24    8  sender wall clock, Unix nanoseconds (int64)
-//	 32    C  cluster name (UTF-8)
+//	 32    2  E = length of the echo block
+//	 34    C  cluster name (UTF-8)
 //	       F  sender node name (UTF-8)
 //	       P  path name (UTF-8)
 //	       L  payload (opaque; the agent puts a JSON view of the sender here)
+//	       E  echoes, each: N (1 byte, 1..255), peer node name (N bytes),
+//	          that peer's incarnation (8), its sequence number (8), and the
+//	          nanoseconds the sender held it before sending (8)
 //	  end 32  HMAC-SHA256(cluster secret, every byte above)
 //
-// A datagram is exactly 64+C+F+P+L bytes and at most [MaxPacketSize]; any
-// other length, an unknown magic or version, or an empty or non-UTF-8 name
-// is malformed. The fixed header keeps decoding branch-free and
-// allocation-light, and the explicit version byte lets a later format be
-// introduced while old and new agents overlap during a rolling upgrade.
+// A datagram is exactly 66+C+F+P+L+E bytes and at most [MaxPacketSize]; any
+// other length, an unknown magic or version, an echo block that does not
+// hold whole echoes, or an empty or non-UTF-8 name is malformed. The echoes
+// let each peer measure the round-trip time of the path (see [RTTStats]).
+//
+// Version 1 is the same without the E field and the echo block (64+C+F+P+L
+// bytes). Endpoints read both and answer a peer whose newest heartbeat was
+// version 1 in version 1, so agents from before echoes and current ones
+// can run side by side during a rolling upgrade: the old agent rejects (as
+// malformed) only what a new one sends before hearing the old one's first
+// heartbeat, at most one interval's worth.
 //
 // # Checks, in order
 //

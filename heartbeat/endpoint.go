@@ -43,6 +43,10 @@ type EndpointConfig struct {
 	// LogEvery is the least time between two rejection logs of the same
 	// reason; default 10s. Suppressed rejections are counted in the next.
 	LogEvery time.Duration
+	// Self is this node's name: peers' echoes addressed to it measure the
+	// round-trip time (see RTTStats). Empty: echoes are still sent, so
+	// peers can measure, but nothing is measured here.
+	Self string
 }
 
 // Endpoint is one path's UDP socket with its receive loop.
@@ -55,6 +59,7 @@ type Endpoint struct {
 	log      *slog.Logger
 	limiter  logLimiter
 	stopCtx  func() bool
+	echo     *echoes
 	done     chan struct{}
 	closeErr error
 	once     sync.Once
@@ -72,6 +77,9 @@ type EndpointStats struct {
 	Rejected   map[string]uint64 // every Reason, zeros included
 	SendErrors uint64
 	ReadErrors uint64
+	// RTT holds the round-trip times measured per peer (peers with at
+	// least one sample).
+	RTT map[string]RTTStats
 }
 
 // Listen binds the endpoint and starts its receive loop, which runs until
@@ -114,6 +122,7 @@ func Listen(ctx context.Context, cfg EndpointConfig) (*Endpoint, error) {
 		now:      cfg.Now,
 		log:      cfg.Logger.With("path", cfg.Path),
 		limiter:  logLimiter{every: cfg.LogEvery},
+		echo:     newEchoes(cfg.Self),
 		done:     make(chan struct{}),
 	}
 	e.stopCtx = context.AfterFunc(ctx, func() { e.Close() })
@@ -144,6 +153,7 @@ func (e *Endpoint) Done() <-chan struct{} { return e.done }
 // endpoint's path. UDP sends do not block for long, so ctx is only checked
 // before sending.
 func (e *Endpoint) Send(ctx context.Context, m Message, to netip.AddrPort) error {
+	m.Echoes = e.echo.sending(m.Incarnation, m.Seq, e.now())
 	b, err := e.seal(ctx, m)
 	if err != nil {
 		return err
@@ -151,17 +161,32 @@ func (e *Endpoint) Send(ctx context.Context, m Message, to netip.AddrPort) error
 	return e.sendTo(b, to)
 }
 
-// Broadcast seals m once and sends it to every configured peer of this
-// path, in name order. It returns every send error joined.
+// Broadcast seals m once, with the echoes of this path's peers, and sends
+// it to every configured peer of this path, in name order; a peer that
+// still speaks wire version 1 gets a version 1 copy. It returns every send
+// error joined.
 func (e *Endpoint) Broadcast(ctx context.Context, m Message) error {
+	m.Echoes = e.echo.sending(m.Incarnation, m.Seq, e.now())
 	b, err := e.seal(ctx, m)
 	if err != nil {
 		return err
 	}
+	var v1 []byte
 	peers := e.Peers()
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(peers)) {
-		if err := e.sendTo(b, peers[name]); err != nil {
+		out := b
+		if e.echo.legacy(name) {
+			if v1 == nil {
+				old := m
+				old.Version = VersionNoEcho
+				if v1, err = e.seal(ctx, old); err != nil {
+					return err
+				}
+			}
+			out = v1
+		}
+		if err := e.sendTo(out, peers[name]); err != nil {
 			errs = append(errs, fmt.Errorf("to %s: %w", name, err))
 		}
 	}
@@ -196,6 +221,7 @@ func (e *Endpoint) Stats() EndpointStats {
 		Rejected:   e.rejected.snapshot(),
 		SendErrors: e.sendErrors.Load(),
 		ReadErrors: e.readErrors.Load(),
+		RTT:        e.echo.stats(),
 	}
 }
 
@@ -220,6 +246,7 @@ func (e *Endpoint) readLoop() {
 			continue
 		}
 		e.accepted.Add(1)
+		e.echo.received(r.Message, r.At)
 		e.deliver(r)
 	}
 }

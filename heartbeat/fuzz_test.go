@@ -17,6 +17,8 @@ func FuzzOpen(f *testing.F) {
 	f.Add(good[:headerSize])
 	f.Add([]byte{})
 	f.Add([]byte("HB\x01\x00\x00\x00\x00\x00"))
+	f.Add(mustSeal(f, c, Message{From: "a", Path: "lan", Echoes: []Echo{{Node: "b", Seq: 1, Held: 5}}}))
+	f.Add(mustSeal(f, c, Message{From: "a", Path: "lan", Version: VersionNoEcho}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := c.Open(data)
 		if err == nil {
@@ -34,7 +36,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		// Rebuild from the parsed layout with a fresh MAC under a codec for
 		// the parsed cluster; it must reproduce the body.
-		cluster := string(data[headerSize : headerSize+lay.c])
+		cluster := string(data[lay.h : lay.h+lay.c])
 		pc, err := NewCodec(cluster, testSecret)
 		if err != nil {
 			return // e.g. non-UTF-8 cluster name: Seal refuses it too
