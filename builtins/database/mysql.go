@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"strconv"
 	"time"
 
@@ -21,7 +22,13 @@ type MySQLConfig struct {
 	Name string
 	// DSN in go-sql-driver/mysql form reaching this node's server with
 	// SUPER (or READ_ONLY ADMIN and REPLICATION SLAVE ADMIN) privileges,
-	// e.g. "root@unix(/run/mysqld/mysqld.sock)/".
+	// e.g. "root@unix(/run/mysqld/mysqld.sock)/". Before promoting a
+	// replica, Start connects with the DSN's user and password over TCP to
+	// the replica's source (Master_Host:Master_Port, so replicate from the
+	// nodes' own addresses, not the VIP): if it answers read-only (a planned
+	// move fenced it), the replica first receives and applies its whole
+	// binlog. That user needs BINLOG MONITOR (MariaDB) or REPLICATION
+	// CLIENT (MySQL) there.
 	DSN string
 	// MaxLagBytes refuses to promote a replica with more relay log not yet
 	// applied (same binlog file: Read_Master_Log_Pos - Exec_Master_Log_Pos);
@@ -139,13 +146,19 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) 
 		}
 		m.log.Warn("promoting a lagging replica because force is set", "lag_bytes", lag)
 	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	// A planned move fenced the source (read_only) before this Start, but
+	// asynchronous replication may not have shipped its last commits yet:
+	// receive and apply them before cutting the source off.
+	if err := m.catchUp(ctx, conn, status); err != nil {
+		return err
+	}
 	if err := replicaStmt(ctx, conn, "STOP REPLICA IO_THREAD", "STOP SLAVE IO_THREAD"); err != nil {
 		return fmt.Errorf("mysql %s: stop IO thread: %w", m.cfg.Name, err)
 	}
 	// Apply what was received: it was acknowledged to no one, but it is
 	// the newest data this node has.
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	defer cancel()
 	for {
 		st, err := replicaStatus(ctx, conn)
 		if err != nil {
@@ -181,6 +194,116 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) 
 	}
 	m.log.Info("promoted the replica", "was_replica_of", status.first("Master_Host", "Source_Host"))
 	return nil
+}
+
+// sourceProbeTimeout bounds connecting to the source before a promotion:
+// a crashed source must not delay the failover by much.
+const sourceProbeTimeout = time.Second
+
+// catchUp waits until the replica has received and applied everything the
+// source wrote, when the source still answers and is read-only (fenced by a
+// planned move, so its binlog no longer grows). It connects to the
+// replica's Master_Host:Master_Port over TCP with the DSN's user and
+// password. A source that cannot be reached (crash) or is still writable
+// (it keeps taking writes whatever this node does) is left alone: the
+// replica is promoted with what it has.
+func (m *MySQL) catchUp(ctx context.Context, conn *sql.Conn, status replicaRow) error {
+	host, port := status.first("Master_Host", "Source_Host"), status.first("Master_Port", "Source_Port")
+	if host == "" || port == "" {
+		return nil
+	}
+	file, pos, err := m.fencedSourcePosition(ctx, net.JoinHostPort(host, port))
+	if err != nil {
+		m.log.Warn("promoting without checking the source's last writes", "source", net.JoinHostPort(host, port), "reason", err)
+		return nil
+	}
+	m.log.Info("source is read-only; waiting until its binlog is received and applied", "source", net.JoinHostPort(host, port), "file", file, "position", pos)
+	for {
+		st, err := replicaStatus(ctx, conn)
+		if err != nil {
+			return fmt.Errorf("mysql %s: replica status: %w", m.cfg.Name, err)
+		}
+		if st == nil {
+			return fmt.Errorf("mysql %s: replication configuration vanished while catching up with the source", m.cfg.Name)
+		}
+		if st.appliedUpTo(file, pos) {
+			return nil
+		}
+		for _, t := range []struct{ running, errno, modern, old string }{
+			{st.first("Slave_IO_Running", "Replica_IO_Running"), st.first("Last_IO_Errno"), "START REPLICA IO_THREAD", "START SLAVE IO_THREAD"},
+			{st.first("Slave_SQL_Running", "Replica_SQL_Running"), st.first("Last_SQL_Errno"), "START REPLICA SQL_THREAD", "START SLAVE SQL_THREAD"},
+		} {
+			// A thread stopped by an operator (not by an error) is started;
+			// one that is connecting or failing is left to retry.
+			if t.running == "No" && (t.errno == "0" || t.errno == "") {
+				if err := replicaStmt(ctx, conn, t.modern, t.old); err != nil {
+					return fmt.Errorf("mysql %s: %s: %w", m.cfg.Name, t.modern, err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("mysql %s: not promoting: the replica did not receive and apply the read-only source's binlog up to %s:%d within %s (it is at %s:%s)",
+				m.cfg.Name, file, pos, m.cfg.Timeout, st.first("Relay_Master_Log_File", "Relay_Source_Log_File"), st.first("Exec_Master_Log_Pos", "Exec_Source_Log_Pos"))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// fencedSourcePosition connects to the source at addr with the DSN's
+// credentials and returns its binlog position if it is read-only.
+func (m *MySQL) fencedSourcePosition(ctx context.Context, addr string) (string, int64, error) {
+	cfg := m.dsn.Clone()
+	cfg.Net, cfg.Addr = "tcp", addr
+	cfg.Timeout = min(cfg.Timeout, sourceProbeTimeout)
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return "", 0, err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*sourceProbeTimeout)
+	defer cancel()
+	src, err := db.Conn(ctx)
+	if err != nil {
+		return "", 0, fmt.Errorf("connect: %w", err)
+	}
+	defer src.Close()
+	var readOnly int64
+	if err := src.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&readOnly); err != nil {
+		return "", 0, fmt.Errorf("read_only: %w", err)
+	}
+	if readOnly == 0 {
+		return "", 0, errors.New("the source is still writable")
+	}
+	rows, err := src.QueryContext(ctx, "SHOW MASTER STATUS")
+	if err != nil {
+		return "", 0, fmt.Errorf("SHOW MASTER STATUS: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", 0, err
+	}
+	if !rows.Next() {
+		return "", 0, fmt.Errorf("SHOW MASTER STATUS: no binary log (%v)", rows.Err())
+	}
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return "", 0, fmt.Errorf("SHOW MASTER STATUS: %w", err)
+	}
+	if len(vals) < 2 {
+		return "", 0, fmt.Errorf("SHOW MASTER STATUS: %d columns", len(vals))
+	}
+	pos, err := strconv.ParseInt(string(vals[1]), 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("SHOW MASTER STATUS: position %q: %w", vals[1], err)
+	}
+	return string(vals[0]), pos, nil
 }
 
 // Stop makes the server read-only; connections with SUPER (MariaDB: READ
@@ -250,13 +373,28 @@ func (r replicaRow) relayLag() (int64, bool) {
 	execFile := r.first("Relay_Master_Log_File", "Relay_Source_Log_File")
 	read, err1 := strconv.ParseInt(r.first("Read_Master_Log_Pos", "Read_Source_Log_Pos"), 10, 64)
 	exec, err2 := strconv.ParseInt(r.first("Exec_Master_Log_Pos", "Exec_Source_Log_Pos"), 10, 64)
-	if err1 != nil || err2 != nil || readFile == "" {
+	if readFile == "" {
+		return 0, true // nothing received since CHANGE MASTER
+	}
+	if err1 != nil || err2 != nil {
 		return 0, false
 	}
 	if readFile != execFile {
 		return read, true
 	}
 	return max(read-exec, 0), true
+}
+
+// appliedUpTo reports whether the SQL thread has executed the source's
+// binlog up to file:pos. Binlog names share a basename and a fixed-width
+// sequence number, so they order as strings.
+func (r replicaRow) appliedUpTo(file string, pos int64) bool {
+	execFile := r.first("Relay_Master_Log_File", "Relay_Source_Log_File")
+	exec, err := strconv.ParseInt(r.first("Exec_Master_Log_Pos", "Exec_Source_Log_Pos"), 10, 64)
+	if err != nil || execFile == "" {
+		return false
+	}
+	return execFile > file || (execFile == file && exec >= pos)
 }
 
 // replicaStatus reads the server's replica status (nil when not a replica).

@@ -282,3 +282,80 @@ func TestMariaDBLagRefusal(t *testing.T) {
 		t.Fatalf("promoted replica has %d of 200 rows", n)
 	}
 }
+
+// A planned move with asynchronous replication: the source is fenced
+// (Stop: read_only) while the replica has not received its last commits
+// (here its IO thread is stopped, as if the network lagged). Start on the
+// replica must fetch and apply them from the read-only source before it
+// cuts replication; promoting with what it had would lose acknowledged
+// rows.
+func TestMariaDBPlannedMoveCatchesUpWithFencedSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	primary := startMaria(t, 1)
+	replica := startMaria(t, 2)
+	primary.mustExec("CREATE DATABASE appdb", "CREATE TABLE appdb.t (n INT PRIMARY KEY) ENGINE=InnoDB",
+		"CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'", "GRANT REPLICATION SLAVE ON *.* TO repl@'%'",
+		"CREATE USER harules@'%' IDENTIFIED BY 'ha-pw'", "GRANT ALL ON *.* TO harules@'%'")
+	replica.mustExec("SET GLOBAL read_only = ON",
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=slave_pos",
+			primary.port), "START SLAVE")
+	// The resources log in as harules over TCP, as a policy's DSN would.
+	for _, n := range []*mariaNode{primary, replica} {
+		res, err := NewMySQL(MySQLConfig{Name: "db", DSN: fmt.Sprintf("harules:ha-pw@tcp(127.0.0.1:%d)/", n.port), MaxLagBytes: 1 << 20,
+			Timeout: 20 * time.Second, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.res = res
+	}
+	for i := 1; i <= 50; i++ {
+		primary.mustExec(fmt.Sprintf("INSERT INTO appdb.t VALUES (%d)", i))
+	}
+	waitFor(t, "replica has the first 50 rows", func() (bool, string) {
+		err := replica.exec(replica.rootDSN(), "SELECT 1 FROM appdb.t WHERE n = 50")
+		return err == nil && replica.count() == 50, fmt.Sprint(err)
+	})
+	replica.mustExec("STOP SLAVE IO_THREAD")
+	for i := 51; i <= 80; i++ {
+		primary.mustExec(fmt.Sprintf("INSERT INTO appdb.t VALUES (%d)", i))
+	}
+
+	if err := primary.res.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.res.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := replica.count(); n != 80 {
+		t.Fatalf("the promoted replica has %d of the 80 rows the fenced source committed", n)
+	}
+	if err := replica.res.Monitor(ctx); err != nil {
+		t.Fatalf("Monitor on the promoted replica: %v", err)
+	}
+}
+
+// A crashed source (nothing listens any more) does not hold the
+// promotion: the replica is promoted with what it received.
+func TestMariaDBPromotionWithDeadSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	replica := startMaria(t, 2)
+	dead := freePort(t)
+	replica.mustExec("CREATE USER harules@'%' IDENTIFIED BY 'ha-pw'", "GRANT ALL ON *.* TO harules@'%'", "SET GLOBAL read_only = ON",
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='x', MASTER_CONNECT_RETRY=1", dead),
+		"START SLAVE")
+	res, err := NewMySQL(MySQLConfig{Name: "db", DSN: fmt.Sprintf("harules:ha-pw@tcp(127.0.0.1:%d)/", replica.port), MaxLagBytes: -1,
+		Timeout: 20 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := res.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("promoted in %s with the source down", time.Since(start).Round(time.Millisecond))
+	if err := res.Monitor(ctx); err != nil {
+		t.Fatalf("Monitor on the promoted replica: %v", err)
+	}
+}
