@@ -269,7 +269,7 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 			}
 		}
 		ep, err := heartbeat.Listen(ctx, heartbeat.EndpointConfig{Path: h.Name, Listen: netip.AddrPortFrom(self.AddressOn(h.Name), uint16(h.Port)),
-			Peers: peers, Codec: codec, Guard: guard, Now: a.now, Logger: a.log,
+			Peers: peers, Codec: codec, Guard: guard, Now: a.now, Logger: a.log, Self: self.Name,
 			Deliver: func(r heartbeat.Received) {
 				select {
 				case a.inbox <- r:

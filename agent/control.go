@@ -207,7 +207,7 @@ func (a *Agent) serveControl() (*http.Server, error) {
 			return
 		}
 		fresh := *st
-		fresh.Heartbeats = a.heartbeatStats()
+		fresh.Heartbeats = a.HeartbeatStats()
 		writeJSON(w, http.StatusOK, &fresh)
 	})
 	mux.HandleFunc("POST /v1/backup", a.serveBackupRequest)
