@@ -82,6 +82,7 @@ func TestRunWithWebConsole(t *testing.T) {
 		st := status()
 		return st != nil && len(st.Nodes) == 2 && st.Nodes[1].State == "alive"
 	})
+	checkRTTMeasured(t, b, "", "node2", "lan")
 
 	if resp, _ := b.call("GET", "/api/v1/status", "", "", ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("status without a token from the client: want 401, got %s", resp.Status)

@@ -192,7 +192,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, p *principal) {
 		st, version, changed := s.hub.current()
 		if st != nil && version != sent {
 			var buf bytes.Buffer
-			if err := s.pages["overview"].ExecuteTemplate(&buf, "overview_body", newOverview(st, p.canOperate())); err != nil {
+			if err := s.pages["overview"].ExecuteTemplate(&buf, "overview_body", s.overview(st, p.canOperate())); err != nil {
 				s.log.Error("render live overview", "error", err)
 				return
 			}

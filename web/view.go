@@ -41,6 +41,7 @@ type pathRow struct {
 	Missed     int
 	LastSeen   string
 	Loss       string
+	RTT        string // smoothed round-trip time; empty when not measured
 }
 
 type groupRow struct {

@@ -123,6 +123,9 @@ func New(b Backend, opts Options) (*Server, error) {
 		sessions: newSessions(opts.Now, sessionLifetime), pages: pages, static: static,
 		hub: newHub(), simSlot: make(chan struct{}, 1)}
 	s.metrics = newMetrics(s)
+	if hb, ok := b.(heartbeatSource); ok {
+		s.metrics.registry.MustRegister(heartbeatCollector{hb})
+	}
 	s.routes()
 	s.poll() // so the first page and scrape see the status
 	return s, nil
