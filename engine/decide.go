@@ -83,6 +83,8 @@ func Decide(ctx context.Context, in Input) *Decision {
 	d.Fired = fired
 	constraints := collect(fired)
 	placeGroups(ctx, p, f, s, constraints, d)
+	// Groups of an unreachable node in maintenance stay put (maintenance.go).
+	d.Alerts = append(d.Alerts, maintenanceAlerts(p, f, s)...)
 	d.Plan = buildPlan(p, f, s, constraints, d)
 	d.Backups = dueBackups(p, f, s, d)
 	for _, n := range f.Nodes {
@@ -223,6 +225,11 @@ type candidate struct {
 }
 
 func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *policy.Group, used map[string]int, extra map[string]int) (string, string) {
+	// Before anything else: a group held by an unreachable node in
+	// maintenance is unmanaged, nothing may move it (maintenance.go).
+	if h, why := unmanagedHolder(f, s, g.Name); h != "" {
+		return h, why
+	}
 	for _, st := range c.of(policy.Stop, g.Name) {
 		return "", "stopped by " + ruleReason(st)
 	}
@@ -311,6 +318,9 @@ func ineligible(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *po
 		return "not heard from yet"
 	case n.Standby:
 		return "standby"
+	}
+	if why := maintenanceIneligible(n, g.Name); why != "" {
+		return why
 	}
 	if sd := c.standby(n.Name); sd != nil {
 		return "standby by " + ruleReason(*sd)
