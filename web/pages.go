@@ -167,7 +167,7 @@ func (s *Server) overviewPage(w http.ResponseWriter, r *http.Request, p *princip
 		s.errorPage(w, r, p, http.StatusServiceUnavailable, "the agent has not decided yet; reload in a second")
 		return
 	}
-	pd := pageData{Title: "Overview", Nav: "overview", Role: p.role, LoggedIn: true, Data: newOverview(st, p.canOperate()),
+	pd := pageData{Title: "Overview", Nav: "overview", Role: p.role, LoggedIn: true, Data: s.overview(st, p.canOperate()),
 		Flash: doneMessage(st, r.URL.Query())}
 	if p.sess != nil {
 		pd.CSRF = p.sess.csrf
