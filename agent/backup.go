@@ -30,6 +30,7 @@ type backups struct {
 	users   map[string]int          // store dir -> runs using it
 	state   map[string]*BackupState // job -> current or last run
 	alerts  map[string]engine.Alert // job -> alert raised by its last run
+	ops     map[string]*BackupOp    // job -> operator's running or last verify or restore
 	// record reports outcomes to the agent's records (nil: logs only).
 	record func(engine.Record)
 	// now is the clock of progress logging and states; nil means time.Now.
@@ -41,6 +42,8 @@ type backups struct {
 	lockWait time.Duration
 	// peerCreds authenticate peer copies (backup_peer.go); nil until loaded.
 	peerCreds *peer.Credentials
+	// observe sees every finished run (the agent's metrics); nil: nobody.
+	observe func(BackupState)
 }
 
 // BackupState is a job's current or last run on this node, as `harules
@@ -302,8 +305,11 @@ func (e *Executor) finish(run engine.BackupRun, state BackupState, rec backup.Re
 	} else {
 		delete(e.bk.alerts, run.Job)
 	}
-	record := e.bk.record
+	record, observe := e.bk.record, e.bk.observe
 	e.bk.mu.Unlock()
+	if observe != nil {
+		observe(state)
+	}
 	if record != nil {
 		record(r) // the agent logs its records
 		return

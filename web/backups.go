@@ -50,6 +50,12 @@ type backupJob struct {
 	NextRun  time.Time `json:"next_run,omitzero"`
 	// State is this agent's current or last run of the job.
 	State *agent.BackupState `json:"state,omitempty"`
+	// LastVerify is the newest verification of any backup of the job in
+	// any store; Stores has the newest per store (target, copy, peer:NODE).
+	LastVerify *agent.VerifyEntry `json:"last_verify,omitempty"`
+	Stores     []storeVerify      `json:"stores"`
+	// Operation is this agent's running or last verify or restore.
+	Operation *agent.BackupOp `json:"operation,omitempty"`
 	// History is the store's catalogue, newest first.
 	History []backupRun  `json:"history"`
 	Space   *backupSpace `json:"space,omitempty"`
@@ -58,6 +64,7 @@ type backupJob struct {
 	// For the page only.
 	NextText  string      `json:"-"`
 	StateText string      `json:"-"`
+	OpText    string      `json:"-"`
 	Rows      []backupRow `json:"-"`
 	More      int         `json:"-"`
 }
@@ -66,11 +73,21 @@ type backupJob struct {
 type backupRun struct {
 	backup.Record
 	Safe bool `json:"safe"`
+	// LastVerify is the newest verification of this backup in any store.
+	LastVerify *agent.VerifyEntry `json:"last_verify,omitempty"`
+}
+
+// storeVerify is one store of a job with its newest verification.
+type storeVerify struct {
+	Store      string             `json:"store"`
+	LastVerify *agent.VerifyEntry `json:"last_verify,omitempty"`
 }
 
 type backupRow struct {
 	ID, Node, Start, End, Size, Outcome, Error, Copies string
 	Good, Safe                                         bool
+	Verify                                             string // newest verification, one line
+	VerifyOK                                           bool
 }
 
 // backupSpace is the free space of the target's filesystem against the
@@ -123,15 +140,100 @@ func (s *Server) backups(ctx context.Context) (*backupsView, *policy.Policy, err
 			local[b.Job] = b
 		}
 	}
+	var verified []agent.VerifyEntry
+	ops := map[string]agent.BackupOp{}
+	if bo, ok := s.b.(backupOperator); ok {
+		if verified, err = bo.VerifyLog().Read(); err != nil {
+			s.log.Warn("web console: cannot read the verification log", "error", err.Error())
+		}
+		for _, op := range bo.BackupOps() {
+			ops[op.Job] = op
+		}
+	}
 	for _, b := range p.Backups {
-		v.Jobs = append(v.Jobs, describeJob(b, now, local))
+		j := describeJob(b, now, local)
+		describeVerifies(&j, b, verified, now)
+		if op, ok := ops[b.Name]; ok {
+			j.Operation = &op
+			j.OpText = op.Text(now, clockText(op.Started, op.Running))
+		}
+		v.Jobs = append(v.Jobs, j)
 	}
 	return v, p, nil
 }
 
+// clockText renders times for the page: the clock time alone for the
+// start of what is running now, the date too otherwise.
+func clockText(started time.Time, running bool) func(time.Time) string {
+	return func(t time.Time) string {
+		if t.Equal(started) && running {
+			return t.UTC().Format("15:04:05")
+		}
+		return t.UTC().Format("2006-01-02 15:04:05")
+	}
+}
+
+// describeVerifies fills in the last verify of the job, of each store and
+// of each backup from the verification log and from the catalogue's copy
+// states (a copy is verified on arrival when a run makes it).
+func describeVerifies(j *backupJob, b *policy.Backup, log []agent.VerifyEntry, now time.Time) {
+	entries := slices.DeleteFunc(slices.Clone(log), func(e agent.VerifyEntry) bool { return e.Job != b.Name })
+	// A copy checked by a logged verify has its catalogue state refreshed
+	// by that verify: only copies never verified since their run count
+	// from the catalogue.
+	logged := map[[2]string]bool{}
+	for _, e := range entries {
+		logged[[2]string{e.Store, e.ID}] = true
+	}
+	stores := []string{agent.StoreTarget}
+	if j.CopyTo != "" {
+		stores = append(stores, "copy")
+	}
+	for _, run := range j.History {
+		for _, w := range run.Want {
+			if !slices.Contains(stores, w) {
+				stores = append(stores, w)
+			}
+		}
+		if !run.Good() {
+			continue
+		}
+		for _, c := range run.Copies {
+			e := agent.VerifyEntry{Job: b.Name, Store: c.Replica, Location: c.Location, ID: run.ID, At: c.VerifiedAt, OK: c.Verified,
+				Error: c.Error, Bytes: agent.StoredBytes(run.Record), Node: run.Node, By: "copy check in the catalogue"}
+			if !c.Verified {
+				e.At = run.End
+			}
+			if !e.At.IsZero() && !logged[[2]string{c.Replica, run.ID}] {
+				entries = append(entries, e)
+			}
+		}
+	}
+	slices.SortStableFunc(entries, func(a, b agent.VerifyEntry) int { return a.At.Compare(b.At) })
+	format := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " (" + ago(now, t) + ")" }
+	if e, ok := agent.LastVerify(entries, b.Name, "", ""); ok {
+		j.LastVerify = &e
+	}
+	for _, st := range stores {
+		sv := storeVerify{Store: st}
+		if e, ok := agent.LastVerify(entries, b.Name, st, ""); ok {
+			sv.LastVerify = &e
+		}
+		j.Stores = append(j.Stores, sv)
+	}
+	for i := range j.History {
+		if e, ok := agent.LastVerify(entries, b.Name, "", j.History[i].ID); ok {
+			j.History[i].LastVerify = &e
+			if i < len(j.Rows) {
+				j.Rows[i].Verify, j.Rows[i].VerifyOK = e.Text(format), e.OK
+			}
+		}
+	}
+}
+
 func describeJob(b *policy.Backup, now time.Time, local map[string]agent.BackupState) backupJob {
 	j := backupJob{Name: b.Name, Kind: b.Kind, Schedule: b.Schedule, Timezone: "UTC", Group: b.Group, CatchUp: b.CatchUp,
-		History: []backupRun{}, NextText: "-", StateText: "no run since the agent started"}
+		History: []backupRun{}, Stores: []storeVerify{}, NextText: "-", StateText: "no run since the agent started"}
 	loc := b.Location
 	if loc == nil {
 		loc = time.UTC
@@ -350,11 +452,18 @@ func (s *Server) backupsPage(w http.ResponseWriter, r *http.Request, p *principa
 	if job := r.URL.Query().Get("started"); job != "" && slices.ContainsFunc(v.Jobs, func(j backupJob) bool { return j.Name == job }) {
 		pd.Flash = "Backup job " + job + " started: its progress shows below."
 	}
+	for _, op := range []string{"verify", "restore"} {
+		if job := r.URL.Query().Get(op); job != "" && slices.ContainsFunc(v.Jobs, func(j backupJob) bool { return j.Name == job }) {
+			pd.Flash = strings.ToUpper(op[:1]) + op[1:] + " of a backup of " + job + " started: its progress shows below."
+		}
+	}
 	if p.sess != nil {
 		pd.CSRF = p.sess.csrf
 	}
 	// While a run is in progress the page follows it.
-	if slices.ContainsFunc(v.Jobs, func(j backupJob) bool { return j.State != nil && j.State.Running }) {
+	if slices.ContainsFunc(v.Jobs, func(j backupJob) bool {
+		return j.State != nil && j.State.Running || j.Operation != nil && j.Operation.Running
+	}) {
 		pd.Refresh = 2
 	}
 	s.renderData(w, http.StatusOK, "backups", pd)
@@ -363,6 +472,11 @@ func (s *Server) backupsPage(w http.ResponseWriter, r *http.Request, p *principa
 type backupsPageView struct {
 	*backupsView
 	CanOperate bool
+}
+
+// VerifyText is a verification in one line for the page.
+func (v backupsPageView) VerifyText(e *agent.VerifyEntry) string {
+	return e.Text(func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " (" + ago(v.Now, t) + ")" })
 }
 
 func (s *Server) backupConfirmPage(w http.ResponseWriter, r *http.Request, p *principal, job string) {
@@ -413,4 +527,216 @@ func (s *Server) apiBackupRun(w http.ResponseWriter, r *http.Request, _ *princip
 		return
 	}
 	writeJSON(w, http.StatusOK, operatorResponse{Result: "started", Title: op.Title, Effects: op.Effects})
+}
+
+// backupOperator is what verify and restore need from the backend;
+// *agent.Agent implements it. A backend without it (a test double) answers
+// 501.
+type backupOperator interface {
+	VerifyBackup(ctx context.Context, req agent.VerifyRequest) (agent.BackupOp, error)
+	PlanRestore(ctx context.Context, req agent.RestoreRequest) (agent.RestorePlan, error)
+	RestoreBackup(ctx context.Context, req agent.RestoreRequest) (agent.BackupOp, error)
+	BackupOps() []agent.BackupOp
+	VerifyLog() agent.VerifyLog
+}
+
+var _ backupOperator = (*agent.Agent)(nil)
+
+func (s *Server) operator() (backupOperator, error) {
+	if bo, ok := s.b.(backupOperator); ok {
+		return bo, nil
+	}
+	return nil, badRequest(http.StatusNotImplemented, "this console's backend cannot verify or restore backups")
+}
+
+// backupOpError turns the agent's refusal into a request error with the
+// status the user's mistake deserves.
+func backupOpError(err error) error {
+	code := http.StatusServiceUnavailable
+	switch {
+	case errors.Is(err, agent.ErrUnknownJob), errors.Is(err, backup.ErrNotFound), errors.Is(err, agent.ErrUnknownStore):
+		code = http.StatusNotFound
+	case errors.Is(err, backup.ErrInvalidName), errors.Is(err, agent.ErrBadTarget):
+		code = http.StatusBadRequest
+	case errors.Is(err, agent.ErrBusy), errors.Is(err, backup.ErrTargetNotEmpty), errors.Is(err, agent.ErrNotStored):
+		code = http.StatusConflict
+	case errors.Is(err, agent.ErrNoExecutor):
+		code = http.StatusNotImplemented
+	}
+	return badRequest(code, "%v", err)
+}
+
+func (s *Server) verifyBackup(ctx context.Context, req agent.VerifyRequest) (agent.BackupOp, error) {
+	if req.Job == "" {
+		return agent.BackupOp{}, badRequest(http.StatusBadRequest, "job is required")
+	}
+	bo, err := s.operator()
+	if err != nil {
+		return agent.BackupOp{}, err
+	}
+	op, err := bo.VerifyBackup(ctx, req)
+	if err != nil {
+		return op, backupOpError(err)
+	}
+	s.log.Info("web console: backup verify started by operator", "job", op.Job, "id", op.ID, "store", op.Store, "by", req.By)
+	return op, nil
+}
+
+func (s *Server) planRestore(ctx context.Context, req agent.RestoreRequest) (agent.RestorePlan, error) {
+	switch {
+	case req.Job == "":
+		return agent.RestorePlan{}, badRequest(http.StatusBadRequest, "job is required")
+	case req.ID == "":
+		return agent.RestorePlan{}, badRequest(http.StatusBadRequest, "id is required (an id from the history, or \"latest\")")
+	}
+	bo, err := s.operator()
+	if err != nil {
+		return agent.RestorePlan{}, err
+	}
+	plan, err := bo.PlanRestore(ctx, req)
+	if err != nil {
+		return plan, backupOpError(err)
+	}
+	return plan, nil
+}
+
+func (s *Server) restoreBackup(ctx context.Context, req agent.RestoreRequest) (agent.BackupOp, agent.RestorePlan, error) {
+	plan, err := s.planRestore(ctx, req)
+	if err != nil {
+		return agent.BackupOp{}, plan, err
+	}
+	bo, _ := s.operator()
+	op, err := bo.RestoreBackup(ctx, req)
+	if err != nil {
+		return op, plan, backupOpError(err)
+	}
+	s.log.Info("web console: backup restore started by operator", "job", op.Job, "id", op.ID, "into", op.Into, "by", req.By)
+	return op, plan, nil
+}
+
+// backupVerifyForm is the history's "verify" button.
+func (s *Server) backupVerifyForm(w http.ResponseWriter, r *http.Request, p *principal) {
+	op, err := s.verifyBackup(r.Context(), agent.VerifyRequest{Job: r.PostFormValue("job"), ID: r.PostFormValue("id"),
+		Store: r.PostFormValue("store"), By: "console"})
+	if err != nil {
+		s.errorPage(w, r, p, requestCode(err), err.Error())
+		return
+	}
+	http.Redirect(w, r, "/backups?"+url.Values{"verify": {op.Job}}.Encode()+"#job-"+op.Job, http.StatusSeeOther)
+}
+
+// restoreView is the restore page: a form asking for the target, or, once
+// one is given and checked, the confirmation.
+type restoreView struct {
+	Job, ID, Kind, Dir, File string
+	Record                   *backup.Record
+	Plan                     *agent.RestorePlan
+	Error                    string
+}
+
+// backupRestorePage asks where to restore and then confirms exactly what
+// will happen; only the POST from the confirmation starts the restore.
+func (s *Server) backupRestorePage(w http.ResponseWriter, r *http.Request, p *principal) {
+	q := r.URL.Query()
+	req := agent.RestoreRequest{Job: q.Get("job"), ID: q.Get("id"), Dir: strings.TrimSpace(q.Get("dir")), File: strings.TrimSpace(q.Get("file")), By: "console"}
+	v := restoreView{Job: req.Job, ID: req.ID, Dir: req.Dir, File: req.File}
+	pol, err := s.loadBackupPolicy(r.Context())
+	if err != nil {
+		s.errorPage(w, r, p, requestCode(err), err.Error())
+		return
+	}
+	i := slices.IndexFunc(pol.Backups, func(b *policy.Backup) bool { return b.Name == req.Job })
+	if i < 0 {
+		s.errorPage(w, r, p, http.StatusNotFound, fmt.Sprintf("unknown backup job %q", req.Job))
+		return
+	}
+	v.Kind = pol.Backups[i].Kind
+	_, target, _, err := agent.JobFromPolicy(pol.Backups[i])
+	if err == nil {
+		var rec backup.Record
+		rec, err = agent.FindRecord(target, req.Job, req.ID)
+		v.Record = &rec
+	}
+	if err != nil {
+		err = backupOpError(err)
+		s.errorPage(w, r, p, requestCode(err), err.Error())
+		return
+	}
+	code := http.StatusOK
+	if req.Dir != "" || req.File != "" {
+		plan, err := s.planRestore(r.Context(), req)
+		if err != nil {
+			v.Error, code = err.Error(), requestCode(err)
+		} else {
+			v.Plan = &plan
+		}
+	}
+	s.render(w, code, "backup-restore", p, "Restore "+req.Job+"/"+req.ID, v)
+}
+
+func (s *Server) backupRestoreForm(w http.ResponseWriter, r *http.Request, p *principal) {
+	op, _, err := s.restoreBackup(r.Context(), agent.RestoreRequest{Job: r.PostFormValue("job"), ID: r.PostFormValue("id"),
+		Dir: r.PostFormValue("dir"), File: r.PostFormValue("file"), By: "console"})
+	if err != nil {
+		s.errorPage(w, r, p, requestCode(err), err.Error())
+		return
+	}
+	http.Redirect(w, r, "/backups?"+url.Values{"restore": {op.Job}}.Encode()+"#job-"+op.Job, http.StatusSeeOther)
+}
+
+// backupOpResponse answers POST /api/v1/backups/verify and /restore.
+type backupOpResponse struct {
+	Result    string         `json:"result"`
+	Operation agent.BackupOp `json:"operation"`
+	Effects   []string       `json:"effects,omitempty"`
+}
+
+func (s *Server) apiBackupVerify(w http.ResponseWriter, r *http.Request, _ *principal) {
+	var req agent.VerifyRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	req.By = "api"
+	op, err := s.verifyBackup(r.Context(), req)
+	if err != nil {
+		writeError(w, requestCode(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, backupOpResponse{Result: "started", Operation: op})
+}
+
+func (s *Server) apiBackupRestore(w http.ResponseWriter, r *http.Request, _ *principal) {
+	var req agent.RestoreRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	req.By = "api"
+	op, plan, err := s.restoreBackup(r.Context(), req)
+	if err != nil {
+		writeError(w, requestCode(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, backupOpResponse{Result: "started", Operation: op, Effects: plan.Effects})
+}
+
+// apiBackupVerifications is GET /api/v1/backups/verifications: the whole
+// verification log, oldest first (?job= filters).
+func (s *Server) apiBackupVerifications(w http.ResponseWriter, r *http.Request, _ *principal) {
+	bo, err := s.operator()
+	if err != nil {
+		writeError(w, requestCode(err), "%v", err)
+		return
+	}
+	entries, err := bo.VerifyLog().Read()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	if job := r.URL.Query().Get("job"); job != "" {
+		entries = slices.DeleteFunc(entries, func(e agent.VerifyEntry) bool { return e.Job != job })
+	}
+	if entries == nil {
+		entries = []agent.VerifyEntry{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"verifications": entries})
 }

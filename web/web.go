@@ -182,6 +182,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /simulate", s.page(false, s.simulatePage))
 	m.HandleFunc("POST /simulate", s.page(false, s.simulateForm))
 	m.HandleFunc("GET /backups", s.page(false, s.backupsPage))
+	m.HandleFunc("POST /backups/verify", s.page(true, s.backupVerifyForm))
+	m.HandleFunc("GET /backups/restore", s.page(true, s.backupRestorePage))
+	m.HandleFunc("POST /backups/restore", s.page(true, s.backupRestoreForm))
 	m.HandleFunc("GET /confirm", s.page(true, s.confirmPage))
 	m.HandleFunc("POST /action", s.page(true, s.actionForm))
 	files := http.StripPrefix("/static/", http.FileServerFS(s.static))
@@ -195,6 +198,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/simulate", s.api(false, s.apiSimulate))
 	m.HandleFunc("GET /api/v1/backups", s.api(false, s.apiBackups))
 	m.HandleFunc("POST /api/v1/backups/run", s.api(true, s.apiBackupRun))
+	m.HandleFunc("POST /api/v1/backups/verify", s.api(true, s.apiBackupVerify))
+	m.HandleFunc("POST /api/v1/backups/restore", s.api(true, s.apiBackupRestore))
+	m.HandleFunc("GET /api/v1/backups/verifications", s.api(false, s.apiBackupVerifications))
 	for _, op := range []string{"move", "standby", "online", "maintenance"} {
 		m.HandleFunc("POST /api/v1/"+op, s.api(true, s.apiOperator(op)))
 	}

@@ -38,9 +38,12 @@ live in the store directory params["target"] (and copies in params["copy_to"]).
       asks the local agent to run JOB now. A job bound to a group runs only on
       the node holding the group; elsewhere the agent refuses, naming that
       node. --wait waits for the outcome (exit 1 if it failed or was refused).
-  harules backup verify JOB ID [--policy P] [--json]
+  harules backup verify JOB ID [--policy P] [--store S] [--state-dir D] [--json]
       re-reads the backup and its copies and checks every checksum; exit 1 if
       anything is corrupt or missing. ID "latest" is the newest good backup.
+      --store checks one store only (target, copy or peer:NODE). Each store's
+      result is appended to the verification log D/backup-verify.json (default
+      /var/lib/harules), which the console shows as "last verify".
   harules backup restore JOB ID --to DIR          (kind files: DIR missing or empty)
   harules backup restore JOB ID --to-dsn DSN      (kind postgres: pg_restore into DSN's database)
   harules backup restore JOB ID --to-file PATH    (stream kinds: the dump, "-" for stdout)
@@ -58,6 +61,8 @@ Exit codes: 0 ok, 1 failed, corrupt or refused, 2 usage error.`,
 			&cli.StringFlag{Name: "to", Usage: "restore: directory to restore a files backup into"},
 			&cli.StringFlag{Name: "to-dsn", Usage: "restore: PostgreSQL connection string of the (existing) database to pg_restore into"},
 			&cli.StringFlag{Name: "to-file", Usage: `restore: write the dump of a stream backup to this file ("-": stdout)`},
+			&cli.StringFlag{Name: "store", Usage: `verify: check only this store ("target", "copy" or "peer:NODE"); default all`},
+			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "verify: the agent's state directory, where verifications are recorded"},
 			&cli.TimestampFlag{Name: "now", Layout: time.RFC3339, Usage: "list: compute next runs as of this time (RFC 3339)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -450,6 +455,32 @@ type backupCheckResult struct {
 	Error   string        `json:"error,omitempty"`
 	Into    string        `json:"into,omitempty"`
 	Record  *listedRecord `json:"record,omitempty"`
+	// Verified: one entry per store checked, as appended to the agent's
+	// verification log; Recorded says where (or why not).
+	Verified []agent.VerifyEntry `json:"verified,omitempty"`
+	Recorded string              `json:"recorded,omitempty"`
+}
+
+// recordVerifies appends a verify's entries to the verification log in the
+// agent's state directory, the file the console reads "last verify" from.
+// The CLI writes the file itself (under the log's flock) rather than asking
+// the agent, so the record is kept whether or not the agent runs. It says
+// where the entries went, or why they did not.
+func recordVerifies(stateDir string, entries []agent.VerifyEntry) string {
+	if len(entries) == 0 {
+		return ""
+	}
+	if fi, err := os.Stat(stateDir); err != nil || !fi.IsDir() {
+		return fmt.Sprintf("not recorded: no agent state directory %s (--state-dir)", stateDir)
+	}
+	for i := range entries {
+		entries[i].By = "cli"
+	}
+	log := agent.StateVerifyLog(stateDir)
+	if err := log.Append(entries...); err != nil {
+		return "not recorded: " + err.Error()
+	}
+	return "recorded in " + log.Path
 }
 
 func printJSON(w io.Writer, v any) error {
@@ -482,13 +513,16 @@ func backupVerify(c *cli.Context, jobName, id string) error {
 		return fail(exitFailed, "%v", err)
 	}
 	job.Replicas = append(job.Replicas, peers...)
-	r := &backup.Runner{Store: st}
-	rec, verr := r.Verify(c.Context, job, rec.ID)
+	rec, entries, verr := agent.VerifyStores(c.Context, st, job, rec.ID, c.String("store"), time.Now)
+	if errors.Is(verr, agent.ErrUnknownStore) {
+		return fail(exitUsage, "backup verify: %v", verr)
+	}
 	res := backupCheckResult{Job: jobName, ID: rec.ID, OK: verr == nil, Corrupt: errors.Is(verr, backup.ErrCorrupt),
-		Record: &listedRecord{Record: rec, Safe: rec.Safe()}}
+		Record: &listedRecord{Record: rec, Safe: rec.Safe()}, Verified: entries}
 	if verr != nil {
 		res.Error = verr.Error()
 	}
+	res.Recorded = recordVerifies(c.String("state-dir"), entries)
 	w := c.App.Writer
 	if c.Bool("json") {
 		if err := printJSON(w, res); err != nil {
@@ -508,6 +542,9 @@ func backupVerify(c *cli.Context, jobName, id string) error {
 				state = "NOT VERIFIED: " + cp.Error
 			}
 			fmt.Fprintf(w, "  copy %s at %s: %s\n", cp.Replica, orNone(cp.Location), state)
+		}
+		if res.Recorded != "" {
+			fmt.Fprintf(w, "  %s\n", res.Recorded)
 		}
 	}
 	if verr != nil {
