@@ -138,7 +138,8 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // Run runs the agent until ctx is cancelled, then hands over what it holds
-// (a planned switchover when a peer is alive) and releases everything.
+// (a planned switchover when a peer is alive) and releases everything; in
+// maintenance it leaves everything running instead (adopt.go).
 func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
@@ -174,9 +175,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("agent starting", "policy", a.cfg.PolicyPath, "policy_hash", a.policy.Hash, "incarnation", incarnation)
 
 	// Whatever a previous run left behind (after a crash) is released
-	// before this node may decide anything: it starts holding nothing.
-	a.releaseAll(ctx, "agent start: release what a previous run may have left")
-	st.Holds = map[string]time.Time{}
+	// before this node may decide anything: it starts holding nothing. In
+	// maintenance nothing is released and what still runs is adopted
+	// (adopt.go).
+	a.takeOverPreviousRun(ctx)
 
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	defer stopLoop()
@@ -204,7 +206,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopWeb()
 
 	err = a.loop(ctx)
-	a.handover()
+	if a.node.State.Maintenance {
+		a.leaveRunning() // maintenance means unmanaged: keep it all running (adopt.go)
+	} else {
+		a.handover()
+	}
 	return err
 }
 
@@ -386,7 +392,9 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-monitorTicker.C:
 			a.monitorHeld(ctx)
 		case m := <-a.monitors:
-			if _, held := a.node.State.Holds[m.group]; held && m.err != nil {
+			// In maintenance a failed monitor is not acted on (unmanaged);
+			// the first monitor after leaving it sees the state then.
+			if _, held := a.node.State.Holds[m.group]; held && m.err != nil && !a.node.State.Maintenance {
 				a.node.ResourceFailed(a.now(), m.group, m.resource, m.err)
 				dirty = true
 			}
