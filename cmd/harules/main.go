@@ -87,7 +87,7 @@ invalid input, 3 internal error.`,
 			operatorCommand("move", "run a group on a node (sticks until moved again)", "GROUP NODE", 2, "move"),
 			operatorCommand("standby", "make a node give away its groups and take none", "NODE", 1, "standby"),
 			operatorCommand("online", "end a node's standby", "NODE", 1, "online"),
-			releaseCommand(), backupCommand(), diskCommand(), databaseCommand()},
+			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

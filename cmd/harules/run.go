@@ -44,6 +44,10 @@ Signals: SIGTERM/SIGINT hand the node's groups over (the peer takes them as
 soon as they are stopped here) and release everything; SIGHUP reloads the
 policy (a policy that fails check is refused and the old one keeps running).
 
+In maintenance (harules maintenance on) none of this releases anything: a
+stop leaves the resources running, the supervisor does not release after
+the agent dies, and the next start adopts the groups that still run.
+
 Logs go to stderr as key=value lines (journald and grep both read them).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
@@ -72,7 +76,7 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				return fail(exitUsage, "run: %v", err)
 			}
 			if !c.Bool("no-supervisor") && os.Getenv(supervisedEnv) == "" {
-				return supervise(c.Context, log, c.String("policy"), node)
+				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"))
 			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
 				ControlSocket: c.String("control"), Logger: log,
@@ -111,7 +115,11 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // supervise runs the agent as a child process and cleans up after it if it
 // dies: the guarantee keepalived lacks (a killed keepalived leaves its VIP
 // configured while the backup adds it too).
-func supervise(ctx context.Context, log *slog.Logger, policyPath, node string) error {
+//
+// A node in maintenance (its saved state says so) is left alone: its
+// resources keep running while the agent is restarted, and peers do not
+// take them over (docs/policy.md, maintenance mode).
+func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fail(exitInternal, "supervisor: %v", err)
@@ -148,7 +156,15 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node string) e
 			if stopping && err == nil {
 				return nil
 			}
-			log.Error("agent died; releasing its VIPs and services", "error", fmt.Sprint(err), "exit_code", code)
+			raw := code // -1: killed by a signal
+			if code <= 0 {
+				code = exitFailed
+			}
+			if maintenanceSaysKeep(log, stateDir, false) {
+				log.Error("agent died while the node is in maintenance; leaving its VIPs and services running (not released)", "error", fmt.Sprint(err), "exit_code", raw)
+				return fail(code, "agent exited: %v", err)
+			}
+			log.Error("agent died; releasing its VIPs and services", "error", fmt.Sprint(err), "exit_code", raw)
 			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			start := time.Now()
@@ -156,12 +172,29 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node string) e
 				log.Error("release after agent death failed", "error", rerr.Error())
 			}
 			log.Info("released after agent death", "took", time.Since(start).String())
-			if code <= 0 {
-				code = exitFailed
-			}
 			return fail(code, "agent exited: %v", err)
 		}
 	}
+}
+
+// maintenanceSaysKeep reports whether the node's saved state says it is
+// in maintenance, so nothing may be released (unless forced). An unreadable
+// state releases: a VIP left up while a peer takes it over is the worse
+// failure.
+func maintenanceSaysKeep(log *slog.Logger, stateDir string, force bool) bool {
+	on, err := agent.SavedMaintenance(stateDir)
+	switch {
+	case err != nil:
+		log.Error("cannot tell whether the node is in maintenance; releasing", "state_dir", stateDir, "error", err.Error())
+		return false
+	case on && force:
+		log.Warn("the node is in maintenance, but --force: releasing anyway", "state_dir", stateDir)
+		return false
+	case on:
+		log.Warn("the node is in maintenance (its saved state says so): nothing is released; resources keep running (--force releases anyway)", "state_dir", stateDir)
+		return true
+	}
+	return false
 }
 
 func releaseCommand() *cli.Command {
@@ -169,10 +202,16 @@ func releaseCommand() *cli.Command {
 		Name:  "release",
 		Usage: "stop every resource of the policy on this node and remove harules' VIPs",
 		Description: `What the supervisor does when the agent dies; also meant for systemd's
-ExecStopPost=, so the node holds nothing once the service is down.`,
+ExecStopPost=, so the node holds nothing once the service is down.
+
+A node in maintenance (its saved state in --state-dir says so) is left
+alone: nothing is released, so harules can be restarted or upgraded while
+the services keep running. --force releases anyway.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
 			&cli.StringFlag{Name: "node", Usage: "this node's name (default: the host name)"},
+			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "the agent's state directory (tells whether the node is in maintenance)"},
+			&cli.BoolFlag{Name: "force", Usage: "release even when the node is in maintenance"},
 		},
 		Action: func(c *cli.Context) error {
 			node := c.String("node")
@@ -180,8 +219,40 @@ ExecStopPost=, so the node holds nothing once the service is down.`,
 				node, _ = os.Hostname()
 			}
 			log, _ := newLogger(c.App.ErrWriter, "info")
+			if maintenanceSaysKeep(log, c.String("state-dir"), c.Bool("force")) {
+				return nil
+			}
 			if err := agent.Release(c.Context, c.String("policy"), node, log); err != nil {
 				return fail(exitFailed, "%v", err)
+			}
+			return nil
+		},
+	}
+}
+
+func maintenanceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "maintenance",
+		Usage:     "put this node in maintenance mode (on) or take it out (off)",
+		ArgsUsage: "on|off",
+		Description: `In maintenance the node decides but does not act: what it holds keeps
+running unmanaged, it takes no new group, and peers do not take its groups
+over even when it goes silent. harules itself may then be stopped, upgraded
+and started again: nothing is handed over or released, and the new run
+adopts the groups that still run. See docs/policy.md, "Maintenance mode".`,
+		Flags: []cli.Flag{controlFlag},
+		Action: func(c *cli.Context) error {
+			arg := c.Args().First()
+			if c.NArg() != 1 || (arg != "on" && arg != "off") {
+				return fail(exitUsage, "maintenance: want on or off")
+			}
+			if err := agent.NewClient(c.String("control")).Do(c.Context, "maintenance", "", "", arg == "on"); err != nil {
+				return fail(exitFailed, "%v", err)
+			}
+			if arg == "on" {
+				fmt.Fprintln(c.App.Writer, "maintenance on: accepted; this node now decides but does not act, and `harules run` may be restarted without moving anything")
+			} else {
+				fmt.Fprintln(c.App.Writer, "maintenance off: accepted; this node acts on its decisions again")
 			}
 			return nil
 		},
