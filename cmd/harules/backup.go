@@ -640,9 +640,8 @@ func backupRestore(c *cli.Context, jobName, id string) error {
 	return nil
 }
 
-// restoreToFile writes a stream backup's dump to path ("-": stdout). The
-// file is written under a temporary name and renamed only once the stream
-// matched its checksum, so a corrupt dump never appears under path.
+// restoreToFile writes a stream backup's dump to path ("-": stdout); see
+// agent.RestoreToFile (the console's restore writes dumps the same way).
 func restoreToFile(ctx context.Context, st *backup.Store, job, id, path string, stdout io.Writer) error {
 	if path == "-" {
 		return st.RestoreStream(ctx, job, id, stdout)
@@ -650,21 +649,5 @@ func restoreToFile(ctx context.Context, st *backup.Store, job, id, path string, 
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("%s exists; choose a new file", path)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".harules-restore-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := st.RestoreStream(ctx, job, id, f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return agent.RestoreToFile(ctx, st, job, id, path)
 }

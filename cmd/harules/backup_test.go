@@ -677,3 +677,48 @@ func TestBackupListNextRunIsWhenTheEngineRunsIt(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupVerifyIsRecorded: `backup verify` appends one entry per store
+// to the verification log in the agent's state directory, the file the
+// console reads "last verify" from; --store checks one store.
+func TestBackupVerifyIsRecorded(t *testing.T) {
+	f := newBackupFixture(t)
+	state := t.TempDir()
+	code, out, errOut := harules(t, "backup", "verify", "--policy", f.policy, "--state-dir", state, "site", f.ids[0])
+	if code != exitOK || !strings.Contains(out, "recorded in "+filepath.Join(state, agent.VerifyLogFile)) {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, errOut)
+	}
+	log := agent.StateVerifyLog(state)
+	entries, err := log.Read()
+	if err != nil || len(entries) != 2 || entries[0].Store != agent.StoreTarget || entries[1].Store != "copy" ||
+		!entries[0].OK || !entries[1].OK || entries[0].By != "cli" || entries[0].ID != f.ids[0] || entries[0].Bytes <= 0 {
+		t.Fatalf("log after verify: %v %+v", err, entries)
+	}
+	// Only the copy, which is now corrupt.
+	flipByte(t, f.dataFile(t, f.copyTo, f.ids[0]), 100)
+	code, out, errOut = harules(t, "backup", "verify", "--policy", f.policy, "--state-dir", state, "--store", "copy", "site", f.ids[0], "--json")
+	var res struct {
+		OK       bool
+		Corrupt  bool
+		Verified []agent.VerifyEntry
+		Recorded string
+	}
+	if code != exitFailed || json.Unmarshal([]byte(out), &res) != nil || res.OK || !res.Corrupt || len(res.Verified) != 1 ||
+		res.Verified[0].Store != "copy" || !strings.HasPrefix(res.Recorded, "recorded in") {
+		t.Fatalf("verify of the corrupt copy: exit %d %+v\n%s%s", code, res, out, errOut)
+	}
+	entries, _ = log.Read()
+	if len(entries) != 3 || entries[2].Store != "copy" || entries[2].OK || !entries[2].Corrupt {
+		t.Fatalf("log after the failed verify: %+v", entries)
+	}
+	if code, _, errOut := harules(t, "backup", "verify", "--policy", f.policy, "--state-dir", state, "--store", "tape", "site", f.ids[0]); code != exitUsage || !strings.Contains(errOut, `unknown store "tape"`) {
+		t.Errorf("unknown store: exit %d: %s", code, errOut)
+	}
+	// Without a state directory (not on a node) the verify still runs and
+	// says it was not recorded.
+	missing := filepath.Join(t.TempDir(), "none")
+	code, out, _ = harules(t, "backup", "verify", "--policy", f.policy, "--state-dir", missing, "site", f.ids[1])
+	if code != exitOK || !strings.Contains(out, "not recorded: no agent state directory") {
+		t.Errorf("verify without a state dir: exit %d\n%s", code, out)
+	}
+}
