@@ -355,6 +355,12 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 	monitorTicker := time.NewTicker(time.Second)
 	defer monitorTicker.Stop()
+	// A start refused for now (a disk waiting for a dead holder's lease)
+	// is due again at a known instant, which may fall between ticks.
+	var retryCh <-chan struct{}
+	if w, ok := a.exec.(RetryWaiter); ok {
+		retryCh = w.Wake()
+	}
 	lastStep := time.Time{}
 	detect := newDetectionTimer()
 	defer detect.stop()
@@ -391,6 +397,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			detect.judged(a.now())
 		case <-monitorTicker.C:
 			a.monitorHeld(ctx)
+		case <-retryCh:
+			dirty = true
 		case m := <-a.monitors:
 			// In maintenance a failed monitor is not acted on (unmanaged);
 			// the first monitor after leaving it sees the state then.
@@ -472,6 +480,7 @@ func probeFact(f probes.Fact) facts.Probe {
 func (a *Agent) step(ctx context.Context) {
 	now := a.now()
 	d := a.node.Step(ctx, now)
+	a.keepRetryWaits(d)
 	rep := a.node.Report()
 	if rep != a.lastRpt {
 		a.lastRpt = rep

@@ -84,11 +84,18 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
+	var retryWaits map[string]string // starts refused for now by the executor
+	if w, ok := a.exec.(RetryWaiter); ok {
+		retryWaits = w.StartWaits(now)
+	}
 	for i, gp := range d.Placement {
 		gs := GroupStatus{Name: gp.Group, Target: gp.Node, Reason: gp.Reason, Holders: f.Groups[i].Holders}
 		for _, act := range d.Plan {
 			if act.Group == gp.Group && act.Wait != "" {
 				gs.Wait = act.Wait
+			}
+			if act.Group == gp.Group && act.Node == a.cfg.Node && act.Op == engine.OpStart && act.Ready && gs.Wait == "" {
+				gs.Wait = retryWaits[gp.Group]
 			}
 		}
 		st.Groups = append(st.Groups, gs)

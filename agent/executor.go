@@ -36,6 +36,8 @@ type Executor struct {
 
 	bk        backups
 	disks     *disk.Manager
+	leases    leaseWaits       // disk starts waiting for a lease (disk.go)
+	now       func() time.Time // the clock of lease waits
 	mu        sync.Mutex
 	vips      map[string]*vip.Manager
 	services  map[string]service.Runner
@@ -46,7 +48,7 @@ var _ engine.Executor = (*Executor)(nil)
 
 // NewExecutor returns an executor for node.
 func NewExecutor(node string, log *slog.Logger) *Executor {
-	return &Executor{node: node, log: log, ProbeTimeout: 100 * time.Millisecond,
+	return &Executor{node: node, log: log, ProbeTimeout: 100 * time.Millisecond, now: time.Now,
 		vips: map[string]*vip.Manager{}, services: map[string]service.Runner{},
 		announces: map[netip.Prefix]context.CancelFunc{},
 		bk:        backups{stores: map[string]*backup.Store{}, running: map[string]bool{}}}
@@ -103,7 +105,7 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		}
 		return run.Start(ctx)
 	case policy.KindDisk:
-		return e.executeDisk(ctx, r, a.Op == engine.OpStart)
+		return e.executeDisk(ctx, a.Group, r, a.Op == engine.OpStart)
 	case policy.KindDatabase:
 		return e.executeDatabase(ctx, r, a.Op == engine.OpStart)
 	}
@@ -138,7 +140,7 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 		}
 		return run.Stop(ctx)
 	case policy.KindDisk:
-		return e.executeDisk(ctx, r, false)
+		return e.executeDisk(ctx, "", r, false)
 	case policy.KindDatabase:
 		return e.executeDatabase(ctx, r, false)
 	}
@@ -206,6 +208,7 @@ func (e *Executor) Close() {
 	if e.disks != nil {
 		e.disks.Close()
 	}
+	e.leases.stop()
 }
 
 func (e *Executor) manager(count int, interval time.Duration) (*vip.Manager, error) {

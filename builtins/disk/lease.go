@@ -77,6 +77,10 @@ type HeldError struct {
 	// Unchanged is how long this node has seen the holder's slot unchanged;
 	// Remaining is how much longer it must stay unchanged to count as dead.
 	Unchanged, Remaining time.Duration
+	// Since is when this node first read the holder's current slot value
+	// (by this node's clock): it moves exactly when the holder writes, so a
+	// caller waiting for the lease to expire can tell a live holder.
+	Since time.Time
 }
 
 func (e *HeldError) Error() string {
@@ -198,7 +202,7 @@ func (l *Lease) liveClaim(now time.Time) *HeldError {
 		if age >= wait {
 			continue // dead: unchanged for longer than any live holder may go without renewing
 		}
-		e := &HeldError{Device: l.cfg.Area.Device, Holder: o.slot.Node, Claim: o.slot.Claim, Unchanged: age, Remaining: wait - age}
+		e := &HeldError{Device: l.cfg.Area.Device, Holder: o.slot.Node, Claim: o.slot.Claim, Unchanged: age, Remaining: wait - age, Since: o.since}
 		if found == nil || (e.Claim == ClaimHeld && found.Claim != ClaimHeld) {
 			found = e
 		}

@@ -18,10 +18,13 @@ import (
 // power. node2 declares it dead after ~1.5 s, but mounts only once node1's
 // lease has expired on node2's clock (lease + margin after node1's slot
 // stopped changing); then the VIP and the service follow, and the data
-// node1's service wrote is there on node2.
+// node1's service wrote is there on node2. While node2 waits for the
+// lease its loop keeps running: `harules status --json` answers and shows
+// the group waiting for node1's lease, a control request is applied, and
+// node3's heartbeats keep being read (node3 is never taken for dead).
 func TestCrashFailoverWaitsForLease(t *testing.T) {
-	l := newDiskLab(t, labOptions{})
-	ft := crashFailover(t, l)
+	l := newDiskLab(t, labOptions{nodes: 3})
+	ft := crashFailover(t, l, true)
 	t.Logf("crash failover of disk+VIP+service: %s", ft)
 }
 
@@ -35,7 +38,7 @@ func BenchmarkCrashFailover(b *testing.B) {
 		b.StopTimer()
 		l := newDiskLab(b, labOptions{})
 		b.StartTimer()
-		ft := crashFailover(b, l)
+		ft := crashFailover(b, l, false)
 		b.StopTimer()
 		b.Logf("run %d: %s", i+1, ft)
 		sum.detect += ft.detect
@@ -69,8 +72,10 @@ func (f failoverTimes) String() string {
 
 // crashFailover crashes node1 holding the group and checks that node2
 // mounts only once node1's lease has expired, never while node1 has it
-// mounted, and that the VIP, the service and the data follow.
-func crashFailover(t testing.TB, l *diskLab) failoverTimes {
+// mounted, and that the VIP, the service and the data follow. watchLoop
+// also asks node2's status and sends it a control request during the
+// lease wait (see checkLoopDuringWait).
+func crashFailover(t testing.TB, l *diskLab, watchLoop bool) failoverTimes {
 	t.Helper()
 	c := l.c
 	own := c.StartSampler(20 * time.Millisecond)
@@ -81,7 +86,12 @@ func crashFailover(t testing.TB, l *diskLab) failoverTimes {
 	})
 
 	crashAt := c.Crash("node1")
-	c.WaitFor(30*time.Second+testTiming.TakeoverWait(), "node2 mounted the disk", func() bool { return l.mounted("node2") })
+	var watch *loopWatch
+	if watchLoop {
+		watch = l.awaitMountWatchingLoop("node2", 30*time.Second+testTiming.TakeoverWait())
+	} else {
+		c.WaitFor(30*time.Second+testTiming.TakeoverWait(), "node2 mounted the disk", func() bool { return l.mounted("node2") })
+	}
 	c.WaitOwner("node2", clustertest.Group, "node2", 20*time.Second)
 	c.WaitFor(10*time.Second, "the service runs on node2 and wrote to the disk", func() bool {
 		s, err := l.nodeFile("node2", l.mp+"/app.log")
@@ -129,6 +139,9 @@ func crashFailover(t testing.TB, l *diskLab) failoverTimes {
 	}
 	if d := ownRep.DualPresent(); len(d) > 0 {
 		t.Errorf("the VIP was on two nodes at once: %s", ownRep)
+	}
+	if watch != nil {
+		l.checkLoopDuringWait(watch, crashAt, mountAt)
 	}
 	l.assertNothingBelowMount()
 	return failoverTimes{detect: waitAt.Sub(crashAt), leaseWait: acquiredAt.Sub(waitAt), mount: mountedAt.Sub(acquiredAt),

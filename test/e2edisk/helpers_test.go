@@ -46,8 +46,8 @@ func init() {
 	}
 }
 
-// diskLab is a two-node cluster whose group "web" is disk + VIP + service
-// on a shared loop device.
+// diskLab is a cluster (two nodes unless told) whose group "web" is disk +
+// VIP + service on a shared loop device.
 type diskLab struct {
 	t   testing.TB
 	c   *clustertest.Cluster
@@ -58,6 +58,9 @@ type diskLab struct {
 }
 
 type labOptions struct {
+	// nodes is the number of nodes (default 2); the group prefers node1,
+	// then node2.
+	nodes int
 	// diskHeartbeat adds the heartbeat path "disk" on the shared device.
 	diskHeartbeat bool
 	// diskParams are more disk(...) arguments, e.g. `stop_grace = "1s"`.
@@ -101,7 +104,7 @@ func newDiskLab(t testing.TB, o labOptions) *diskLab {
 	if o.diskHeartbeat {
 		po.DiskHeartbeat = dev
 	}
-	l.c = clustertest.New(t, clustertest.Options{Policy: po})
+	l.c = clustertest.New(t, clustertest.Options{Nodes: o.nodes, Policy: po})
 	l.c.StartAll()
 	l.c.WaitOwner("node1", clustertest.Group, "node1", 30*time.Second)
 	l.c.WaitOwner("node2", clustertest.Group, "node1", 10*time.Second)
