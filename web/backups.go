@@ -222,13 +222,37 @@ func describeVerifies(j *backupJob, b *policy.Backup, log []agent.VerifyEntry, n
 		j.Stores = append(j.Stores, sv)
 	}
 	for i := range j.History {
-		if e, ok := agent.LastVerify(entries, b.Name, "", j.History[i].ID); ok {
-			j.History[i].LastVerify = &e
-			if i < len(j.Rows) {
-				j.Rows[i].Verify, j.Rows[i].VerifyOK = e.Text(format), e.OK
+		id := j.History[i].ID
+		e, ok := agent.LastVerify(entries, b.Name, "", id)
+		if !ok {
+			continue
+		}
+		j.History[i].LastVerify = &e
+		if i >= len(j.Rows) {
+			continue
+		}
+		// The row says how the backup fared in each store it was checked
+		// in, and when it was last checked.
+		var parts []string
+		allOK := true
+		for _, st := range stores {
+			if se, ok := agent.LastVerify(entries, b.Name, st, id); ok {
+				parts = append(parts, st+" "+verdict(se))
+				allOK = allOK && se.OK
 			}
 		}
+		j.Rows[i].Verify, j.Rows[i].VerifyOK = strings.Join(parts, ", ")+" · "+format(e.At), allOK
 	}
+}
+
+func verdict(e agent.VerifyEntry) string {
+	switch {
+	case e.OK:
+		return "ok"
+	case e.Corrupt:
+		return "CORRUPT"
+	}
+	return "FAILED"
 }
 
 func describeJob(b *policy.Backup, now time.Time, local map[string]agent.BackupState) backupJob {

@@ -203,3 +203,83 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	saveScreenshot(t, ctx, shots, "console-alert.png")
 }
+
+// TestBrowserBackupVerifyRestore drives the backups page of a real agent
+// in a browser: verify a stored backup with the history's button and see
+// the last verify on the page, then restore it through the target form and
+// the confirmation page into a new directory.
+func TestBrowserBackupVerifyRestore(t *testing.T) {
+	ba := startBackupAgent(t)
+	h := ba.runBackup(t, "conf")
+	ctx := newChrome(t)
+	shots := t.TempDir()
+	base := ba.b.base
+	byID := func(id string) chromedp.CSS { return chromedp.CSS(`[id="` + id + `"]`) } // backup ids hold dots
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/backups"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), operatorToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("groups")),
+		chromedp.Navigate(base+"/backups"),
+		chromedp.WaitVisible(byID("verify-conf-"+h.ID)),
+		chromedp.Click(byID("verify-conf-"+h.ID)),
+		chromedp.WaitVisible(chromedp.ID("flash")),
+	); err != nil {
+		t.Fatalf("log in and press verify: %v", err)
+	}
+	// The page reloads itself while the verify runs; read it until done.
+	var lastVerify string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := chromedp.Do(ctx, chromedp.Navigate(base+"/backups")); err != nil {
+			t.Fatalf("load the backups page: %v", err)
+		}
+		var err error
+		if lastVerify, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#job-conf .last-verify`))); err != nil {
+			t.Fatalf("read the last verify: %v", err)
+		}
+		if strings.Count(lastVerify, "ok at") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the page never showed the verify of both stores: %q", lastVerify)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(lastVerify, h.ID+" in target") || !strings.Contains(lastVerify, "(console)") {
+		t.Errorf("last verify on the page: %q", lastVerify)
+	}
+	saveScreenshot(t, ctx, shots, "console-backups-verify.png")
+
+	into := filepath.Join(ba.dir, "restored-by-browser")
+	if err := chromedp.Do(ctx,
+		chromedp.Click(byID("restore-conf-"+h.ID)),
+		chromedp.WaitVisible(chromedp.ID("dir")),
+		chromedp.SendKeys(chromedp.ID("dir"), into),
+		chromedp.Click(chromedp.ID("next")),
+		chromedp.WaitVisible(chromedp.ID("confirm")),
+	); err != nil {
+		t.Fatalf("open the restore confirmation: %v", err)
+	}
+	effects, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("effects")))
+	if err != nil {
+		t.Fatalf("read the effects: %v", err)
+	}
+	if !strings.Contains(effects, "extracted into "+into) || !strings.Contains(effects, "live data and the store stay as they are") {
+		t.Fatalf("the confirmation does not say what will happen: %q", effects)
+	}
+	if _, err := os.Stat(into); !os.IsNotExist(err) {
+		t.Fatalf("the restore started before the confirmation: %v", err)
+	}
+	saveScreenshot(t, ctx, shots, "console-backups-restore.png")
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash"))); err != nil {
+		t.Fatalf("confirm the restore: %v", err)
+	}
+	if op := ba.waitOp(t, "conf", "restore", h.ID); !op.OK {
+		t.Fatalf("restore: %+v", op)
+	}
+	if got, want := treeOf(t, into), treeOf(t, ba.src); got != want {
+		t.Fatalf("the restored tree differs:\n got %s\nwant %s", got, want)
+	}
+}
