@@ -42,13 +42,18 @@ type Record struct {
 	// parse Text. Actions: Op and Resource ("fence:PEER" for a fence), and
 	// TakeoverFrom when the start proceeds without peers declared dead.
 	// Path and peer records: Peer, Path (path records) and State ("up",
-	// "down"; "alive", "dead").
+	// "down"; "alive", "dead"). Placement records: Target, the node the
+	// group should run on ("" for nowhere).
 	Op           string   `json:"op,omitempty"`
 	Resource     string   `json:"resource,omitempty"`
 	TakeoverFrom []string `json:"takeover_from,omitempty"`
 	Peer         string   `json:"peer,omitempty"`
 	Path         string   `json:"path,omitempty"`
 	State        string   `json:"state,omitempty"`
+	Target       string   `json:"target,omitempty"`
+	// DryRun marks an action record of a node in maintenance: it says what
+	// would have run; nothing ran.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Record kinds.
@@ -188,7 +193,8 @@ func (n *Node) recordDecision(now time.Time, d *Decision) {
 			if target == "" {
 				target = "nowhere (stopped)"
 			}
-			n.rec(now, RecPolicy, gp.Group, fmt.Sprintf("%s should run on %s", gp.Group, target), gp.Reason, nil)
+			n.emit(Record{At: now, Node: n.Name, Kind: RecPolicy, Group: gp.Group, Target: gp.Node,
+				Text: fmt.Sprintf("%s should run on %s", gp.Group, target), Reason: gp.Reason}, nil)
 			n.targets[gp.Group] = gp.Node
 		}
 	}
@@ -233,7 +239,8 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 		actions := byGroup[g]
 		if n.State.Maintenance {
 			for _, a := range actions {
-				n.recAction(now, a, "maintenance: would "+a.Op+" "+a.Resource+": "+a.Detail, a.Reason, nil)
+				n.emit(Record{At: now, Node: n.Name, Kind: RecAction, Group: a.Group, Text: "maintenance: would " + a.Op + " " + a.Resource + ": " + a.Detail,
+					Reason: a.Reason, Op: a.Op, Resource: a.Resource, TakeoverFrom: a.From, DryRun: true}, nil)
 			}
 			continue
 		}

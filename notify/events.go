@@ -163,7 +163,7 @@ func (t *translator) translate(r engine.Record) []Event {
 
 // action follows starts, stops and fences: "start vip:web-ip: add ...".
 func (t *translator) action(r engine.Record, ev func(string) Event) []Event {
-	if strings.HasPrefix(r.Text, maintenanceText) || r.Group == "" {
+	if r.DryRun || strings.HasPrefix(r.Text, maintenanceText) || r.Group == "" {
 		return nil
 	}
 	op, resource, from := r.Op, r.Resource, r.TakeoverFrom

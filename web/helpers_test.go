@@ -59,8 +59,8 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 		Groups: []agent.GroupStatus{{Name: "web", Target: "node1", Reason: "web placed on node1: score 50", Holders: []string{"node1"}}},
 		Alerts: []engine.Alert{{Name: "path-down", Severity: "warning", Message: "path backnet to node2 is down", Node: "node1", Rule: "path-alert"}},
 		Recent: []engine.Record{
-			{At: t0.Add(-time.Hour), Node: "node1", Kind: engine.RecPolicy, Group: "web", Text: "web should run on node1", Reason: "score 50"},
-			{At: t0.Add(-time.Hour), Node: "node1", Kind: engine.RecAction, Group: "web", Text: "start vip:198.51.100.10: add"},
+			{At: t0.Add(-time.Hour), Node: "node1", Kind: engine.RecPolicy, Group: "web", Target: "node1", Text: "web should run on node1", Reason: "score 50"},
+			{At: t0.Add(-time.Hour), Node: "node1", Kind: engine.RecAction, Group: "web", Op: engine.OpStart, Resource: "vip:198.51.100.10", Text: "start vip:198.51.100.10: add"},
 			{At: t0.Add(-time.Minute), Node: "node1", Kind: engine.RecPath, Text: "path backnet to node2 down"},
 			{At: t0.Add(-time.Minute), Node: "node1", Kind: engine.RecAlert, Text: "path-down [warning] path backnet to node2 is down"},
 		},

@@ -77,13 +77,13 @@ func holderSpans(st *agent.Status, recs []engine.Record) ([]holderSpan, []failov
 	for _, r := range recs {
 		switch r.Kind {
 		case engine.RecAction:
-			if r.Node != st.Node || r.Group == "" || r.Error != "" {
+			if r.Node != st.Node || r.Group == "" || r.Error != "" || r.DryRun {
 				continue
 			}
-			switch {
-			case strings.HasPrefix(r.Text, engine.OpStart+" "):
+			switch r.Op {
+			case engine.OpStart:
 				set(r.Group, r.Node, true, r.At)
-			case strings.HasPrefix(r.Text, engine.OpStop+" "):
+			case engine.OpStop:
 				if l := lanes[r.Group]; l == nil || l.holder == r.Node {
 					next := ""
 					if l != nil {
@@ -93,12 +93,9 @@ func holderSpans(st *agent.Status, recs []engine.Record) ([]holderSpan, []failov
 				}
 			}
 		case engine.RecPolicy:
-			target, ok := strings.CutPrefix(r.Text, r.Group+" should run on ")
-			if !ok || r.Group == "" || target == st.Node {
+			target := r.Target
+			if r.Group == "" || target == st.Node {
 				continue // this node's own holding starts with its start
-			}
-			if strings.HasPrefix(target, "nowhere") {
-				target = ""
 			}
 			if l := lanes[r.Group]; l != nil && l.holder == st.Node {
 				l.next = target // the stop here ends it; the peer starts after
@@ -106,8 +103,8 @@ func holderSpans(st *agent.Status, recs []engine.Record) ([]holderSpan, []failov
 			}
 			set(r.Group, target, false, r.At)
 		case engine.RecPeer:
-			peer, state, ok := strings.Cut(r.Text, " is ")
-			if !ok || state != "dead" {
+			peer := r.Peer
+			if r.State != "dead" {
 				continue
 			}
 			for _, g := range slices.Sorted(maps.Keys(lanes)) {

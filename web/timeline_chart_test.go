@@ -17,26 +17,31 @@ import (
 // node2 then nowhere.
 func failoverRecords() []engine.Record {
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	// Records carry the structured fields the engine writes; the chart
+	// reads those, not the text.
 	rec := func(s int, node, kind, group, text, errText string) engine.Record {
 		return engine.Record{At: at(s), Node: node, Kind: kind, Group: group, Text: text, Error: errText}
 	}
+	target := func(r engine.Record, node string) engine.Record { r.Target = node; return r }
+	act := func(r engine.Record, op, resource string) engine.Record { r.Op, r.Resource = op, resource; return r }
+	peer := func(r engine.Record, name, state string) engine.Record { r.Peer, r.State = name, state; return r }
+	dry := func(r engine.Record) engine.Record { r.DryRun = true; return r }
 	return []engine.Record{
-		rec(-60, "node1", engine.RecPolicy, "web", "web should run on node1", ""),
-		rec(-60, "node1", engine.RecAction, "web", "start vip:198.51.100.10: add", ""),
-		rec(-55, "node1", engine.RecAction, "web", "maintenance: would stop vip:198.51.100.10: del", ""),
-		rec(-50, "node1", engine.RecPolicy, "web", "web should run on node2", ""),
-		rec(-50, "node1", engine.RecAction, "web", "stop vip:198.51.100.10: del", ""),
-		rec(-50, "node1", engine.RecAction, "web", "stop fs:/srv: umount", ""),
-		rec(-45, "node2", engine.RecAction, "web", "start vip:198.51.100.10: add", ""), // a peer's record: not ours
-		rec(-40, "node1", engine.RecPeer, "", "node2 is dead", ""),
-		rec(-40, "node1", engine.RecPolicy, "web", "web should run on node1", ""),
-		rec(-38, "node1", engine.RecAction, "web", "start vip:198.51.100.10: add", "address in use"),
-		rec(-36, "node1", engine.RecAction, "web", "start vip:198.51.100.10: add", ""),
-		rec(-30, "node1", engine.RecPolicy, "db", "db should run on node2", ""),
+		target(rec(-60, "node1", engine.RecPolicy, "web", "web should run on node1", ""), "node1"),
+		act(rec(-60, "node1", engine.RecAction, "web", "start vip:198.51.100.10: add", ""), engine.OpStart, "vip:198.51.100.10"),
+		dry(act(rec(-55, "node1", engine.RecAction, "web", "maintenance: would stop vip:198.51.100.10: del", ""), engine.OpStop, "vip:198.51.100.10")),
+		target(rec(-50, "node1", engine.RecPolicy, "web", "web should run on node2", ""), "node2"),
+		act(rec(-50, "node1", engine.RecAction, "web", "stop vip:198.51.100.10: del", ""), engine.OpStop, "vip:198.51.100.10"),
+		act(rec(-50, "node1", engine.RecAction, "web", "stop fs:/srv: umount", ""), engine.OpStop, "fs:/srv"),
+		act(rec(-45, "node2", engine.RecAction, "web", "start vip:198.51.100.10: add", ""), engine.OpStart, "vip:198.51.100.10"), // a peer's record: not ours
+		peer(rec(-40, "node1", engine.RecPeer, "", "node2 is dead", ""), "node2", "dead"),
+		target(rec(-40, "node1", engine.RecPolicy, "web", "web should run on node1", ""), "node1"),
+		act(rec(-38, "node1", engine.RecAction, "web", "start vip:198.51.100.10: add", "address in use"), engine.OpStart, "vip:198.51.100.10"),
+		act(rec(-36, "node1", engine.RecAction, "web", "start vip:198.51.100.10: add", ""), engine.OpStart, "vip:198.51.100.10"),
+		target(rec(-30, "node1", engine.RecPolicy, "db", "db should run on node2", ""), "node2"),
 		rec(-20, "node1", engine.RecPolicy, "db", "db should run on nowhere (stopped)", ""),
 	}
 }
-
 func TestHolderSpans(t *testing.T) {
 	st := &agent.Status{Node: "node1", Now: t0, Nodes: []agent.NodeStatus{{Name: "node1"}, {Name: "node2"}}}
 	spans, windows := holderSpans(st, failoverRecords())
