@@ -96,6 +96,8 @@ type Agent struct {
 	notify notifyHook
 	// backupPeer receives other nodes' backup copies (backup_peer.go).
 	backupPeer *peerReceiver
+	// metrics are updated as things happen (metrics.go).
+	metrics *Metrics
 }
 
 type peerReport struct {
@@ -133,7 +135,8 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error),
-		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500)}
+		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
+		metrics: NewMetrics(cfg.Node, cfg.Now)}
 	return a, nil
 }
 
@@ -168,7 +171,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startNotify(incarnation)
 	defer a.stopNotify() // after the handover: its events are sent too
-	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.exec, a.record)
+	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.instrument(a.exec), a.record)
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
 		br.OnBackupRecord(a.record) // refused and failed backups show in the records
 	}
@@ -217,6 +220,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) record(r engine.Record) {
 	a.records.add(r)
 	a.notifyRecord(r)
+	a.metrics.record(r)
 	attrs := []any{"kind", r.Kind, "at", r.At.Format(time.RFC3339Nano)}
 	if r.Group != "" {
 		attrs = append(attrs, "group", r.Group)
@@ -315,11 +319,12 @@ func (a *Agent) startProbes(ctx context.Context) {
 	if len(a.policy.Probes) == 0 {
 		return
 	}
-	a.prober = probes.NewRunner(probes.Options{Now: a.now, Logger: a.log})
+	a.prober = probes.NewRunner(probes.Options{Now: a.now, Logger: a.log, Observe: a.metrics.observeProbe})
 	for _, pr := range a.policy.Probes {
 		if len(pr.Nodes) > 0 && !contains(pr.Nodes, a.cfg.Node) {
 			continue
 		}
+		a.metrics.declareProbe(pr.Name)
 		chk, err := buildCheck(pr.Check)
 		if err != nil {
 			a.log.Error("probe cannot run; it stays unknown", "probe", pr.Name, "error", err)
@@ -490,6 +495,7 @@ func (a *Agent) step(ctx context.Context) {
 		a.kick()
 	}
 	a.publishStatus(now, d)
+	a.metrics.observeStatus(a.Status())
 	a.saveState()
 }
 

@@ -26,6 +26,10 @@ type Options struct {
 	// NotifyEveryResult sends a Fact after every run, not only when State or
 	// Flapping changes (useful when the policy reads Values such as lag).
 	NotifyEveryResult bool
+	// Observe, when set, is called after every run with the probe's Fact
+	// (its Last result and debounced State), from the probe's goroutine, so
+	// metrics see every result and not only changes. It must not block.
+	Observe func(Fact)
 }
 
 // Spec declares one probe: what to run, how often and how to debounce it.
@@ -76,6 +80,8 @@ type Runner struct {
 
 	notifyMu sync.Mutex // serialises drop-oldest sends
 	dropped  atomic.Uint64
+
+	observe func(Fact) // Options.Observe
 }
 
 type probe struct {
@@ -107,6 +113,8 @@ func NewRunner(opts Options) *Runner {
 		notify: make(chan Fact, opts.NotifyBuffer),
 		every:  opts.NotifyEveryResult,
 		probes: make(map[string]*probe),
+
+		observe: opts.Observe,
 	}
 }
 
@@ -312,6 +320,9 @@ func (r *Runner) record(p *probe, res Result) {
 
 	if changed {
 		r.log.Info("probe state changed", "probe", fact.Name, "state", fact.State, "flapping", fact.Flapping, "err", res.Err)
+	}
+	if r.observe != nil {
+		r.observe(fact)
 	}
 	if changed || r.every {
 		r.send(fact)

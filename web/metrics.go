@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"sync"
@@ -51,6 +52,14 @@ var (
 	descNotifyQueue = prometheus.NewDesc("harules_notifications_queued", "Notification events waiting for delivery.", []string{"notifier"}, nil)
 )
 
+// metricsSource is implemented by backends that keep Prometheus
+// instruments updated as things happen (*agent.Agent; see agent.Metrics).
+type metricsSource interface {
+	MetricsCollector() prometheus.Collector
+}
+
+var _ metricsSource = (*agent.Agent)(nil)
+
 func newMetrics(s *Server) *metrics {
 	m := &metrics{s: s, registry: prometheus.NewRegistry(), owners: map[string]string{},
 		decisions: prometheus.NewCounter(prometheus.CounterOpts{Name: "harules_decisions_total",
@@ -62,7 +71,17 @@ func newMetrics(s *Server) *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "harules_operator_requests_total",
 			Help: "Operator requests made through the console, by operation and result."}, []string{"op", "result"}),
 	}
-	m.registry.MustRegister(m, m.decisions, m.records, m.failovers, m.requests)
+	m.registry.MustRegister(m, m.decisions, m.records, m.failovers, m.requests, backupCollector{s})
+	// The agent's own instruments: histograms and counters of what happened
+	// (probe runs, actions, failovers, backup failures), which a status
+	// snapshot cannot give.
+	if src, ok := s.b.(metricsSource); ok {
+		if c := src.MetricsCollector(); c != nil {
+			if err := m.registry.Register(c); err != nil {
+				s.log.Error("web console: the agent's metrics cannot be served", "error", err.Error())
+			}
+		}
+	}
 	m.handler = promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return m
 }
@@ -202,3 +221,56 @@ func (s *Server) metricsHandler(w http.ResponseWriter, r *http.Request) {
 	s.poll()
 	s.metrics.handler.ServeHTTP(w, r)
 }
+
+var (
+	descBackupLastOK       = prometheus.NewDesc("harules_backup_last_success_timestamp_seconds", "End of the newest complete backup of the job in its store (Unix time; 0 when the store holds none).", []string{"job"}, nil)
+	descBackupLastSize     = prometheus.NewDesc("harules_backup_last_size_bytes", "Size of the newest complete backup of the job in its store.", []string{"job"}, nil)
+	descBackupLastDuration = prometheus.NewDesc("harules_backup_last_duration_seconds", "How long the newest complete backup of the job took.", []string{"job"}, nil)
+	descBackupRunning      = prometheus.NewDesc("harules_backup_running", "1 while a run of the job is in progress on this node.", []string{"job"}, nil)
+	descStoreFree          = prometheus.NewDesc("harules_backup_store_free_bytes", "Free space (for unprivileged users) on the filesystem of the job's store.", []string{"job", "store"}, nil)
+	descStoreFreeRatio     = prometheus.NewDesc("harules_backup_store_free_ratio", "Free share of the filesystem of the job's store (0..1).", []string{"job", "store"}, nil)
+	descStoreHeadroom      = prometheus.NewDesc("harules_backup_store_headroom_ratio", "Free share the job requires before it runs (its headroom, 0..1; 0 when the check is off).", []string{"job", "store"}, nil)
+)
+
+// backupCollector exports, at scrape time, what the backups page shows of
+// each job of the policy file: the newest complete backup in its store (the
+// store's history survives agent restarts, so "no backup for a day" holds
+// across them), a run in progress, and the store's free space against the
+// job's headroom.
+type backupCollector struct{ s *Server }
+
+// Describe sends nothing: the jobs follow the policy file.
+func (backupCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c backupCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, _, err := c.s.backups(ctx)
+	if err != nil {
+		return // the policy file does not load; the backups page says why
+	}
+	for _, j := range v.Jobs {
+		ch <- prometheus.MustNewConstMetric(descBackupRunning, prometheus.GaugeValue, b2f(j.State != nil && j.State.Running), j.Name)
+		var newest *backupRun
+		for i := range j.History { // newest first
+			if r := &j.History[i]; r.Good() && r.PrunedAt.IsZero() {
+				newest = r
+				break
+			}
+		}
+		if newest == nil {
+			ch <- prometheus.MustNewConstMetric(descBackupLastOK, prometheus.GaugeValue, 0, j.Name)
+		} else {
+			ch <- prometheus.MustNewConstMetric(descBackupLastOK, prometheus.GaugeValue, unixSeconds(newest.End), j.Name)
+			ch <- prometheus.MustNewConstMetric(descBackupLastSize, prometheus.GaugeValue, float64(newest.Bytes), j.Name)
+			ch <- prometheus.MustNewConstMetric(descBackupLastDuration, prometheus.GaugeValue, max(0, newest.End.Sub(newest.Start).Seconds()), j.Name)
+		}
+		if sp := j.Space; sp != nil {
+			ch <- prometheus.MustNewConstMetric(descStoreFree, prometheus.GaugeValue, float64(sp.FreeBytes), j.Name, j.Target)
+			ch <- prometheus.MustNewConstMetric(descStoreFreeRatio, prometheus.GaugeValue, sp.FreePercent/100, j.Name, j.Target)
+			ch <- prometheus.MustNewConstMetric(descStoreHeadroom, prometheus.GaugeValue, sp.HeadroomPercent/100, j.Name, j.Target)
+		}
+	}
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
