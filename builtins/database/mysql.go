@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -308,9 +309,19 @@ func (m *MySQL) fencedSourcePosition(ctx context.Context, addr string) (string, 
 
 // Stop makes the server read-only; connections with SUPER (MariaDB: READ
 // ONLY ADMIN) can still write unless super_read_only exists (MySQL).
+//
+// A server that is not running takes no writes: when nothing listens at
+// the DSN's address (connection refused, no socket file) Stop succeeds, so
+// the group can move away from a node whose server died. Configure
+// read_only=ON in the server's own config so that a server restarted
+// later comes back read-only.
 func (m *MySQL) Stop(ctx context.Context) error {
 	db, conn, err := m.conn(ctx)
 	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			m.log.Warn("server is not running: nothing to make read-only", "error", err)
+			return nil
+		}
 		return err
 	}
 	defer db.Close()

@@ -359,3 +359,31 @@ func TestMariaDBPromotionWithDeadSource(t *testing.T) {
 		t.Fatalf("Monitor on the promoted replica: %v", err)
 	}
 }
+
+// Stop on a node whose server is not running succeeds (it takes no
+// writes), so a group can move away from a dead server; a server that
+// answers but refuses the login is an error (it may still take writes).
+func TestMySQLStopWithServerDown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, dsn := range []string{
+		fmt.Sprintf("harules:pw@tcp(127.0.0.1:%d)/", freePort(t)),
+		"root@unix(" + filepath.Join(t.TempDir(), "no.sock") + ")/",
+	} {
+		res, err := NewMySQL(MySQLConfig{Name: "db", DSN: dsn, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Stop(ctx); err != nil {
+			t.Errorf("Stop with nothing listening at %s: %v, want nil", dsn, err)
+		}
+	}
+	m := startMaria(t, 1)
+	res, err := NewMySQL(MySQLConfig{Name: "db", DSN: fmt.Sprintf("nobody:wrong@tcp(127.0.0.1:%d)/", m.port), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Stop(ctx); err == nil {
+		t.Errorf("Stop on a running server that refuses the login succeeded; it must fail (the server may still take writes)")
+	}
+}
