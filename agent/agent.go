@@ -160,6 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.exec == nil {
 		a.real = NewExecutor(a.cfg.Node, a.log)
 		a.real.Incarnation = incarnation
+		a.real.SetVerifyLog(StateVerifyLog(a.cfg.StateDir)) // backup(params={"verify": "after"}) records its checks there
 		a.real.Policy = func() *policy.Policy { return a.node.Policy }
 		// A live holder answers an ARP probe within a millisecond on a LAN;
 		// the window is kept short because it adds to every crash failover.

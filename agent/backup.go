@@ -31,6 +31,8 @@ type backups struct {
 	state   map[string]*BackupState // job -> current or last run
 	alerts  map[string]engine.Alert // job -> alert raised by its last run
 	ops     map[string]*BackupOp    // job -> operator's running or last verify or restore
+	// verifyLog records verify="after" checks (SetVerifyLog); nil: logs only.
+	verifyLog *VerifyLog
 	// record reports outcomes to the agent's records (nil: logs only).
 	record func(engine.Record)
 	// now is the clock of progress logging and states; nil means time.Now.
@@ -205,14 +207,16 @@ func (e *Executor) Backup(_ context.Context, run engine.BackupRun) error {
 			delete(e.bk.running, run.Job)
 			e.bk.mu.Unlock()
 		}()
-		rec, err := e.runJob(context.Background(), job, target, copyTo)
+		rec, err := e.runJob(context.Background(), job, target, copyTo, b.Params["verify"] == "after")
 		e.finish(run, *state, rec, err)
 	}()
 	return nil
 }
 
-// runJob opens the stores a job needs for the duration of one run.
-func (e *Executor) runJob(ctx context.Context, job backup.Job, target, copyTo string) (backup.Record, error) {
+// runJob opens the stores a job needs for the duration of one run; with
+// verifyAfter it then re-reads the new backup from the target (copies are
+// checked on arrival anyway) and logs the check.
+func (e *Executor) runJob(ctx context.Context, job backup.Job, target, copyTo string, verifyAfter bool) (backup.Record, error) {
 	st, release, err := e.acquire(ctx, target)
 	if err != nil {
 		return backup.Record{}, fmt.Errorf("backup %s: open store %s: %w", job.Name, target, err)
@@ -227,7 +231,11 @@ func (e *Executor) runJob(ctx context.Context, job backup.Job, target, copyTo st
 		job.Replicas = append(job.Replicas, backup.NewDirReplica("copy", cs))
 	}
 	r := &backup.Runner{Store: st, Node: e.node, Log: e.log}
-	return r.Run(ctx, job)
+	rec, err := r.Run(ctx, job)
+	if verifyAfter && rec.Good() {
+		err = errors.Join(err, e.verifyAfter(ctx, st, job, rec))
+	}
+	return rec, err
 }
 
 // progressLogger returns a Job.Progress callback that keeps the state for

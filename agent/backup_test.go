@@ -102,7 +102,7 @@ func TestExecutorBackupWritesVerifiedBackup(t *testing.T) {
 	dir := t.TempDir()
 	src, target, copyTo := filepath.Join(dir, "src"), filepath.Join(dir, "store"), filepath.Join(dir, "copy")
 	writeTree(t, src, map[string]string{"a.txt": "alpha", "sub/b.txt": strings.Repeat("beta ", 10000)})
-	job := &policy.Backup{Name: "site", Kind: "files", Params: map[string]string{"target": target, "source": src, "copy_to": copyTo}}
+	job := &policy.Backup{Name: "site", Kind: "files", Params: map[string]string{"target": target, "source": src, "copy_to": copyTo, "headroom_percent": "0"}}
 	e, _, sink := backupExecutor(t, job)
 	e.bk.progressEvery = time.Nanosecond // every progress callback logs
 

@@ -575,6 +575,35 @@ func RestoreToFile(ctx context.Context, st *backup.Store, job, id, path string) 
 	return nil
 }
 
+// SetVerifyLog sets where the executor records the checks a job with
+// params verify="after" makes after each run.
+func (e *Executor) SetVerifyLog(l VerifyLog) {
+	e.bk.mu.Lock()
+	defer e.bk.mu.Unlock()
+	e.bk.verifyLog = &l
+}
+
+// verifyAfter re-reads a new backup from the target store and records the
+// check; a failure means what is on disk is not what was written.
+func (e *Executor) verifyAfter(ctx context.Context, st *backup.Store, job backup.Job, rec backup.Record) error {
+	_, entries, err := VerifyStores(ctx, st, job, rec.ID, StoreTarget, e.bk.clock)
+	for i := range entries {
+		entries[i].Node, entries[i].By = e.node, "after backup"
+	}
+	e.bk.mu.Lock()
+	log := e.bk.verifyLog
+	e.bk.mu.Unlock()
+	if log != nil {
+		if lerr := log.Append(entries...); lerr != nil {
+			e.log.Warn("backup: the check after the run could not be recorded", "job", job.Name, "id", rec.ID, "error", lerr.Error())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("backup %s/%s is stored but did not verify when read back (params verify=\"after\"): %w", job.Name, rec.ID, err)
+	}
+	return nil
+}
+
 func (e *Executor) readingDir(op *BackupOp, dir string) {
 	e.bk.mu.Lock()
 	defer e.bk.mu.Unlock()

@@ -288,3 +288,60 @@ func TestReadOffsetFollowsOpenFiles(t *testing.T) {
 		t.Fatalf("a sibling directory's prefix matched: %d", n)
 	}
 }
+
+// TestVerifyAfterRun: with params verify="after" a run re-reads its new
+// backup from the target and records the check; a backup that does not
+// read back as written fails the run.
+func TestVerifyAfterRun(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	writeTree(t, src, map[string]string{"a.txt": strings.Repeat("alpha ", 50000)})
+	job := &policy.Backup{Name: "site", Kind: "files", Params: map[string]string{"target": filepath.Join(dir, "store"), "source": src,
+		"headroom_percent": "0", "verify": "after"}}
+	e, _, _ := backupExecutor(t, job)
+	log := StateVerifyLog(t.TempDir())
+	e.SetVerifyLog(log)
+	if err := e.Backup(t.Context(), engine.BackupRun{Job: "site", Node: "n1", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	st := waitFinished(t, e, "site")
+	entries, err := log.Read()
+	if st.Outcome != "ok" || err != nil || len(entries) != 1 || entries[0].ID != st.ID || !entries[0].OK ||
+		entries[0].By != "after backup" || entries[0].Store != StoreTarget {
+		t.Fatalf("run with verify=after: %+v; log %+v %v", st, entries, err)
+	}
+
+	// What reads back differs from what was written: the check fails,
+	// is recorded, and says so.
+	bj, target, _, err := JobFromPolicy(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, _, err := backup.Open(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rec, err := store.Get("site", st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(target, "site", st.ID, rec.DataFile())
+	b, _ := os.ReadFile(data)
+	b[len(b)/3] ^= 1
+	if err := os.WriteFile(data, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	err = e.verifyAfter(t.Context(), store, bj, rec)
+	if !errors.Is(err, backup.ErrCorrupt) || !strings.Contains(err.Error(), "did not verify when read back") {
+		t.Fatalf("verify after a corrupted write: %v", err)
+	}
+	if entries, _ = log.Read(); len(entries) != 2 || entries[1].OK || !entries[1].Corrupt {
+		t.Fatalf("log after the failed check: %+v", entries)
+	}
+
+	job.Params["verify"] = "sometimes"
+	if _, _, _, err := JobFromPolicy(job); err == nil || !strings.Contains(err.Error(), `verify="sometimes"`) {
+		t.Errorf("a bad verify param: %v", err)
+	}
+}

@@ -149,7 +149,7 @@ node("solo1", address = "198.51.100.1")
 backup("conf", schedule = "0 3 * * *", kind = "files",
        params = {"target": "`+ba.store+`", "source": "`+ba.src+`", "copy_to": "`+ba.copyTo+`", "headroom_percent": "0"})
 backup("dump", schedule = "0 4 * * *", kind = "exec",
-       params = {"target": "`+ba.store+`", "command": "printf 'line one\\nline two\\n'", "headroom_percent": "0"})
+       params = {"target": "`+ba.store+`", "command": "printf 'line one\\nline two\\n'", "headroom_percent": "0", "verify": "after"})
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -346,6 +346,10 @@ func TestAgentBackupRestore(t *testing.T) {
 
 	// A stream backup restores into a new file.
 	d := ba.runBackup(t, "dump")
+	// The dump job has params verify="after": the run checked it.
+	if lv := ba.job(t, "dump").LastVerify; lv == nil || !lv.OK || lv.ID != d.ID || lv.By != "after backup" {
+		t.Fatalf("last verify of a verify=after job after its run: %+v", lv)
+	}
 	file := filepath.Join(ba.dir, "dump.out")
 	resp, body = b.call("POST", "/api/v1/backups/restore", operatorToken, "", `{"job":"dump","id":"latest","file":"`+file+`"}`)
 	if resp.StatusCode != http.StatusAccepted {
@@ -397,7 +401,7 @@ func TestAgentBackupRestore(t *testing.T) {
 			t.Errorf("verify, %s: want %d, got %s %s", c.name, c.code, resp.Status, body)
 		}
 	}
-	if entries, _ := agent.StateVerifyLog(ba.stateDir).Read(); len(entries) != 0 {
+	if entries, _ := agent.StateVerifyLog(ba.stateDir).Read(); len(entries) != 1 {
 		t.Errorf("refused requests reached the verification log: %+v", entries)
 	}
 

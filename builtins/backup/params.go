@@ -21,6 +21,7 @@ import (
 //	          "keep_within": "36h",               # also "7d"; "keep" is short for keep_last
 //	          "headroom_percent": "30",           # free space kept on the target (default 30)
 //	          "copy_to": "/mnt/dr/harules",       # a second store every backup is copied to
+//	          "verify": "after",                  # re-read the stored backup after each run (default "none")
 //	          "peer_copy": True, "peer_port": "7470", "peer_target": "/srv/dr"}  # see PeerCopy
 //
 // Unknown keys are errors: a misspelt retention key must not silently keep
@@ -98,6 +99,11 @@ func JobFromParams(name, kind string, params map[string]string, loc *time.Locati
 			job.Headroom = -1
 		}
 	}
+	switch p["verify"] {
+	case "", "none", "after":
+	default:
+		return job, "", "", fmt.Errorf("backup %s: verify=%q: want \"after\" (re-read every new backup from the target and check its checksums) or \"none\"", name, p["verify"])
+	}
 	if _, err := PeerCopyFromParams(name, p); err != nil {
 		return job, "", "", err
 	}
@@ -106,7 +112,7 @@ func JobFromParams(name, kind string, params map[string]string, loc *time.Locati
 
 // backupParams are the params keys JobFromPolicy reads.
 var backupParams = []string{"args", "command", "copy_to", "dsn", "headroom_percent", "keep", "keep_daily", "keep_last",
-	"keep_weekly", "keep_within", "method", "min_keep", "peer_copy", "peer_port", "peer_target", "source", "target"}
+	"keep_weekly", "keep_within", "method", "min_keep", "peer_copy", "peer_port", "peer_target", "source", "target", "verify"}
 
 // parseDays parses a Go duration or a whole number of days ("7d").
 func parseDays(s string) (time.Duration, error) {
