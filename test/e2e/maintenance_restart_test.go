@@ -245,3 +245,53 @@ func TestMaintenanceRestartKeepsResources(t *testing.T) {
 		return servicePID(c, "node2") != 0 && servicePID(c, "node1") == 0
 	})
 }
+
+// TestMaintenanceRestartWithProcessService: a command= (process) service is
+// a child of the agent and dies with it, so a restart in maintenance finds
+// its group only partly running (the VIP is still up). The group stays held
+// and failed on node1, node2 does not start it while node1 is in
+// maintenance, and leaving maintenance moves it to node2 in one clean
+// switch.
+func TestMaintenanceRestartWithProcessService(t *testing.T) {
+	c := startCluster(t, clustertest.Options{})
+	if out, err := harulesCLI(t, c, "maintenance", "--control", c.ControlSocket("node1"), "on"); err != nil {
+		t.Fatalf("harules maintenance on: %q, %v", out, err)
+	}
+	c.WaitFor(10*time.Second, "node1's saved state says maintenance", func() bool {
+		on, err := agent.SavedMaintenance(c.StateDir("node1"))
+		return err == nil && on
+	})
+	time.Sleep(time.Second)
+	sampler := c.StartSampler(20 * time.Millisecond)
+
+	c.Stop("node1", 30*time.Second)
+	if log := c.Log("node1"); !strings.Contains(log, "this process service runs as a child of the agent and stops with it") {
+		t.Errorf("node1's stop in maintenance did not warn that its process service stops with it")
+	}
+	back := time.Now()
+	c.Start("node1")
+	c.WaitFor(20*time.Second, "node1 finds the group only partly running", func() bool {
+		st, err := c.Status("node1")
+		return err == nil && len(recent(st, engine.RecEvent, clustertest.Group, "only partly runs here", back)) > 0
+	})
+	c.WaitFor(20*time.Second, "node2 sees node1 back, still holding the group", func() bool {
+		h := c.Owners("node2", clustertest.Group)
+		return peer(statusJSON(t, c, "node2"), "node1").State == "alive" && len(h) == 1 && h[0] == "node1"
+	})
+	// node2 wants the group (node1 failed it) but waits for node1, which
+	// does not act in maintenance.
+	holdsFor(t, c, 2*time.Second, "node1", "node2")
+
+	if _, err := harulesCLI(t, c, "maintenance", "--control", c.ControlSocket("node1"), "off"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitOwner("node2", clustertest.Group, "node2", 30*time.Second)
+	c.WaitOwner("node1", clustertest.Group, "node2", 10*time.Second)
+	own := sampler.Stop()
+	if d := own.DualPresent(); len(d) > 0 {
+		t.Errorf("the VIP was on both nodes: %s", own)
+	}
+	if len(own.Samples) < 50 {
+		t.Errorf("only %d ownership samples: the check above proves little", len(own.Samples))
+	}
+}
