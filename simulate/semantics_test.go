@@ -334,3 +334,27 @@ expect_alert("held-here", node = "node2")
 		}
 	}
 }
+
+// TestQuorumRefusesTwoNodes: the stdlib quorum rule cannot work with two
+// nodes (a lone survivor never has a majority); it says so loudly with a
+// rule-error alert instead of silently never failing over.
+func TestQuorumRefusesTwoNodes(t *testing.T) {
+	res := simulateSrc(t, withRules(`
+load("@stdlib//rules.star", "quorum")
+rule("quorum", when = quorum(settle = "1s"))
+`), `
+scenario(duration = "10s")
+expect_alert("rule-error", node = "node1", at = "5s")
+`)
+	mustOK(t, res)
+	var msg string
+	for _, r := range res.Records {
+		if r.Kind == "alert" && strings.Contains(r.Text, "rule-error") {
+			msg = r.Text
+			break
+		}
+	}
+	if !strings.Contains(msg, "quorum() needs three or more nodes") || !strings.Contains(msg, "gateway_guard") {
+		t.Errorf("rule-error alert %q does not explain that quorum needs three nodes and what to use instead", msg)
+	}
+}
