@@ -494,24 +494,38 @@ func (l *Lease) Refresh(ctx context.Context) error {
 	return err
 }
 
+// observeSplit is how many times per renewal period a node that does not
+// hold the lease reads the area. A holder's slot counts as unchanged from
+// the first read that saw its value, so reading more often than the holder
+// writes ends a takeover wait closer to lease + margin after the holder's
+// last write (the wait still never starts before that write).
+const observeSplit = 4
+
 // Run renews the lease every Timing.Renew while it is held and otherwise
-// keeps reading the area, so that a later Acquire knows for how long
-// other claims have been unchanged. It returns when ctx ends.
+// reads the area every Timing.Renew/observeSplit, so that a later Acquire
+// knows for how long other claims have been unchanged. It returns when ctx
+// ends.
 func (l *Lease) Run(ctx context.Context) {
-	tick := time.NewTicker(l.cfg.Timing.Renew)
-	defer tick.Stop()
+	renew := time.NewTicker(l.cfg.Timing.Renew)
+	defer renew.Stop()
+	observe := time.NewTicker(max(l.cfg.Timing.Renew/observeSplit, time.Millisecond))
+	defer observe.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		var err error
-		if l.Held() {
+		case <-renew.C:
+			if !l.Held() {
+				continue
+			}
 			rctx, cancel := l.ioCtx(ctx)
 			err = l.Renew(rctx)
 			cancel()
-		} else {
+		case <-observe.C:
+			if l.Held() {
+				continue
+			}
 			err = l.Refresh(ctx)
 		}
 		if err != nil && ctx.Err() == nil {
