@@ -282,6 +282,14 @@ func statusCommand() *cli.Command {
 
 func printStatus(w io.Writer, st *agent.Status) {
 	fmt.Fprintf(w, "cluster %s, seen from %s (policy %s, incarnation %d)\n\n", st.Cluster, st.Node, st.PolicyHash, st.Incarnation)
+	// The control API fills in the heartbeat counters, with the RTT each
+	// path measured to each peer.
+	rtt := map[string]float64{}
+	for _, hs := range st.Heartbeats {
+		for _, r := range hs.RTT {
+			rtt[r.Peer+"/"+hs.Path] = r.SmoothedSeconds
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tSINCE\tSTANDBY\tHOLDS\tPATHS")
 	for _, n := range st.Nodes {
@@ -290,6 +298,8 @@ func printStatus(w io.Writer, st *agent.Status) {
 			state := "up"
 			if !p.Up {
 				state = fmt.Sprintf("DOWN(%d missed)", p.Missed)
+			} else if secs, ok := rtt[n.Name+"/"+p.Name]; ok {
+				state = fmt.Sprintf("up(rtt %s)", formatSeconds(secs))
 			}
 			paths = append(paths, p.Name+"="+state)
 		}
@@ -318,6 +328,19 @@ func printStatus(w io.Writer, st *agent.Status) {
 		for _, a := range st.Alerts {
 			fmt.Fprintf(w, "  %s [%s] %s\n", a.Name, a.Severity, a.Message)
 		}
+	}
+}
+
+// formatSeconds prints a short duration with a unit that keeps it readable
+// (µs on a LAN, ms on a WAN).
+func formatSeconds(secs float64) string {
+	switch {
+	case secs < 0.001:
+		return fmt.Sprintf("%.0fµs", secs*1e6)
+	case secs < 1:
+		return fmt.Sprintf("%.2fms", secs*1e3)
+	default:
+		return fmt.Sprintf("%.2fs", secs)
 	}
 }
 
