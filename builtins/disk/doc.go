@@ -45,7 +45,9 @@
 // holder gets at least two renewal attempts, and M >= L/10. A renewal
 // write that hangs and lands late only makes readers wait longer.
 // Defaults: L=15s, R=3s, M=5s, T=2s, Settle=0.5s: a crashed holder's disk
-// is taken over 20 s after the taker first saw its slot stop changing.
+// is taken over 20 s after the taker first saw its slot stop changing. A
+// node that does not hold the lease reads the slots every R/4 (Lease.Run),
+// so it first sees the holder's last value at most R/4 after the write.
 //
 // The argument covers a crashed host or a hung device. It does not cover a
 // killed agent on a live host: the kernel keeps the mount. Run the agent
