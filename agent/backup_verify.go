@@ -257,15 +257,19 @@ type VerifyRequest struct {
 	By    string `json:"-"`
 }
 
-// RestoreRequest asks for a restore of one backup into a new place: Dir
-// (kind files: a directory that is missing or empty) or File (other kinds:
-// a file that does not exist yet, which receives the dump).
+// RestoreRequest asks for a restore of one backup into a new place, one of:
+// Dir, a directory that is missing or empty (kind files: the file tree;
+// postgres method basebackup: a new data directory); Database, a database
+// that does not exist yet (postgres method dump: created, then
+// pg_restore'd into); File, a file that does not exist yet (every kind but
+// files: the dump itself, decompressed).
 type RestoreRequest struct {
-	Job  string `json:"job"`
-	ID   string `json:"id"`
-	Dir  string `json:"dir,omitempty"`
-	File string `json:"file,omitempty"`
-	By   string `json:"-"`
+	Job      string `json:"job"`
+	ID       string `json:"id"`
+	Dir      string `json:"dir,omitempty"`
+	Database string `json:"database,omitempty"`
+	File     string `json:"file,omitempty"`
+	By       string `json:"-"`
 }
 
 // RestorePlan is a checked restore request and what it will do.
@@ -275,6 +279,8 @@ type RestorePlan struct {
 	Target  string // the job's store
 	Into    string
 	Effects []string
+
+	dsn string // postgres: the job's connection string
 }
 
 // jobOf finds a job of the running policy and builds it.
@@ -313,7 +319,7 @@ func (e *Executor) PlanRestore(req RestoreRequest) (RestorePlan, error) {
 	if err != nil {
 		return plan, err
 	}
-	plan.Record, plan.Target, plan.Request.ID = rec, target, rec.ID
+	plan.Record, plan.Target, plan.Request.ID, plan.dsn = rec, target, rec.ID, b.Params["dsn"]
 	from := fmt.Sprintf("backup %s/%s (%s, %s stored, taken %s on %s) from the store %s", req.Job, rec.ID, rec.Kind, SizeText(rec.Bytes),
 		rec.Start.UTC().Format("2006-01-02 15:04:05 UTC"), orNone(rec.Node), target)
 	protected := []string{target}
@@ -323,7 +329,51 @@ func (e *Executor) PlanRestore(req RestoreRequest) (RestorePlan, error) {
 	if c := b.Params["copy_to"]; c != "" {
 		protected = append(protected, c)
 	}
+	method := "dump"
+	if m := b.Params["method"]; m != "" {
+		method = m
+	}
+	set := 0
+	for _, t := range []string{req.Dir, req.Database, req.File} {
+		if t != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return plan, fmt.Errorf("%w: give one of dir, database or file", ErrBadTarget)
+	}
 	switch {
+	case b.Kind == "postgres" && method == "dump" && req.Database != "":
+		if err := checkNewDatabase(req.Database); err != nil {
+			return plan, err
+		}
+		dsn := b.Params["dsn"]
+		exists, err := postgresDatabaseExists(dsn, req.Database)
+		if err != nil {
+			return plan, err
+		}
+		if exists {
+			return plan, fmt.Errorf("%w: database %s exists: a restore never writes into an existing database; choose a new name",
+				backup.ErrTargetNotEmpty, req.Database)
+		}
+		plan.Into = "new database " + req.Database
+		plan.Effects = append(plan.Effects,
+			fmt.Sprintf("The %s is checked against its SHA-256 first.", from),
+			fmt.Sprintf("Then the database %s is created (CREATE DATABASE, on the server of the job's dsn %q; it fails if the name was taken meanwhile) and the dump is loaded into it with pg_restore --exit-on-error.", req.Database, orNone(dsn)),
+			"No other database is touched. If pg_restore fails, the new database may hold a partial restore: drop it before trying again.")
+		return plan, nil
+	case b.Kind == "postgres" && method == "basebackup" && req.Dir != "":
+		dir, err := newDirTarget(req.Dir, protected)
+		if err != nil {
+			return plan, err
+		}
+		plan.Into = "new data directory " + dir
+		plan.Request.Dir = dir
+		plan.Effects = append(plan.Effects,
+			fmt.Sprintf("The %s (a pg_basebackup tar stream of the whole cluster) is extracted with tar into %s, created with mode 0700 if missing; the restore refuses to start if it is not empty.", from, dir),
+			"The stream is checked against its SHA-256 as it is read; if it does not match, the restore fails and the directory must not be used.",
+			"No server is started or stopped: to use the copy, make the directory owned by postgres and start a server on it with its own port or socket.")
+		return plan, nil
 	case rec.Kind == backup.KindFiles:
 		if req.File != "" || req.Dir == "" {
 			return plan, fmt.Errorf("%w: job %s backs up files: give dir, a new or empty directory to restore into", ErrBadTarget, req.Job)
@@ -339,8 +389,15 @@ func (e *Executor) PlanRestore(req RestoreRequest) (RestorePlan, error) {
 			fmt.Sprintf("%d archive entries are each checked against the manifest while they are written, and the archive against its SHA-256.", rec.Entries),
 			"Nothing else is touched: the live data and the store stay as they are. If the check fails, the directory may hold a partial tree to remove.")
 	default:
-		if req.Dir != "" || req.File == "" {
-			return plan, fmt.Errorf("%w: job %s is kind %s: give file, a new file to write the dump into", ErrBadTarget, req.Job, rec.Kind)
+		if req.Dir != "" || req.Database != "" || req.File == "" {
+			want := "file, a new file to write the dump into"
+			switch {
+			case b.Kind == "postgres" && method == "dump":
+				want = "database, a new database to restore into, or " + want
+			case b.Kind == "postgres" && method == "basebackup":
+				want = "dir, a new data directory to extract the cluster into, or " + want
+			}
+			return plan, fmt.Errorf("%w: job %s is kind %s: give %s", ErrBadTarget, req.Job, jobKind(b), want)
 		}
 		file, err := newFileTarget(req.File, protected)
 		if err != nil {
@@ -533,7 +590,12 @@ func (e *Executor) StartRestore(req RestoreRequest) (BackupOp, error) {
 		}
 		defer release()
 		e.readingDir(op, filepath.Join(plan.Target, req.Job, rec.ID))
-		if req.Dir != "" {
+		switch {
+		case req.Database != "":
+			return restorePostgresDatabase(ctx, st, req.Job, rec.ID, plan.dsn, req.Database)
+		case req.Dir != "" && rec.Kind != backup.KindFiles:
+			return restoreDataDir(ctx, st, req.Job, rec.ID, req.Dir)
+		case req.Dir != "":
 			err := st.RestoreFiles(ctx, req.Job, rec.ID, req.Dir, backup.RestoreOptions{})
 			if err != nil && !errors.Is(err, backup.ErrTargetNotEmpty) {
 				err = fmt.Errorf("%w (%s may hold a partial tree: remove it before trying again)", err, req.Dir)

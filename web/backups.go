@@ -652,18 +652,19 @@ func (s *Server) backupVerifyForm(w http.ResponseWriter, r *http.Request, p *pri
 // restoreView is the restore page: a form asking for the target, or, once
 // one is given and checked, the confirmation.
 type restoreView struct {
-	Job, ID, Kind, Dir, File string
-	Record                   *backup.Record
-	Plan                     *agent.RestorePlan
-	Error                    string
+	Job, ID, Kind, Method, Dir, Database, File string
+	Record                                     *backup.Record
+	Plan                                       *agent.RestorePlan
+	Error                                      string
 }
 
 // backupRestorePage asks where to restore and then confirms exactly what
 // will happen; only the POST from the confirmation starts the restore.
 func (s *Server) backupRestorePage(w http.ResponseWriter, r *http.Request, p *principal) {
 	q := r.URL.Query()
-	req := agent.RestoreRequest{Job: q.Get("job"), ID: q.Get("id"), Dir: strings.TrimSpace(q.Get("dir")), File: strings.TrimSpace(q.Get("file")), By: "console"}
-	v := restoreView{Job: req.Job, ID: req.ID, Dir: req.Dir, File: req.File}
+	req := agent.RestoreRequest{Job: q.Get("job"), ID: q.Get("id"), Dir: strings.TrimSpace(q.Get("dir")),
+		Database: strings.TrimSpace(q.Get("database")), File: strings.TrimSpace(q.Get("file")), By: "console"}
+	v := restoreView{Job: req.Job, ID: req.ID, Dir: req.Dir, Database: req.Database, File: req.File}
 	pol, err := s.loadBackupPolicy(r.Context())
 	if err != nil {
 		s.errorPage(w, r, p, requestCode(err), err.Error())
@@ -674,7 +675,10 @@ func (s *Server) backupRestorePage(w http.ResponseWriter, r *http.Request, p *pr
 		s.errorPage(w, r, p, http.StatusNotFound, fmt.Sprintf("unknown backup job %q", req.Job))
 		return
 	}
-	v.Kind = pol.Backups[i].Kind
+	v.Kind, v.Method = pol.Backups[i].Kind, pol.Backups[i].Params["method"]
+	if v.Kind == "postgres" && v.Method == "" {
+		v.Method = "dump"
+	}
 	_, target, _, err := agent.JobFromPolicy(pol.Backups[i])
 	if err == nil {
 		var rec backup.Record
@@ -687,7 +691,7 @@ func (s *Server) backupRestorePage(w http.ResponseWriter, r *http.Request, p *pr
 		return
 	}
 	code := http.StatusOK
-	if req.Dir != "" || req.File != "" {
+	if req.Dir != "" || req.Database != "" || req.File != "" {
 		plan, err := s.planRestore(r.Context(), req)
 		if err != nil {
 			v.Error, code = err.Error(), requestCode(err)
@@ -700,7 +704,7 @@ func (s *Server) backupRestorePage(w http.ResponseWriter, r *http.Request, p *pr
 
 func (s *Server) backupRestoreForm(w http.ResponseWriter, r *http.Request, p *principal) {
 	op, _, err := s.restoreBackup(r.Context(), agent.RestoreRequest{Job: r.PostFormValue("job"), ID: r.PostFormValue("id"),
-		Dir: r.PostFormValue("dir"), File: r.PostFormValue("file"), By: "console"})
+		Dir: r.PostFormValue("dir"), Database: r.PostFormValue("database"), File: r.PostFormValue("file"), By: "console"})
 	if err != nil {
 		s.errorPage(w, r, p, requestCode(err), err.Error())
 		return
