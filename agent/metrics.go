@@ -42,6 +42,9 @@ type Metrics struct {
 	backupFailures *prometheus.CounterVec
 
 	mu sync.Mutex
+	// backups reports the runs of the executor, read at scrape time; nil
+	// when the executor runs no backups.
+	backups BackupReporter
 	// attempts are groups being started on this node, by group.
 	attempts map[string]*startAttempt
 	// holders is each group's last non-empty holder list in a status.
@@ -129,6 +132,9 @@ func NewMetrics(self string, now func() time.Time) *Metrics {
 
 var _ prometheus.Collector = (*Metrics)(nil)
 
+var descBackupRunning = prometheus.NewDesc("harules_backup_running",
+	"1 while a run of the job is in progress on this node, 0 once it ended (jobs run since the agent started).", []string{"job"}, nil)
+
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.probeUp, m.probeDuration, m.probeChecks, m.actionDuration, m.actionFailures, m.actionRetries,
 		m.failovers, m.failoverDuration, m.failoverLast, m.failoverDetection, m.backupFailures}
@@ -139,12 +145,27 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, c := range m.collectors() {
 		c.Describe(ch)
 	}
+	ch <- descBackupRunning
 }
 
 // Collect sends the current values of every instrument.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.collectors() {
 		c.Collect(ch)
+	}
+	m.mu.Lock()
+	br := m.backups
+	m.mu.Unlock()
+	if br != nil {
+		// Read now: the status the console polls is as old as the last
+		// decision, and a run ending does not make one.
+		for _, s := range br.BackupStates() {
+			running := 0.0
+			if s.Running {
+				running = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descBackupRunning, prometheus.GaugeValue, running, s.Job)
+		}
 	}
 }
 
@@ -167,6 +188,11 @@ func (a *Agent) instrument(exec engine.Executor) engine.Executor {
 	}
 	if bo, ok := exec.(interface{ observeBackups(func(BackupState)) }); ok {
 		bo.observeBackups(a.metrics.observeBackup)
+	}
+	if br, ok := exec.(BackupReporter); ok {
+		a.metrics.mu.Lock()
+		a.metrics.backups = br
+		a.metrics.mu.Unlock()
 	}
 	return timedExecutor{Executor: exec, m: a.metrics}
 }

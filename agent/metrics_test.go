@@ -386,7 +386,8 @@ backup("site", schedule = "0 3 * * *", kind = "files", params = {"target": "` + 
 	if err := a.RunBackup(ctx, "site"); err != nil {
 		t.Fatalf("run backup: %v", err)
 	}
-	waitMetrics("the failed backup counted", func(g map[string]sample) bool {
-		return g["harules_backup_failures_total{job=site,outcome=failed}"].value == 1
+	waitMetrics("the failed backup counted and no longer running", func(g map[string]sample) bool {
+		running, ok := g["harules_backup_running{job=site}"]
+		return g["harules_backup_failures_total{job=site,outcome=failed}"].value == 1 && ok && running.value == 0
 	})
 }

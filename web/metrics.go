@@ -226,7 +226,6 @@ var (
 	descBackupLastOK       = prometheus.NewDesc("harules_backup_last_success_timestamp_seconds", "End of the newest complete backup of the job in its store (Unix time; 0 when the store holds none).", []string{"job"}, nil)
 	descBackupLastSize     = prometheus.NewDesc("harules_backup_last_size_bytes", "Size of the newest complete backup of the job in its store.", []string{"job"}, nil)
 	descBackupLastDuration = prometheus.NewDesc("harules_backup_last_duration_seconds", "How long the newest complete backup of the job took.", []string{"job"}, nil)
-	descBackupRunning      = prometheus.NewDesc("harules_backup_running", "1 while a run of the job is in progress on this node.", []string{"job"}, nil)
 	descStoreFree          = prometheus.NewDesc("harules_backup_store_free_bytes", "Free space (for unprivileged users) on the filesystem of the job's store.", []string{"job", "store"}, nil)
 	descStoreFreeRatio     = prometheus.NewDesc("harules_backup_store_free_ratio", "Free share of the filesystem of the job's store (0..1).", []string{"job", "store"}, nil)
 	descStoreHeadroom      = prometheus.NewDesc("harules_backup_store_headroom_ratio", "Free share the job requires before it runs (its headroom, 0..1; 0 when the check is off).", []string{"job", "store"}, nil)
@@ -235,8 +234,8 @@ var (
 // backupCollector exports, at scrape time, what the backups page shows of
 // each job of the policy file: the newest complete backup in its store (the
 // store's history survives agent restarts, so "no backup for a day" holds
-// across them), a run in progress, and the store's free space against the
-// job's headroom.
+// across them) and the store's free space against the job's headroom. (The
+// agent's collector tells whether a run is in progress.)
 type backupCollector struct{ s *Server }
 
 // Describe sends nothing: the jobs follow the policy file.
@@ -250,7 +249,6 @@ func (c backupCollector) Collect(ch chan<- prometheus.Metric) {
 		return // the policy file does not load; the backups page says why
 	}
 	for _, j := range v.Jobs {
-		ch <- prometheus.MustNewConstMetric(descBackupRunning, prometheus.GaugeValue, b2f(j.State != nil && j.State.Running), j.Name)
 		var newest *backupRun
 		for i := range j.History { // newest first
 			if r := &j.History[i]; r.Good() && r.PrunedAt.IsZero() {

@@ -204,9 +204,6 @@ func TestMetricsBackupStores(t *testing.T) {
 	ts, _, fb := newTestServer(t, Options{Now: fixedClock})
 	fx := newBackupFixture(t)
 	fb.setPolicyPath(fx.policy)
-	fb.update(func(st *agent.Status) {
-		st.Backups = []agent.BackupState{{Job: "hourly", Running: true, Started: t0.Add(-time.Minute)}}
-	})
 	got := scrapeSamples(t, newBrowser(t, ts.URL), readToken)
 	newest := t0.Add(-31*time.Hour + time.Minute)
 	for k, v := range map[string]float64{
@@ -215,8 +212,6 @@ func TestMetricsBackupStores(t *testing.T) {
 		"harules_backup_last_duration_seconds{job=nightly}":                                                          60,
 		"harules_backup_last_success_timestamp_seconds{job=hourly}":                                                  0,
 		"harules_backup_last_success_timestamp_seconds{job=full}":                                                    0,
-		"harules_backup_running{job=hourly}":                                                                         1,
-		"harules_backup_running{job=nightly}":                                                                        0,
 		"harules_backup_store_headroom_ratio{job=nightly,store=" + fx.store + "}":                                    0.01,
 		"harules_backup_store_headroom_ratio{job=full,store=" + fx.store + "}":                                       0.3,
 		"harules_backup_store_headroom_ratio{job=hourly,store=" + filepath.Join(fx.dir, "not", "yet", "there") + "}": 0,
@@ -408,10 +403,14 @@ backup("lost", schedule = "0 3 * * *", kind = "files", params = {"target": "`+st
 			t.Fatalf("run %s: %s %s", job, resp.Status, body)
 		}
 	}
-	waitFor(t, "conf stored and lost failed", func() bool {
+	// Running is read live from the agent, not from the status of its last
+	// decision: a run ending makes no decision.
+	waitFor(t, "conf stored and lost failed, neither running", func() bool {
 		got = scrapeSamples(t, b, readToken)
+		running, ok := got["harules_backup_running{job=conf}"]
 		return got["harules_backup_last_success_timestamp_seconds{job=conf}"].value > 0 &&
-			got["harules_backup_failures_total{job=lost,outcome=failed}"].value == 1
+			got["harules_backup_failures_total{job=lost,outcome=failed}"].value == 1 &&
+			ok && running.value == 0 && got["harules_backup_running{job=lost}"].value == 0
 	})
 	if ts := got["harules_backup_last_success_timestamp_seconds{job=conf}"].value; ts < float64(before.Unix()) || ts > float64(time.Now().Unix()+1) {
 		t.Errorf("last success of conf at %v, want between %v and now", ts, before.Unix())
@@ -430,6 +429,12 @@ backup("lost", schedule = "0 3 * * *", kind = "files", params = {"target": "`+st
 	}
 	if r := got["harules_backup_store_headroom_ratio{job=conf,store="+store+"}"].value; r != 0.01 {
 		t.Errorf("headroom of conf: %v, want 0.01", r)
+	}
+	_, body := b.call("GET", "/metrics", readToken, "", "")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "harules_probe_up") || strings.HasPrefix(line, "harules_probe_checks_total") || strings.HasPrefix(line, "harules_backup_") {
+			t.Log(line)
+		}
 	}
 }
 
@@ -550,6 +555,38 @@ func TestMetricsFailoverOnRealAgents(t *testing.T) {
 		if (strings.HasPrefix(line, "harules_failover") || strings.HasPrefix(line, "harules_action_duration_seconds_sum") ||
 			strings.HasPrefix(line, "harules_action_duration_seconds_count")) && !strings.Contains(line, "_bucket") {
 			t.Log(line)
+		}
+	}
+}
+
+// BenchmarkMetricsGather measures one scrape's collection with three
+// backup jobs (the policy file is loaded and each store's history read and
+// statfs'd at every scrape, like the backups page does).
+func BenchmarkMetricsGather(b *testing.B) {
+	dir := b.TempDir()
+	base, err := os.ReadFile("testdata/policy.star")
+	if err != nil {
+		b.Fatal(err)
+	}
+	jobs := ""
+	for _, name := range []string{"a", "b", "c"} {
+		jobs += `backup("` + name + `", schedule = "0 2 * * *", kind = "files", params = {"target": "` + filepath.Join(dir, "store") + `", "source": "` + dir + `"})` + "\n"
+	}
+	policy := filepath.Join(dir, "policy.star")
+	if err := os.WriteFile(policy, append(base, jobs...), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	fb := newFakeBackend(b)
+	fb.setPolicyPath(policy)
+	srv, err := New(fb, Options{TokenFile: writeTokenFileB(b), Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		fams, err := srv.metrics.registry.Gather()
+		if err != nil || len(fams) == 0 {
+			b.Fatalf("gather: %d families, %v", len(fams), err)
 		}
 	}
 }
