@@ -96,6 +96,8 @@ type Agent struct {
 	notify notifyHook
 	// backupPeer receives other nodes' backup copies (backup_peer.go).
 	backupPeer *peerReceiver
+	// maintPeers are the saved reports of peers in maintenance (adopt_peers.go).
+	maintPeers map[string]*engine.Report
 	// metrics are updated as things happen (metrics.go).
 	metrics *Metrics
 }
@@ -192,6 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The startup grace counts from when this node can hear its peers: the
 	// release above can take longer than a grace of interval x misses.
 	a.node.View = engine.NewView(a.policy, a.cfg.Node, a.now())
+	a.loadPeersInMaintenance()
 	defer a.stopHeartbeats()
 	if a.backupPeer, err = a.startBackupPeer(); err != nil {
 		return err
@@ -498,6 +501,7 @@ func (a *Agent) step(ctx context.Context) {
 	a.publishStatus(now, d)
 	a.metrics.observeStatus(a.Status())
 	a.saveState()
+	a.trackPeersInMaintenance()
 }
 
 func (a *Agent) saveState() {

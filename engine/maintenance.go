@@ -162,3 +162,18 @@ func Adopt(p *policy.Policy, node string, s *State, saved map[string]time.Time, 
 	}
 	return recs
 }
+
+// Remember gives the view a report that a peer sent before this node
+// started (the agent keeps the last report of every peer in maintenance
+// across its own restarts). It changes no state: the peer stays unknown
+// until heard or the startup grace ends, and a heartbeat's report replaces
+// it. Without it, a node restarting while a peer in maintenance is
+// unreachable would know nothing of that peer's groups and take them over.
+func (v *View) Remember(r *Report) {
+	if r == nil {
+		return
+	}
+	if pv := v.peers[r.Node]; pv != nil && pv.report == nil {
+		pv.report = r
+	}
+}

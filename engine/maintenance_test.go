@@ -337,3 +337,49 @@ func TestMaintenanceRestartThenLeave(t *testing.T) {
 		t.Errorf("auto placed on %s and not started out of maintenance; actions %+v", gp.Node, exec.actions)
 	}
 }
+
+// TestRememberedMaintenanceReport: a node that starts while a peer in
+// maintenance is unreachable keeps that peer's groups on it (the agent
+// hands it the report it saved); a report heard afterwards replaces it.
+func TestRememberedMaintenanceReport(t *testing.T) {
+	p := loadPolicy(t, "placement.star")
+	saved := &Report{Node: "n1", Incarnation: 4, PolicyHash: p.Hash, Holds: []string{"manual"}, Maintenance: true}
+
+	c := newCluster(t, p, "n2")
+	c.view.Remember(saved)
+	c.run(p.StartupGrace() + time.Second) // n1 never heard: dead after the grace
+	d := c.decide()
+	if gp := placement(t, d, "manual"); gp.Node != "n1" || !strings.Contains(gp.Reason, "unmanaged") {
+		t.Errorf("manual placed on %q (%s), want it left on n1 (remembered in maintenance)", gp.Node, gp.Reason)
+	}
+	if got := actionsOf(d, "manual"); len(got) != 0 {
+		t.Errorf("plan for manual = %q, want nothing", got)
+	}
+	if !slices.Contains(alertNames(d), AlertMaintenanceUnreachable) {
+		t.Errorf("alerts %v, want %s", alertNames(d), AlertMaintenanceUnreachable)
+	}
+
+	// n1 comes back out of maintenance holding nothing: its report wins.
+	c.upWith("n1", 5, false)
+	c.run(time.Second)
+	d = c.decide()
+	if gp := placement(t, d, "manual"); gp.Node != "n1" || strings.Contains(gp.Reason, "unmanaged") {
+		t.Errorf("manual placed on %q (%s), want n1 by score once it reports", gp.Node, gp.Reason)
+	}
+
+	// Without the remembered report the same start takes over (what the
+	// agent did before it kept the report).
+	c = newCluster(t, p, "n2")
+	c.run(p.StartupGrace() + time.Second)
+	if gp := placement(t, c.decide(), "manual"); gp.Node != "n2" {
+		t.Errorf("manual placed on %q without a remembered report, want n2", gp.Node)
+	}
+
+	// A report already heard is not replaced by a remembered one.
+	c = newCluster(t, p, "n2")
+	c.upWith("n1", 6, false)
+	c.view.Remember(saved)
+	if r := c.view.PeerReport("n1"); r == saved {
+		t.Error("Remember replaced a report heard from the peer")
+	}
+}

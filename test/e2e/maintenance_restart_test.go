@@ -295,3 +295,51 @@ func TestMaintenanceRestartWithProcessService(t *testing.T) {
 		t.Errorf("only %d ownership samples: the check above proves little", len(own.Samples))
 	}
 }
+
+// TestPeerRestartRemembersMaintenance: node1 is in maintenance and its
+// agent is down; node2's agent restarts meanwhile. The new node2 has never
+// heard from node1, but its previous run saved node1's last report: after
+// the startup grace it leaves the group on node1 and raises the alert
+// instead of taking over.
+func TestPeerRestartRemembersMaintenance(t *testing.T) {
+	c := maintenanceCluster(t)
+	pid := servicePID(c, "node1")
+	if out, err := harulesCLI(t, c, "maintenance", "--control", c.ControlSocket("node1"), "on"); err != nil {
+		t.Fatalf("harules maintenance on: %q, %v", out, err)
+	}
+	c.WaitFor(10*time.Second, "node2 saved node1's report in maintenance", func() bool {
+		b, err := os.ReadFile(filepath.Join(c.StateDir("node2"), "peers-maintenance.json"))
+		return err == nil && strings.Contains(string(b), `"maintenance": true`)
+	})
+	c.Stop("node1", 30*time.Second)
+	c.Stop("node2", 30*time.Second)
+	started := time.Now()
+	c.Start("node2")
+	c.WaitFor(20*time.Second, "the restarted node2 raises the maintenance alert", func() bool {
+		return hasAlert(statusJSON(t, c, "node2"), engine.AlertMaintenanceUnreachable, "node node1 is in maintenance and unreachable")
+	})
+	st := statusJSON(t, c, "node2")
+	for _, g := range st.Groups {
+		if g.Name == clustertest.Group && (g.Target != "node1" || !strings.Contains(g.Reason, "unmanaged")) {
+			t.Errorf("the restarted node2 places %s on %q (%s), want it left on node1", g.Name, g.Target, g.Reason)
+		}
+	}
+	holdsFor(t, c, time.Second, "node1")
+	if acts := recent(c.MustStatus("node2"), engine.RecAction, clustertest.Group, "", started); len(acts) > 0 {
+		t.Errorf("the restarted node2 acted on %s: %+v", clustertest.Group, acts)
+	}
+	if servicePID(c, "node1") != pid || servicePID(c, "node2") != 0 {
+		t.Errorf("service pids: node1 %d (want %d), node2 %d (want none)", servicePID(c, "node1"), pid, servicePID(c, "node2"))
+	}
+
+	// node1 comes back out of maintenance: node2 forgets the saved report.
+	c.Start("node1")
+	if _, err := harulesCLI(t, c, "maintenance", "--control", c.ControlSocket("node1"), "off"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor(20*time.Second, "node2 no longer keeps node1's report in maintenance", func() bool {
+		b, err := os.ReadFile(filepath.Join(c.StateDir("node2"), "peers-maintenance.json"))
+		return err == nil && !strings.Contains(string(b), "node1")
+	})
+	holdsFor(t, c, time.Second, "node1", "node1", "node2")
+}
