@@ -15,7 +15,7 @@ import (
 // 200 ms, promotes its replica and brings up the VIP; the client's writes
 // go on there with no acknowledged row lost.
 func TestCrashPromotesReplica(t *testing.T) {
-	repeat(t, "crash of node1", func(l *myLab) time.Time {
+	repeat(t, "crash of node1", semiSync, func(l *myLab) time.Time {
 		return l.c.Crash("node1")
 	}, nil)
 }
@@ -24,7 +24,7 @@ func TestCrashPromotesReplica(t *testing.T) {
 // agent lives. The database monitor (or the db-health rule on the mysql
 // probe) moves the group to node2, which promotes its replica: zero loss.
 func TestMariadbdKillMovesGroup(t *testing.T) {
-	repeat(t, "kill -9 of node1's mariadbd", func(l *myLab) time.Time {
+	repeat(t, "kill -9 of node1's mariadbd", semiSync, func(l *myLab) time.Time {
 		pid := l.serverPID("node1")
 		if pid == 0 {
 			l.t.Fatalf("no running mariadbd on node1")
@@ -53,7 +53,7 @@ func TestMariadbdKillMovesGroup(t *testing.T) {
 // it is promoted and takes the VIP: zero loss, and node1 stays up
 // read-only.
 func TestPlannedMove(t *testing.T) {
-	repeat(t, "harules move to node2", func(l *myLab) time.Time {
+	repeat(t, "harules move to node2", semiSync, func(l *myLab) time.Time {
 		at := time.Now()
 		if err := l.c.Move("node1", group, "node2"); err != nil {
 			l.t.Fatalf("move: %v", err)
@@ -74,20 +74,47 @@ func TestPlannedMove(t *testing.T) {
 	})
 }
 
+// TestPlannedMoveLaggingAsyncReplica: asynchronous replication, and
+// node2's IO thread is stopped for a while before the move, so node1 holds
+// acknowledged rows node2 never received (a lagging network). The move
+// makes node1 read-only; node2's promotion fetches and applies node1's
+// binlog up to its final position before it cuts replication: zero loss.
+func TestPlannedMoveLaggingAsyncReplica(t *testing.T) {
+	repeat(t, "harules move to a lagging asynchronous replica", labOptions{async: true}, func(l *myLab) time.Time {
+		l.rootExec("node2", "STOP SLAVE IO_THREAD")
+		behind := l.rowCount("node1")
+		time.Sleep(500 * time.Millisecond)
+		if ahead := l.rowCount("node1"); ahead <= behind {
+			l.t.Fatalf("node1 took no writes while node2 was not receiving (%d then %d rows); the test proves nothing", behind, ahead)
+		} else {
+			l.t.Logf("node1 committed %d+ rows node2 has not received before the move", ahead-behind)
+		}
+		at := time.Now()
+		if err := l.c.Move("node1", group, "node2"); err != nil {
+			l.t.Fatalf("move: %v", err)
+		}
+		return at
+	}, func(l *myLab) {
+		if log := l.c.Log("node2"); !strings.Contains(log, "source is read-only; waiting until its binlog is received and applied") {
+			l.t.Errorf("node2's agent promoted without checking the read-only source's binlog position")
+		}
+	})
+}
+
 // repeat runs failover HARULES_E2EMYSQL_RUNS times (default once) on fresh
 // labs and logs the median, minimum and maximum write-unavailability
 // window.
-func repeat(t *testing.T, what string, event func(*myLab) time.Time, after func(*myLab)) {
+func repeat(t *testing.T, what string, opts labOptions, event func(*myLab) time.Time, after func(*myLab)) {
 	n := runs(t)
 	if n == 1 {
-		failover(t, what, event, after)
+		failover(t, what, opts, event, after)
 		return
 	}
 	var gaps, fromEvent []time.Duration
 	var lostRows int
 	for i := 1; i <= n; i++ {
 		t.Run(fmt.Sprintf("run%d", i), func(t *testing.T) {
-			w, lost := failover(t, what, event, after)
+			w, lost := failover(t, what, opts, event, after)
 			gaps = append(gaps, w.Gap())
 			fromEvent = append(fromEvent, w.FromEvent())
 			lostRows += lost
@@ -115,8 +142,8 @@ func rounded(ds []time.Duration) []time.Duration {
 // on the VIP, every acknowledged row on it, node2 no longer a replica,
 // never two writable servers nor the VIP on two nodes. It returns the
 // window and the number of acknowledged rows missing on node2.
-func failover(t *testing.T, what string, event func(*myLab) time.Time, after func(*myLab)) (window, int) {
-	l := newMyLab(t)
+func failover(t *testing.T, what string, opts labOptions, event func(*myLab) time.Time, after func(*myLab)) (window, int) {
+	l := newMyLab(t, opts)
 	own := l.c.StartSampler(20 * time.Millisecond)
 	roles := l.startRoleSampler(50 * time.Millisecond)
 	w := l.startWriter()

@@ -185,10 +185,21 @@ rule("db-health", when = move_when_failing(%q, "mdb"), for_ = "2s")
 	return clustertest.PolicyOptions{Interval: "200ms", Misses: 5, Resources: []string{db}, Extra: extra}
 }
 
+// labOptions varies the lab.
+type labOptions struct {
+	// async turns semi-synchronous replication off: node1 acknowledges
+	// commits node2 may not have received.
+	async bool
+}
+
+// semiSync is the default lab: node1 acknowledges a commit only once
+// node2 has received it.
+var semiSync = labOptions{}
+
 // newMyLab builds the lab, starts both servers (node2 replicating node1
 // with GTID, semi-synchronously), creates the accounts and the table, and
 // starts both agents; node1 holds the group when it returns.
-func newMyLab(t *testing.T) *myLab {
+func newMyLab(t *testing.T, opts labOptions) *myLab {
 	t.Helper()
 	requireRoot(t)
 	for _, prog := range []string{installDB, mariadbd} {
@@ -245,13 +256,18 @@ func newMyLab(t *testing.T) *myLab {
 		var n int
 		return l.rootQuery("node1", "SELECT COUNT(*) FROM information_schema.processlist WHERE command LIKE 'Binlog Dump%'", &n) == nil && n == 1
 	})
-	l.rootExec("node1", "SET GLOBAL rpl_semi_sync_master_enabled = ON")
-	l.waitFor(30*time.Second, "node2 replicates node1 (the app account arrived) and node1 waits for it semi-synchronously", func() bool {
+	if !opts.async {
+		l.rootExec("node1", "SET GLOBAL rpl_semi_sync_master_enabled = ON")
+	}
+	l.waitFor(30*time.Second, "node2 replicates node1 (the app account arrived) and node1 waits for it semi-synchronously unless async", func() bool {
 		var n int
 		var status, clients string
 		err := l.rootQuery("node2", fmt.Sprintf("SELECT COUNT(*) FROM mysql.user WHERE user = '%s'", appUser), &n)
 		if err != nil || n != 1 {
 			return false
+		}
+		if opts.async {
+			return true
 		}
 		var name string
 		if l.rootQuery("node1", "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_status'", &name, &status) != nil ||
@@ -440,6 +456,16 @@ func (l *myLab) isReplica(node string) (bool, error) {
 	}
 	defer rows.Close()
 	return rows.Next(), rows.Err()
+}
+
+// rowCount counts the rows on node's server (as root, on its socket).
+func (l *myLab) rowCount(node string) int {
+	l.t.Helper()
+	var n int
+	if err := l.rootQuery(node, "SELECT COUNT(*) FROM appdb.writes", &n); err != nil {
+		l.t.Fatalf("count the rows on %s: %v", node, err)
+	}
+	return n
 }
 
 // rowsOn returns the row numbers stored on node's server.
