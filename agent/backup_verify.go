@@ -469,17 +469,20 @@ func within(path, dir string) bool {
 
 // startOp registers op as the job's running operation and runs fn in the
 // background; one verify or restore per job at a time.
-func (e *Executor) startOp(op *BackupOp, fn func(ctx context.Context, op *BackupOp) error) error {
+// It returns the operation as it starts (op itself belongs to the
+// goroutine from then on).
+func (e *Executor) startOp(op *BackupOp, fn func(ctx context.Context, op *BackupOp) error) (BackupOp, error) {
 	e.bk.mu.Lock()
 	if cur := e.bk.ops[op.Job]; cur != nil && cur.Running {
 		e.bk.mu.Unlock()
-		return fmt.Errorf("%w: %s of %s started at %s", ErrBusy, cur.Op, cur.ID, cur.Started.UTC().Format(time.RFC3339))
+		return BackupOp{}, fmt.Errorf("%w: %s of %s started at %s", ErrBusy, cur.Op, cur.ID, cur.Started.UTC().Format(time.RFC3339))
 	}
 	if e.bk.ops == nil {
 		e.bk.ops = map[string]*BackupOp{}
 	}
 	op.Running, op.Started = true, e.bk.clock()
 	e.bk.ops[op.Job] = op
+	started := *op
 	e.bk.mu.Unlock()
 	go func() {
 		err := fn(context.Background(), op)
@@ -505,7 +508,7 @@ func (e *Executor) startOp(op *BackupOp, fn func(ctx context.Context, op *Backup
 			e.log.Info(r.Text)
 		}
 	}()
-	return nil
+	return started, nil
 }
 
 // StartVerify checks a backup (the newest good one when req.ID is empty)
@@ -541,7 +544,7 @@ func (e *Executor) StartVerify(req VerifyRequest, log VerifyLog, policyPath stri
 	if req.Store == "" {
 		op.Bytes *= int64(len(stores))
 	}
-	err = e.startOp(op, func(ctx context.Context, op *BackupOp) error {
+	return e.startOp(op, func(ctx context.Context, op *BackupOp) error {
 		st, release, err := e.acquire(ctx, target)
 		if err != nil {
 			return fmt.Errorf("verify %s: open store %s: %w", req.Job, target, err)
@@ -570,7 +573,6 @@ func (e *Executor) StartVerify(req VerifyRequest, log VerifyLog, policyPath stri
 		}
 		return verr
 	})
-	return *op, err
 }
 
 // StartRestore restores a backup into a new place in the background once
@@ -583,7 +585,7 @@ func (e *Executor) StartRestore(req RestoreRequest) (BackupOp, error) {
 	req = plan.Request
 	rec := plan.Record
 	op := &BackupOp{Op: "restore", Job: req.Job, ID: rec.ID, Into: plan.Into, By: req.By, Bytes: rec.Bytes}
-	err = e.startOp(op, func(ctx context.Context, op *BackupOp) error {
+	return e.startOp(op, func(ctx context.Context, op *BackupOp) error {
 		st, release, err := e.acquire(ctx, plan.Target)
 		if err != nil {
 			return fmt.Errorf("restore %s: open store %s: %w", req.Job, plan.Target, err)
@@ -604,7 +606,6 @@ func (e *Executor) StartRestore(req RestoreRequest) (BackupOp, error) {
 		}
 		return RestoreToFile(ctx, st, req.Job, rec.ID, req.File)
 	})
-	return *op, err
 }
 
 // RestoreToFile writes a stream backup's dump to path, which must not

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -343,5 +344,74 @@ func TestVerifyAfterRun(t *testing.T) {
 	job.Params["verify"] = "sometimes"
 	if _, _, _, err := JobFromPolicy(job); err == nil || !strings.Contains(err.Error(), `verify="sometimes"`) {
 		t.Errorf("a bad verify param: %v", err)
+	}
+}
+
+// BenchmarkVerifyStores measures verify throughput (bytes of the stored
+// backup read and checked per second) on a real files backup of
+// HARULES_BENCH_MIB MiB (default 64) of incompressible data plus text, in
+// the target and a copy. The page cache is warm after the first run.
+func BenchmarkVerifyStores(b *testing.B) {
+	mib := 64
+	if s := os.Getenv("HARULES_BENCH_MIB"); s != "" {
+		fmt.Sscan(s, &mib)
+	}
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	rnd, err := os.Open("/dev/urandom")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rnd.Close()
+	chunk := make([]byte, 1<<20)
+	for i := range mib {
+		if _, err := io.ReadFull(rnd, chunk); err != nil {
+			b.Fatal(err)
+		}
+		if i%4 == 0 { // a quarter compressible text
+			copy(chunk, strings.Repeat("harules backup verify benchmark line\n", len(chunk)/37))
+		}
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%03d", i)), chunk, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	target, copyTo := filepath.Join(dir, "store"), filepath.Join(dir, "copy")
+	pb := &policy.Backup{Name: "bench", Kind: "files", Params: map[string]string{"target": target, "source": src, "copy_to": copyTo, "headroom_percent": "0"}}
+	job, _, _, err := JobFromPolicy(pb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, _, err := backup.Open(target, backup.WithLogger(quietLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	cs, _, err := backup.Open(copyTo, backup.WithLogger(quietLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cs.Close()
+	job.Replicas = []backup.Replica{backup.NewDirReplica("copy", cs)}
+	rec, err := (&backup.Runner{Store: st, Log: quietLogger()}).Run(b.Context(), job)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, only := range []string{StoreTarget, ""} {
+		name := "target"
+		stores := int64(1)
+		if only == "" {
+			name, stores = "target+copy", 2
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(StoredBytes(rec) * stores)
+			for b.Loop() {
+				if _, _, err := VerifyStores(b.Context(), st, job, rec.ID, only, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
