@@ -227,7 +227,9 @@ func (l *Lease) ioCtx(ctx context.Context) (context.Context, context.CancelFunc)
 // Acquire claims the lease. It succeeds only when no other node's claim is
 // live, and returns a *HeldError naming the holder otherwise. Two nodes
 // acquiring at once both see each other's intent (each re-reads after its
-// own durable write) and back off; a node seeing another's intent yields.
+// own durable write) and back off; a node seeing another's intent before
+// writing its own yields at once (it does not wait: the caller, e.g. an
+// agent's decision loop, tries again later).
 func (l *Lease) Acquire(ctx context.Context) error {
 	l.op.Lock()
 	defer l.op.Unlock()
@@ -235,9 +237,9 @@ func (l *Lease) Acquire(ctx context.Context) error {
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
-		err := l.tryAcquire(ctx)
+		contended, err := l.tryAcquire(ctx)
 		var held *HeldError
-		if err == nil || !errors.As(err, &held) || held.Claim == ClaimHeld || attempt >= 5 {
+		if err == nil || !contended || !errors.As(err, &held) || held.Claim == ClaimHeld || attempt >= 5 {
 			return err
 		}
 		// Contention on intents: back off, lower slots first, with jitter.
@@ -250,7 +252,9 @@ func (l *Lease) Acquire(ctx context.Context) error {
 	}
 }
 
-func (l *Lease) tryAcquire(ctx context.Context) error {
+// tryAcquire makes one attempt; contended says another claim showed up
+// after this node wrote its intent.
+func (l *Lease) tryAcquire(ctx context.Context) (contended bool, err error) {
 	check := func() error {
 		rctx, cancel := l.ioCtx(ctx)
 		defer cancel()
@@ -265,25 +269,25 @@ func (l *Lease) tryAcquire(ctx context.Context) error {
 		return nil
 	}
 	if err := check(); err != nil {
-		return err
+		return false, err
 	}
 	wctx, cancel := l.ioCtx(ctx)
-	_, err := l.write(wctx, ClaimIntent, false)
+	_, err = l.write(wctx, ClaimIntent, false)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("acquire lease on %s: write intent: %w", l.cfg.Area.Device, err)
+		return false, fmt.Errorf("acquire lease on %s: write intent: %w", l.cfg.Area.Device, err)
 	}
 	select {
 	case <-ctx.Done():
 		l.withdraw(ctx)
-		return ctx.Err()
+		return false, ctx.Err()
 	case <-time.After(l.cfg.Timing.Settle):
 	}
 	if err := check(); err != nil {
 		l.withdraw(ctx)
-		return err
+		return true, err
 	}
-	return l.claimHeld(ctx, false)
+	return false, l.claimHeld(ctx, false)
 }
 
 func (l *Lease) claimHeld(ctx context.Context, forced bool) error {

@@ -305,3 +305,43 @@ func TestLeaseForceAcquireFencesLiveHolder(t *testing.T) {
 		t.Fatalf("the override was not logged with its reason:\n%s", log.String())
 	}
 }
+
+// TestLeaseStaleIntentYieldsAtOnce: node1 wrote an intent and stopped (it
+// crashed while acquiring). node2's Acquire reports the intent as a
+// *HeldError after one read, without the contention backoff (its caller,
+// the agent's loop, must not block on it), and the error's Since stays the
+// same until node1 writes again.
+func TestLeaseStaleIntentYieldsAtOnce(t *testing.T) {
+	requireRoot(t)
+	dev := formattedLoop(t)
+	l1, l2 := leasePair(t, dev, &lockedBuffer{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := l1.write(ctx, ClaimIntent, false); err != nil {
+		t.Fatal(err)
+	}
+	var first *HeldError
+	for i := range 3 {
+		reads := l2.cfg.Area.Stats().Reads
+		err := l2.Acquire(ctx)
+		var held *HeldError
+		if !errors.As(err, &held) || held.Holder != "node1" || held.Claim != ClaimIntent {
+			t.Fatalf("attempt %d: Acquire over node1's intent: %v; want a HeldError for node1's intent", i, err)
+		}
+		if n := l2.cfg.Area.Stats().Reads - reads; n != 1 {
+			t.Errorf("attempt %d: Acquire read the area %d times; want 1 (no backoff before its own intent)", i, n)
+		}
+		if first == nil {
+			first = held
+		} else if !held.Since.Equal(first.Since) {
+			t.Errorf("attempt %d: Since moved from %s to %s although node1's slot did not change", i, first.Since, held.Since)
+		}
+	}
+	if _, err := l1.write(ctx, ClaimIntent, false); err != nil {
+		t.Fatal(err)
+	}
+	var held *HeldError
+	if err := l2.Acquire(ctx); !errors.As(err, &held) || !held.Since.After(first.Since) {
+		t.Fatalf("after node1 wrote again: %v (Since %v, first %s); want a later Since", err, held, first.Since)
+	}
+}
