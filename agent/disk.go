@@ -90,8 +90,9 @@ func (e *Executor) startDisk(ctx context.Context, group string, m *disk.Manager,
 		return err
 	}
 	now := e.now()
-	// A wait not tried for a whole takeover wait was given up (the group
-	// went elsewhere): a new takeover starts a new wait.
+	// KeepWaits forgets the waits a decision gave up. A wait not tried for
+	// a whole takeover wait (the loop was busy elsewhere) starts over too:
+	// that only lengthens it, the lease still refuses a live holder.
 	w, waiting := e.leases.get(spec.Mountpoint, now.Add(-spec.Timing.TakeoverWait()))
 	if waiting && (held.Holder != w.Holder || !held.Since.Equal(w.slotSince)) {
 		e.leases.end(spec.Mountpoint)
