@@ -27,7 +27,9 @@
 // running. (*Postgres).Rejoin turns an old primary into a standby of the new
 // one with pg_rewind.
 //
-// MySQL/MariaDB: Start promotes a replica (waits for the relay log to be
-// applied, then STOP/RESET REPLICA ALL) and clears read_only; Stop sets
-// read_only (super_read_only where it exists).
+// MySQL/MariaDB: Start promotes a replica (when its source still answers
+// read-only, as after a planned move, first receives and applies the
+// source's whole binlog; then applies the relay log, STOP/RESET REPLICA
+// ALL) and clears read_only; Stop sets read_only (super_read_only where it
+// exists) and succeeds on a server that is not running.
 package database

@@ -4,7 +4,8 @@
 // group [database(engine="mysql"), vip, service], and a client in the
 // client namespace writing numbered rows through the VIP, each insert its
 // own autocommit transaction. The tests crash node1, kill -9 its mariadbd,
-// or move the group by hand, and check that node2 is promoted (replication
+// or move the group by hand (also to a replica lagging behind over
+// asynchronous replication), and check that node2 is promoted (replication
 // stopped and reset, read_only off) and takes writes on the VIP, that every
 // acknowledged row is on the new primary, and that there were never two
 // writable primaries (both servers' @@global.read_only and the VIP sampled
