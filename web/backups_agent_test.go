@@ -311,6 +311,25 @@ func TestAgentBackupVerify(t *testing.T) {
 			t.Errorf("the backups page lacks %q", want)
 		}
 	}
+	// The page's verify button needs the session's CSRF token and the
+	// operator role.
+	if resp, _ := b.postForm("/backups/verify", url.Values{"job": {"conf"}, "id": {h.ID}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("verify form without a CSRF token: %s", resp.Status)
+	}
+	reader := newBrowser(t, b.base)
+	reader.login(readToken)
+	if _, page := reader.get("/backups"); strings.Contains(page, `id="verify-conf-`) || !strings.Contains(page, "CORRUPT at") {
+		t.Errorf("a read-only session sees verify buttons, or not the last verify")
+	}
+	if resp, _ := reader.postForm("/backups/verify", url.Values{"csrf": {reader.csrf}, "job": {"conf"}, "id": {h.ID}}); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("verify form from a read-only session: %s", resp.Status)
+	}
+	if resp, _ := reader.get("/backups/restore?job=conf&id=" + h.ID); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("restore page for a read-only session: %s", resp.Status)
+	}
+	if n, _ := agent.StateVerifyLog(ba.stateDir).Read(); len(n) != 3 {
+		t.Fatalf("refused verify forms reached the log: %d entries", len(n))
+	}
 	// The page's verify button: a form post with the session's CSRF token.
 	resp, _ = b.postForm("/backups/verify", url.Values{"csrf": {b.csrf}, "job": {"conf"}, "id": {h.ID}, "store": {"copy"}})
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/backups?verify=conf") {

@@ -31,9 +31,10 @@ func backupCommand() *cli.Command {
 		Description: `The backup jobs are the policy's backup(...) declarations; their backups
 live in the store directory params["target"] (and copies in params["copy_to"]).
 
-  harules backup list [--policy P] [--json]
-      every job with its schedule, group and next run, and the store's
-      history: id, start, end, bytes, SHA-256 prefix, outcome, safe/copies.
+  harules backup list [--policy P] [--state-dir D] [--json]
+      every job with its schedule, group and next run, its last verify in
+      each store (from D/backup-verify.json), and the store's history: id,
+      start, end, bytes, SHA-256 prefix, outcome, safe/copies.
   harules backup run JOB [--control SOCK] [--wait]
       asks the local agent to run JOB now. A job bound to a group runs only on
       the node holding the group; elsewhere the agent refuses, naming that
@@ -62,7 +63,7 @@ Exit codes: 0 ok, 1 failed, corrupt or refused, 2 usage error.`,
 			&cli.StringFlag{Name: "to-dsn", Usage: "restore: PostgreSQL connection string of the (existing) database to pg_restore into"},
 			&cli.StringFlag{Name: "to-file", Usage: `restore: write the dump of a stream backup to this file ("-": stdout)`},
 			&cli.StringFlag{Name: "store", Usage: `verify: check only this store ("target", "copy" or "peer:NODE"); default all`},
-			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "verify: the agent's state directory, where verifications are recorded"},
+			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "verify, list: the agent's state directory, where verifications are recorded"},
 			&cli.TimestampFlag{Name: "now", Layout: time.RFC3339, Usage: "list: compute next runs as of this time (RFC 3339)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -108,6 +109,9 @@ type listedJob struct {
 	// Local is the local agent's current or last run of the job (when the
 	// agent is reachable and ran the job since it started).
 	Local *agent.BackupState `json:"local,omitempty"`
+	// LastVerify is the newest verification of the job in each store that
+	// has one, from the verification log in --state-dir.
+	LastVerify []agent.VerifyEntry `json:"last_verify,omitempty"`
 	Error string             `json:"error,omitempty"`
 }
 
@@ -176,6 +180,10 @@ func backupList(c *cli.Context) error {
 		now = *t
 	}
 	local := localBackupStates(c.Context, c.String("control"))
+	verified, verr := agent.StateVerifyLog(c.String("state-dir")).Read()
+	if verr != nil {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %v\n", verr)
+	}
 	var jobs []listedJob
 	failed := false
 	for _, b := range p.Backups {
@@ -198,6 +206,17 @@ func backupList(c *cli.Context) error {
 		}
 		if s, ok := local[b.Name]; ok {
 			j.Local = &s
+		}
+		var stores []string
+		for _, e := range verified {
+			if e.Job == b.Name && !slices.Contains(stores, e.Store) {
+				stores = append(stores, e.Store)
+			}
+		}
+		for _, st := range stores {
+			if e, ok := agent.LastVerify(verified, b.Name, st, ""); ok {
+				j.LastVerify = append(j.LastVerify, e)
+			}
 		}
 		jobs = append(jobs, j)
 	}
@@ -266,6 +285,9 @@ func printBackupList(w io.Writer, jobs []listedJob, now time.Time) {
 		fmt.Fprintf(w, "\n%s: ", j.Name)
 		if j.Local != nil {
 			fmt.Fprintf(w, "on this node: %s\n%s: ", j.Local.Text(time.Now(), func(t time.Time) string { return t.Format(time.RFC3339) }), j.Name)
+		}
+		for _, e := range j.LastVerify {
+			fmt.Fprintf(w, "last verify in %s: %s\n%s: ", e.Store, e.Text(func(t time.Time) string { return t.Format(time.RFC3339) }), j.Name)
 		}
 		switch {
 		case j.Error != "":

@@ -714,6 +714,11 @@ func TestBackupVerifyIsRecorded(t *testing.T) {
 	if code, _, errOut := harules(t, "backup", "verify", "--policy", f.policy, "--state-dir", state, "--store", "tape", "site", f.ids[0]); code != exitUsage || !strings.Contains(errOut, `unknown store "tape"`) {
 		t.Errorf("unknown store: exit %d: %s", code, errOut)
 	}
+	// list shows the newest verification per store.
+	code, out, errOut = harules(t, "backup", "list", "--policy", f.policy, "--state-dir", state)
+	if code != exitOK || !strings.Contains(out, "site: last verify in target: ok at") || !strings.Contains(out, "site: last verify in copy: CORRUPT at") {
+		t.Errorf("list with the verification log: exit %d\n%s%s", code, out, errOut)
+	}
 	// Without a state directory (not on a node) the verify still runs and
 	// says it was not recorded.
 	missing := filepath.Join(t.TempDir(), "none")
