@@ -112,7 +112,7 @@ type listedJob struct {
 	// LastVerify is the newest verification of the job in each store that
 	// has one, from the verification log in --state-dir.
 	LastVerify []agent.VerifyEntry `json:"last_verify,omitempty"`
-	Error string             `json:"error,omitempty"`
+	Error      string              `json:"error,omitempty"`
 }
 
 // listedRecord is a catalogue record with its safety spelled out.
