@@ -47,6 +47,10 @@ type Metrics struct {
 	backups BackupReporter
 	// attempts are groups being started on this node, by group.
 	attempts map[string]*startAttempt
+	// pointed is when placement last came to point a group at this node:
+	// a switchover's outage starts there (the previous holder's stops
+	// come before this node's starts).
+	pointed map[string]time.Time
 	// holders is each group's last non-empty holder list in a status.
 	holders map[string][]string
 	// lastHeard is the newest heartbeat from each peer on any path, as the
@@ -126,7 +130,7 @@ func NewMetrics(self string, now func() time.Time) *Metrics {
 		backupFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "harules_backup_failures_total",
 			Help: "Backup runs on this node that did not end well, by outcome (failed, refused: not enough free space for the headroom, unsafe: stored but a copy did not verify)."},
 			[]string{"job", "outcome"}),
-		attempts: map[string]*startAttempt{}, holders: map[string][]string{}, lastHeard: map[string]time.Time{},
+		attempts: map[string]*startAttempt{}, pointed: map[string]time.Time{}, holders: map[string][]string{}, lastHeard: map[string]time.Time{},
 	}
 }
 
@@ -278,6 +282,11 @@ func (m *Metrics) record(r engine.Record) {
 	switch r.Kind {
 	case engine.RecPolicy:
 		delete(m.attempts, r.Group)
+		if r.Target == m.self {
+			m.pointed[r.Group] = r.At
+		} else {
+			delete(m.pointed, r.Group)
+		}
 	case engine.RecAction:
 		if at := m.attempts[r.Group]; at != nil && at.decided.IsZero() && (r.Op == engine.OpStart || r.Op == engine.OpFence) {
 			at.decided = r.At
@@ -333,7 +342,13 @@ func (m *Metrics) observeFailover(group, prev string, at *startAttempt) {
 	if decided.IsZero() || decided.After(at.first) {
 		decided = at.first
 	}
-	took := max(0, at.last.Sub(decided).Seconds())
+	// The outage began when placement pointed here, before the previous
+	// holder's stops and the waits for them (same instant for a takeover).
+	began := decided
+	if p, ok := m.pointed[group]; ok && p.Before(began) {
+		began = p
+	}
+	took := max(0, at.last.Sub(began).Seconds())
 	typ := FailoverSwitchover
 	if slices.Contains(at.from, prev) {
 		typ = FailoverTakeover

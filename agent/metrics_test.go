@@ -169,7 +169,7 @@ func newFailoverDriver(t *testing.T) *failoverDriver {
 func (d *failoverDriver) step(placed bool, from []string, holders []string, peers ...NodeStatus) {
 	now := d.clock.now()
 	if placed {
-		d.m.record(engine.Record{At: now, Kind: engine.RecPolicy, Group: "web", Text: "web should run on n1"})
+		d.m.record(engine.Record{At: now, Kind: engine.RecPolicy, Group: "web", Target: "n1", Text: "web should run on n1"})
 	}
 	for _, res := range []string{"vip:10", "service:app"} {
 		if holders == nil {
@@ -238,12 +238,13 @@ func TestFailoverCountAndDuration(t *testing.T) {
 	// web moves back to n2 (n1 stops it), then an operator moves it to n1
 	// again: n1 waits 2 s for n2 to stop it, and the first start is
 	// refused for now (ErrRetry) once; the duration runs from the decision
-	// that ran the first start to the last start, retries included.
+	// that pointed placement here (the outage starts with n2's stops) to
+	// the last start, the wait and retries included.
 	d.exec.Execute(context.Background(), engine.Action{Node: "n1", Group: "web", Op: engine.OpStop, Resource: "service:app", Kind: "service"})
 	d.status([]string{}, n2("alive"))
 	d.status([]string{"n2"}, n2("alive"))
 	d.clock.advance(time.Second)
-	d.m.record(engine.Record{At: d.clock.now(), Kind: engine.RecPolicy, Group: "web"})
+	d.m.record(engine.Record{At: d.clock.now(), Kind: engine.RecPolicy, Group: "web", Target: "n1"})
 	d.status([]string{"n2"}, n2("alive")) // n1 waits for n2 to stop
 	d.clock.advance(2 * time.Second)
 	d.inner.fail["vip:10"] = fmt.Errorf("still answered (%w)", engine.ErrRetry)
@@ -252,12 +253,12 @@ func TestFailoverCountAndDuration(t *testing.T) {
 	delete(d.inner.fail, "vip:10")
 	d.step(false, nil, []string{"n1"}, n2("alive"))
 	got = gather(t, d.m)
-	// 0.1 (refused vip) + 0.5 wait + 0.1 + 1.4 = 2.1 s
+	// 2 s for n2's stop + 0.1 (refused vip) + 0.5 wait + 0.1 + 1.4 = 4.1 s
 	check("after the switchover", got, map[string]sample{
 		"harules_failovers_total{group=web,type=takeover}":   {value: 1},
 		"harules_failovers_total{group=web,type=switchover}": {value: 1},
-		"harules_failover_duration_seconds{group=web}":       {count: 2, sum: 1.5 + 2.1},
-		"harules_failover_last_duration_seconds{group=web}":  {value: 2.1},
+		"harules_failover_duration_seconds{group=web}":       {count: 2, sum: 1.5 + 4.1},
+		"harules_failover_last_duration_seconds{group=web}":  {value: 4.1},
 		"harules_failover_detection_seconds{group=web}":      {count: 1, sum: 1.5},
 		"harules_action_retries_total{kind=vip,op=start}":    {value: 1},
 	})
