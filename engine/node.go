@@ -86,6 +86,10 @@ type Node struct {
 	targets   map[string]string
 	prevPaths map[string]bool
 	prevPeers map[string]string
+	// refused holds the group/resource starts refused for now (ErrRetry)
+	// whose refusal is already on the timeline: a start retried at every
+	// decision (a lease wait of 20 s) is recorded once, not every time.
+	refused map[string]bool
 	report    *Report
 }
 
@@ -96,7 +100,7 @@ func NewNode(p *policy.Policy, name string, boot time.Time, s *State, exec Execu
 	}
 	return &Node{Policy: p, Name: name, State: s, View: NewView(p, name, boot), Exec: exec, Record: record,
 		alerts: map[string]Alert{}, waits: map[string]string{}, targets: map[string]string{},
-		prevPaths: map[string]bool{}, prevPeers: map[string]string{}}
+		prevPaths: map[string]bool{}, prevPeers: map[string]string{}, refused: map[string]bool{}}
 }
 
 // Last returns the most recent decision (nil before the first Step).
@@ -267,7 +271,11 @@ func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
 				continue
 			}
 			err := n.Exec.Execute(ctx, a)
-			n.recAction(now, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
+			key := a.Group + "/" + a.Resource
+			if again := errors.Is(err, ErrRetry); !again || !n.refused[key] {
+				n.recAction(now, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
+				n.refused[key] = again
+			}
 			if err != nil {
 				failed = err
 				break

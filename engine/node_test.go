@@ -122,14 +122,26 @@ func TestNodeOnlyExecutesOwnReadyActions(t *testing.T) {
 func TestRetryableStartIsNotAFailure(t *testing.T) {
 	p := loadPolicy(t, "plan.star")
 	exec := &countingExec{retryStarts: map[string]bool{"disk:/srv/db": true}}
-	n := NewNode(p, "n1", t0, NewState(1), exec, nil)
+	var refusals int
+	n := NewNode(p, "n1", t0, NewState(1), exec, func(r Record) {
+		if r.Kind == RecAction && r.Resource == "disk:/srv/db" && r.Error != "" {
+			refusals++
+		}
+	})
 	n.View.SetProbe(facts.Probe{Probe: "gateway", State: facts.ProbeOK, Since: t0})
 	peer := &Report{Node: "n2", Incarnation: 1, PolicyHash: p.Hash}
 	now := t0.Add(100 * time.Millisecond)
-	for _, h := range p.Paths {
-		n.View.Heartbeat("n2", h.Name, now, peer)
+	// Refused at three decisions in a row: the timeline says so once.
+	for i := 0; i < 3; i++ {
+		now = now.Add(time.Duration(i) * 200 * time.Millisecond)
+		for _, h := range p.Paths {
+			n.View.Heartbeat("n2", h.Name, now, peer)
+		}
+		n.Step(context.Background(), now)
 	}
-	n.Step(context.Background(), now)
+	if refusals != 1 {
+		t.Errorf("a start refused at 3 decisions was recorded %d times, want once", refusals)
+	}
 	if _, failed := n.State.Failed["db"]; failed {
 		t.Fatalf("a retryable refusal marked db failed: %v", n.State.Failed)
 	}
