@@ -424,6 +424,23 @@ func TestAgentBackupRestore(t *testing.T) {
 		t.Errorf("refused requests reached the verification log: %+v", entries)
 	}
 
+	// Unauthenticated: nothing is served.
+	anon := newBrowser(t, b.base)
+	if resp, _ := anon.get("/backups/restore?job=conf&id=" + h.ID); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("restore page without a session: %s", resp.Status)
+	}
+	for _, path := range []string{"/backups/verify", "/backups/restore"} {
+		if resp, _ := anon.postForm(path, url.Values{"job": {"conf"}, "id": {h.ID}, "dir": {"/tmp/x"}}); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("POST %s without a session: %s", path, resp.Status)
+		}
+	}
+	if resp, body := anon.call("GET", "/api/v1/backups/verifications", "", "", ""); resp.StatusCode != http.StatusUnauthorized || strings.Contains(body, "dump") {
+		t.Errorf("GET /api/v1/backups/verifications without a token: %s %s", resp.Status, body)
+	}
+	if resp, body := anon.call("GET", "/api/v1/backups/verifications?job=dump", readToken, "", ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"by": "after backup"`) {
+		t.Errorf("GET /api/v1/backups/verifications: %s %s", resp.Status, body)
+	}
+
 	// The console: a session without the CSRF token is refused; the
 	// restore page asks for a target, then confirms what will happen.
 	b.login(operatorToken)
