@@ -200,6 +200,12 @@ func (n *Node) recordDecision(now time.Time, d *Decision) {
 			n.emit(Record{At: now, Node: n.Name, Kind: RecPolicy, Group: gp.Group, Target: gp.Node,
 				Text: fmt.Sprintf("%s should run on %s", gp.Group, target), Reason: gp.Reason}, nil)
 			n.targets[gp.Group] = gp.Node
+			// A new placement is a new attempt: its refusals are news.
+			for key := range n.refused {
+				if strings.HasPrefix(key, gp.Group+"/") {
+					delete(n.refused, key)
+				}
+			}
 		}
 	}
 	waits := map[string]string{}
