@@ -40,13 +40,16 @@ type Status struct {
 
 // NodeStatus is one node as this node sees it.
 type NodeStatus struct {
-	Name       string       `json:"name"`
-	State      string       `json:"state"`
-	Since      time.Time    `json:"since"`
-	Standby    bool         `json:"standby"`
-	Holds      []string     `json:"holds"`
-	PolicyHash string       `json:"policy_hash,omitempty"`
-	Paths      []PathStatus `json:"paths,omitempty"`
+	Name    string    `json:"name"`
+	State   string    `json:"state"`
+	Since   time.Time `json:"since"`
+	Standby bool      `json:"standby"`
+	// Maintenance: the node decides but acts on nothing, and its groups
+	// are not taken over while it is unreachable.
+	Maintenance bool         `json:"maintenance,omitempty"`
+	Holds       []string     `json:"holds"`
+	PolicyHash  string       `json:"policy_hash,omitempty"`
+	Paths       []PathStatus `json:"paths,omitempty"`
 }
 
 // PathStatus is one heartbeat path to a peer.
@@ -74,7 +77,7 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 		Incarnation: a.node.State.Incarnation, Now: now, Maintenance: a.node.State.Maintenance,
 		Alerts: d.Alerts, Plan: d.Plan, Recent: a.records.snapshot()}
 	for _, n := range f.Nodes {
-		ns := NodeStatus{Name: n.Name, State: n.State, Since: n.Since, Standby: n.Standby, Holds: n.Holds, PolicyHash: n.PolicyHash}
+		ns := NodeStatus{Name: n.Name, State: n.State, Since: n.Since, Standby: n.Standby, Maintenance: n.Maintenance, Holds: n.Holds, PolicyHash: n.PolicyHash}
 		for _, p := range n.Paths {
 			ps := PathStatus{Name: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: p.LastSeen}
 			if m := a.loss[n.Name+"/"+p.Name]; m != nil {

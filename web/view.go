@@ -29,6 +29,7 @@ type overview struct {
 type nodeRow struct {
 	Name, State, Since string
 	Standby            bool
+	Maintenance        bool
 	Holds              string
 	PolicyHash         string
 	HashDiffers        bool
@@ -55,7 +56,7 @@ func newOverview(st *agent.Status, canOperate bool) overview {
 	var names []string
 	for _, n := range st.Nodes {
 		names = append(names, n.Name)
-		v.Nodes = append(v.Nodes, nodeRow{Name: n.Name, State: n.State, Since: ago(st.Now, n.Since), Standby: n.Standby,
+		v.Nodes = append(v.Nodes, nodeRow{Name: n.Name, State: n.State, Since: ago(st.Now, n.Since), Standby: n.Standby, Maintenance: n.Maintenance,
 			Holds: strings.Join(n.Holds, ", "), PolicyHash: n.PolicyHash,
 			HashDiffers: n.PolicyHash != "" && n.PolicyHash != st.PolicyHash, Self: n.Name == st.Node})
 		for _, p := range n.Paths {

@@ -291,7 +291,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSTATE\tSINCE\tSTANDBY\tHOLDS\tPATHS")
+	fmt.Fprintln(tw, "NODE\tSTATE\tSINCE\tMODE\tHOLDS\tPATHS")
 	for _, n := range st.Nodes {
 		var paths []string
 		for _, p := range n.Paths {
@@ -303,7 +303,14 @@ func printStatus(w io.Writer, st *agent.Status) {
 			}
 			paths = append(paths, p.Name+"="+state)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", n.Name, n.State, n.Since.Format(time.RFC3339), n.Standby, strings.Join(n.Holds, ","), strings.Join(paths, " "))
+		mode := "active"
+		switch {
+		case n.Maintenance:
+			mode = "maintenance"
+		case n.Standby:
+			mode = "standby"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.State, n.Since.Format(time.RFC3339), mode, strings.Join(n.Holds, ","), strings.Join(paths, " "))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -14,7 +14,7 @@ func TestPrintStatusShowsRTT(t *testing.T) {
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	st := &agent.Status{Node: "node1", Cluster: "web", Now: now,
 		Nodes: []agent.NodeStatus{
-			{Name: "node1", State: "alive", Since: now},
+			{Name: "node1", State: "alive", Since: now, Maintenance: true},
 			{Name: "node2", State: "alive", Since: now, Paths: []agent.PathStatus{
 				{Name: "lan", Up: true}, {Name: "backnet", Up: false, Missed: 7}, {Name: "wan", Up: true}}},
 		},
@@ -26,7 +26,7 @@ func TestPrintStatusShowsRTT(t *testing.T) {
 	}
 	var b strings.Builder
 	printStatus(&b, st)
-	for _, want := range []string{"lan=up(rtt 287µs)", "backnet=DOWN(7 missed)", "wan=up(rtt 42.10ms)"} {
+	for _, want := range []string{"MODE", "maintenance", "lan=up(rtt 287µs)", "backnet=DOWN(7 missed)", "wan=up(rtt 42.10ms)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, b.String())
 		}
