@@ -171,6 +171,9 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) 
 		if lag, ok := st.relayLag(); ok && lag == 0 {
 			break
 		}
+		if st.first("Master_Log_File", "Source_Log_File") == "" {
+			break // nothing received since CHANGE MASTER: nothing to apply
+		}
 		if st.first("Slave_SQL_Running", "Replica_SQL_Running") != "Yes" {
 			if errno := st.first("Last_SQL_Errno"); errno == "0" || errno == "" {
 				// Stopped by an operator, not by an error: apply the rest.
@@ -384,10 +387,7 @@ func (r replicaRow) relayLag() (int64, bool) {
 	execFile := r.first("Relay_Master_Log_File", "Relay_Source_Log_File")
 	read, err1 := strconv.ParseInt(r.first("Read_Master_Log_Pos", "Read_Source_Log_Pos"), 10, 64)
 	exec, err2 := strconv.ParseInt(r.first("Exec_Master_Log_Pos", "Exec_Source_Log_Pos"), 10, 64)
-	if readFile == "" {
-		return 0, true // nothing received since CHANGE MASTER
-	}
-	if err1 != nil || err2 != nil {
+	if err1 != nil || err2 != nil || readFile == "" {
 		return 0, false
 	}
 	if readFile != execFile {
