@@ -164,7 +164,7 @@ type nodeValue struct {
 func (v *nodeValue) String() string { return fmt.Sprintf("<node %s %s>", v.n.Name, v.n.State) }
 func (v *nodeValue) Type() string   { return "node_facts" }
 func (v *nodeValue) AttrNames() []string {
-	return []string{"alive", "down_for", "holds", "maintenance", "name", "paths", "self", "since", "standby", "state", "up_for"}
+	return []string{"alive", "down_for", "hears", "holds", "maintenance", "name", "paths", "self", "since", "standby", "state", "up_for"}
 }
 func (v *nodeValue) Attr(name string) (starlark.Value, error) {
 	n := v.n
@@ -189,6 +189,11 @@ func (v *nodeValue) Attr(name string) (starlark.Value, error) {
 		return starlark.Bool(n.Maintenance), nil
 	case "holds":
 		return stringsList(n.Holds), nil
+	case "hears":
+		if n.Hears == nil {
+			return starlark.None, nil
+		}
+		return stringsList(n.Hears), nil
 	case "paths":
 		d := starlark.NewDict(len(n.Paths))
 		for _, p := range n.Paths {

@@ -368,7 +368,7 @@ func (n *Node) Report() *Report {
 			failed[g] = t
 		}
 	}
-	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(),
+	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(), Hears: n.View.Hears(),
 		Standby: n.State.Leaving, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
 		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast)}
 	n.report = r

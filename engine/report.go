@@ -12,7 +12,8 @@ func (n *Node) reportsFailure(t time.Time) bool {
 func (n *Node) reportCurrent(r *Report) bool {
 	s := n.State
 	if r.Node != n.Name || r.Incarnation != s.Incarnation || r.PolicyHash != n.Policy.Hash ||
-		r.Standby != s.Leaving || r.Maintenance != s.Maintenance || len(r.Holds) != len(s.Holds) {
+		r.Standby != s.Leaving || r.Maintenance != s.Maintenance || len(r.Holds) != len(s.Holds) ||
+		!n.View.hearsSame(r.Hears) {
 		return false
 	}
 	// r.Holds is sorted and duplicate-free, so equal length plus membership

@@ -13,7 +13,7 @@ import (
 // TestReportFieldsCompared guards reportCurrent: a field added to Report
 // must be compared there too, or peers would miss changes of it.
 func TestReportFieldsCompared(t *testing.T) {
-	compared := []string{"Node", "Incarnation", "PolicyHash", "Holds", "Standby", "Maintenance", "Probes", "Failed", "Operator", "BackupLast"}
+	compared := []string{"Node", "Incarnation", "PolicyHash", "Holds", "Hears", "Standby", "Maintenance", "Probes", "Failed", "Operator", "BackupLast"}
 	var fields []string
 	rt := reflect.TypeOf(Report{})
 	for i := 0; i < rt.NumField(); i++ {
@@ -63,6 +63,20 @@ func TestReportChangesOnlyWithContent(t *testing.T) {
 		{"same backup time", func() { n.State.BackupLast["x"] = now }, false},
 		{"new incarnation", func() { n.State.Incarnation++ }, true},
 		{"nil operator map", func() { n.State.Operator.Standby = nil }, true},
+		{"a peer is heard", func() {
+			for _, h := range p.Paths {
+				n.View.Heartbeat("n2", h.Name, now, nil)
+			}
+		}, true},
+		{"the same peer heard again", func() {
+			for _, h := range p.Paths {
+				n.View.Heartbeat("n2", h.Name, now.Add(time.Millisecond), nil)
+			}
+		}, false},
+		{"the peer is declared dead", func() {
+			now = now.Add(time.Minute)
+			n.View.Update(now)
+		}, true},
 	}
 	prev := n.Report()
 	for _, st := range steps {

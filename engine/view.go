@@ -12,10 +12,13 @@ import (
 // Report is what a node tells its peers in every heartbeat: enough of its
 // state for them to decide the same way it does.
 type Report struct {
-	Node        string               `json:"node"`
-	Incarnation uint64               `json:"incarnation"`
-	PolicyHash  string               `json:"policy_hash"`
-	Holds       []string             `json:"holds"`
+	Node        string   `json:"node"`
+	Incarnation uint64   `json:"incarnation"`
+	PolicyHash  string   `json:"policy_hash"`
+	Holds       []string `json:"holds"`
+	// Hears is the sorted list of peers the node considers alive; never
+	// nil in a report this version builds (an older agent's report lacks it).
+	Hears       []string             `json:"hears"`
 	Standby     bool                 `json:"standby,omitempty"`
 	Maintenance bool                 `json:"maintenance,omitempty"`
 	Probes      []*facts.Probe       `json:"probes,omitempty"`
@@ -64,6 +67,36 @@ func NewView(p *policy.Policy, self string, boot time.Time) *View {
 		v.peers[n.Name] = pv
 	}
 	return v
+}
+
+// Hears returns the peers this node considers alive, sorted by name (never
+// nil).
+func (v *View) Hears() []string {
+	out := []string{}
+	for _, name := range slices.Sorted(maps.Keys(v.peers)) {
+		if v.peers[name].state == facts.Alive {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// hearsSame reports whether list is what Hears would return, without
+// allocating.
+func (v *View) hearsSame(list []string) bool {
+	if list == nil {
+		return false
+	}
+	n := 0
+	for name, pv := range v.peers {
+		if pv.state == facts.Alive {
+			n++
+			if !slices.Contains(list, name) {
+				return false
+			}
+		}
+	}
+	return n == len(list)
 }
 
 // Boot is when this node started.
@@ -210,6 +243,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 		if n.Name == v.self {
 			nf.Self, nf.State, nf.Since = true, facts.Alive, v.boot
 			nf.Holds = s.HeldGroups()
+			nf.Hears = v.Hears()
 			nf.Maintenance = s.Maintenance
 			nf.Standby = s.Leaving
 			nf.Incarnation = s.Incarnation
@@ -235,6 +269,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 			}
 			if r := pv.report; r != nil {
 				nf.Holds, nf.Incarnation, nf.PolicyHash = r.Holds, r.Incarnation, r.PolicyHash
+				nf.Hears = r.Hears
 				nf.Maintenance = r.Maintenance
 				nf.Standby = r.Standby
 				for _, pr := range r.Probes {

@@ -32,10 +32,12 @@ type Scenario struct {
 
 // Event is one scheduled change.
 type Event struct {
-	At    time.Duration
-	Kind  string
-	Node  string
-	Path  string
+	At   time.Duration
+	Kind string
+	Node string
+	Path string
+	// Peer narrows a link event on Node to the link between Node and Peer.
+	Peer  string
 	Group string
 	Probe string
 	OK    bool
@@ -177,16 +179,21 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 	}
 	linkEvent := func(name string) *starlark.Builtin {
 		return ev(name, func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
-			var path, node string
-			if err := starlark.UnpackArgs(name, args, kwargs, "path?", &path, "node?", &node); err != nil {
+			var path, node, peer string
+			if err := starlark.UnpackArgs(name, args, kwargs, "path?", &path, "node?", &node, "peer?", &peer); err != nil {
 				return Event{}, err
 			}
-			if node != "" {
-				if err := checkNode(node); err != nil {
-					return Event{}, err
+			for _, n := range []string{node, peer} {
+				if n != "" {
+					if err := checkNode(n); err != nil {
+						return Event{}, err
+					}
 				}
 			}
-			return Event{Path: path, Node: node}, checkPath(path)
+			if peer != "" && (node == "" || node == peer) {
+				return Event{}, fmt.Errorf("peer = %q needs node = another node: the link between the two is cut", peer)
+			}
+			return Event{Path: path, Node: node, Peer: peer}, checkPath(path)
 		})
 	}
 	expect := func(name string, fn func(args starlark.Tuple, kwargs []starlark.Tuple) (Expectation, error)) *starlark.Builtin {

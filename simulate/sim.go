@@ -109,18 +109,20 @@ type probeSim struct {
 }
 
 type sim struct {
-	ctx        context.Context
-	p          *policy.Policy
-	sc         *Scenario
-	opts       Options
-	now        time.Time
-	queue      eventQueue
-	seq        int
-	nodes      map[string]*simNode
-	order      []*simNode
-	rng        *rand.Rand
-	res        *Result
-	holds      map[string][]string // group -> up nodes holding it
+	ctx   context.Context
+	p     *policy.Policy
+	sc    *Scenario
+	opts  Options
+	now   time.Time
+	queue eventQueue
+	seq   int
+	nodes map[string]*simNode
+	order []*simNode
+	rng   *rand.Rand
+	res   *Result
+	holds map[string][]string // group -> up nodes holding it
+	// cut holds links cut between two nodes only: "a|b|path", a < b.
+	cut        map[string]bool
 	hadRun     map[string]bool
 	openOutage map[string]time.Time
 	openDual   map[string]time.Time
@@ -165,7 +167,7 @@ func (s *sim) schedule(at time.Time, fn func()) {
 
 // Run simulates sc against p.
 func Run(ctx context.Context, p *policy.Policy, policyFile string, sc *Scenario, opts Options) (*Result, error) {
-	s := &sim{ctx: ctx, p: p, sc: sc, opts: opts, now: sc.Start, nodes: map[string]*simNode{},
+	s := &sim{ctx: ctx, p: p, sc: sc, opts: opts, now: sc.Start, nodes: map[string]*simNode{}, cut: map[string]bool{},
 		rng: rand.New(rand.NewSource(sc.Seed)), holds: map[string][]string{}, hadRun: map[string]bool{},
 		openOutage: map[string]time.Time{}, openDual: map[string]time.Time{}, dirty: map[string]bool{}, ownerLog: map[string][]ownerChange{}}
 	s.res = &Result{Policy: policyFile, Scenario: sc.File, Name: sc.Name, Start: sc.Start, Duration: Dur(sc.Duration),
@@ -306,7 +308,14 @@ func (s *sim) send(sn *simNode, paths []*policy.HeartbeatPath) {
 }
 
 func (s *sim) delivers(from, to *simNode, path string) bool {
-	return from.up && to.up && from.links[path] && to.links[path]
+	return from.up && to.up && from.links[path] && to.links[path] && !s.cut[pairKey(from.name, to.name, path)]
+}
+
+func pairKey(a, b, path string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + "|" + b + "|" + path
 }
 
 func (s *sim) scheduleReevaluate(sn *simNode, incarn uint64) {
@@ -419,11 +428,16 @@ func (s *sim) apply(e Event) {
 		} else {
 			targets = s.order
 		}
-		for _, t := range targets {
-			for _, h := range s.p.Paths {
-				if e.Path == "" || e.Path == h.Name {
-					t.links[h.Name] = up
-				}
+		for _, h := range s.p.Paths {
+			if e.Path != "" && e.Path != h.Name {
+				continue
+			}
+			if e.Peer != "" {
+				s.cut[pairKey(e.Node, e.Peer, h.Name)] = !up
+				continue
+			}
+			for _, t := range targets {
+				t.links[h.Name] = up
 			}
 		}
 		what := "all heartbeat paths"
@@ -431,7 +445,10 @@ func (s *sim) apply(e Event) {
 			what = "heartbeat path " + e.Path
 		}
 		where := "on every node"
-		if e.Node != "" {
+		switch {
+		case e.Peer != "":
+			where = "between " + e.Node + " and " + e.Peer
+		case e.Node != "":
 			where = "on " + e.Node
 		}
 		state := "down"

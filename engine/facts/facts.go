@@ -55,7 +55,12 @@ type Node struct {
 	Paths       []*Path
 	// Holds lists the groups the node reports holding (for a dead node: what
 	// it last reported).
-	Holds       []string
+	Holds []string
+	// Hears lists the peers the node considers alive: for this node its own
+	// view, for a peer what its last report said (nil when unknown: no
+	// report yet, or an agent from before reports carried it). Quorum rules
+	// use it to tell "dead to me" from "dead to the majority".
+	Hears       []string
 	Incarnation uint64
 	PolicyHash  string
 }

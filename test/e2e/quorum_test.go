@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,72 @@ func hasHolder(st *agent.Status, node string) bool {
 		}
 	}
 	return false
+}
+
+// cutPair cuts both heartbeat paths between two nodes only (blackhole
+// routes both ways on lan and backnet); every other link stays up.
+func cutPair(c *clustertest.Cluster, a, b string, on bool) {
+	ia, ib := nodeIndex(a), nodeIndex(b)
+	c.Blackhole(a, clustertest.LanAddr(ib), on)
+	c.Blackhole(b, clustertest.LanAddr(ia), on)
+	c.Blackhole(a, clustertest.BacknetAddr(ib), on)
+	c.Blackhole(b, clustertest.BacknetAddr(ia), on)
+}
+
+// TestQuorumPartialPartition: only the links between node1 (holder) and
+// node2 break; node3 hears both. node2 declares node1 dead and has a
+// majority (itself and node3), but node3 still hears node1, so node1 is not
+// dead to a majority: node2 must not take over, and says why. Counting
+// votes alone would put the VIP on both.
+func TestQuorumPartialPartition(t *testing.T) {
+	c := clustertest.New(t, clustertest.Options{Nodes: 3, Policy: clustertest.PolicyOptions{Extra: quorumExtra}})
+	c.StartApps()
+	c.StartAll()
+	for _, n := range c.Nodes() {
+		c.WaitOwner(n, clustertest.Group, "node1", 30*time.Second)
+	}
+	o := observe(t, c, "node1")
+
+	cutPair(c, "node1", "node2", true)
+	c.WaitFor(30*time.Second, "node1 and node2 declare each other dead", func() bool {
+		s1, err1 := c.Status("node1")
+		s2, err2 := c.Status("node2")
+		return err1 == nil && err2 == nil && peer(s1, "node2").State == "dead" && peer(s2, "node1").State == "dead"
+	})
+	// Well past the settle time (1 s): node2 would have taken over by now.
+	end := time.Now().Add(3 * time.Second)
+	for time.Now().Before(end) {
+		if h := c.VIPHolders(); len(h) != 1 || h[0] != "node1" {
+			t.Fatalf("the VIP moved during a partial partition: held by %v", h)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st := c.MustStatus("node2")
+	var why string
+	for _, a := range st.Plan {
+		why += " " + a.Wait
+	}
+	for _, g := range st.Groups {
+		why += " " + g.Wait
+	}
+	if !strings.Contains(why, "not dead to a majority") || !strings.Contains(why, "node3") {
+		t.Errorf("node2 does not say node3 still hears node1; its waits: %s", why)
+	}
+	for _, n := range c.Nodes() {
+		if hasAlert(c.MustStatus(n), "no-quorum", "") {
+			t.Errorf("%s raised no-quorum although every node hears a majority", n)
+		}
+	}
+
+	cutPair(c, "node1", "node2", false)
+	c.WaitFor(30*time.Second, "node2 hears node1 again", func() bool {
+		st, err := c.Status("node2")
+		return err == nil && peer(st, "node1").State == "alive"
+	})
+	holdsFor(t, c, time.Second, "node1", "node1", "node2", "node3")
+	ob := o.stop()
+	assertNeverDual(t, ob)
+	if ob.own.EverHeld("node2") || ob.own.EverHeld("node3") {
+		t.Errorf("another node added the VIP: %s", ob.own)
+	}
 }
