@@ -68,6 +68,15 @@ func newFakeBackend(t testing.TB) *fakeBackend {
 	return &fakeBackend{st: st, policyPath: abs}
 }
 
+// HeartbeatStats reports a measured RTT on node2's lan path (backnet has
+// none yet), as a live agent's endpoints would.
+func (f *fakeBackend) HeartbeatStats() []agent.HeartbeatStats {
+	return []agent.HeartbeatStats{
+		{Path: "lan", Accepted: 18000, RTT: []agent.PeerRTT{{Peer: "node2", LastSeconds: 0.00031, SmoothedSeconds: 0.000287, Count: 18000, SumSeconds: 5.2}}},
+		{Path: "backnet", Accepted: 13500},
+	}
+}
+
 func (f *fakeBackend) Status() *agent.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
