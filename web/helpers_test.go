@@ -133,7 +133,7 @@ func (f *fakeBackend) Do(_ context.Context, op, group, node string, on bool) err
 			}
 			st.Recent = append(st.Recent,
 				engine.Record{At: now, Node: "node1", Kind: engine.RecEvent, Group: group, Text: "operator: move " + group + " to " + node},
-				engine.Record{At: now, Node: "node1", Kind: engine.RecPolicy, Group: group, Text: group + " should run on " + node})
+				engine.Record{At: now, Node: "node1", Kind: engine.RecPolicy, Group: group, Target: node, Text: group + " should run on " + node})
 		case "standby", "online":
 			for i := range st.Nodes {
 				if st.Nodes[i].Name == node {
