@@ -4,20 +4,23 @@ import (
 	"context"
 
 	"github.com/harules/harules/builtins/database"
+	"github.com/harules/harules/engine"
 	"github.com/harules/harules/policy"
 )
 
 // executeDatabase makes this node's server the writable primary (start) or
 // stops it being one (stop). Stop runs on the old owner before start runs on
-// the new one, so no write lands on two servers. The resource keeps no
-// state, so it is built from the declaration on every call.
-func (e *Executor) executeDatabase(ctx context.Context, r *policy.Resource, start bool) error {
+// the new one, so no write lands on two servers; a start that takes over
+// from holders declared dead says so (a MySQL replica then does not wait
+// for its dead source). The resource keeps no state, so it is built from
+// the declaration on every call.
+func (e *Executor) executeDatabase(ctx context.Context, r *policy.Resource, a engine.Action) error {
 	db, err := database.New(r.Name, r.Params, e.log)
 	if err != nil {
 		return err
 	}
-	if start {
-		return db.Start(ctx)
+	if a.Op == engine.OpStart {
+		return database.StartWith(ctx, db, database.StartInfo{Takeover: a.Takeover, From: a.From})
 	}
 	return db.Stop(ctx)
 }

@@ -107,7 +107,7 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 	case policy.KindDisk:
 		return e.executeDisk(ctx, a.Group, r, a.Op == engine.OpStart)
 	case policy.KindDatabase:
-		return e.executeDatabase(ctx, r, a.Op == engine.OpStart)
+		return e.executeDatabase(ctx, r, a)
 	}
 	return fmt.Errorf("%s resources are not supported by the agent yet; vip, service, disk and database are", r.Kind)
 }
@@ -142,7 +142,7 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 	case policy.KindDisk:
 		return e.executeDisk(ctx, "", r, false)
 	case policy.KindDatabase:
-		return e.executeDatabase(ctx, r, false)
+		return e.executeDatabase(ctx, r, engine.Action{Op: engine.OpStop})
 	}
 	return nil
 }

@@ -25,7 +25,33 @@ type Resource interface {
 var (
 	_ Resource = (*Postgres)(nil)
 	_ Resource = (*MySQL)(nil)
+
+	_ TakeoverStarter = (*MySQL)(nil)
 )
+
+// StartInfo says how the engine came to start a resource
+// (engine.Action.Takeover and From).
+type StartInfo struct {
+	// Takeover: the start proceeds without the previous holders, which
+	// were declared dead over every heartbeat path.
+	Takeover bool
+	// From names those peers.
+	From []string
+}
+
+// TakeoverStarter is a Resource whose Start differs for a takeover from a
+// dead holder (MySQL does not wait for the dead source).
+type TakeoverStarter interface {
+	StartWith(ctx context.Context, info StartInfo) error
+}
+
+// StartWith starts r, passing info to resources that use it.
+func StartWith(ctx context.Context, r Resource, info StartInfo) error {
+	if s, ok := r.(TakeoverStarter); ok {
+		return s.StartWith(ctx, info)
+	}
+	return r.Start(ctx)
+}
 
 // Engines a database resource names.
 const (

@@ -110,8 +110,23 @@ func (m *MySQL) conn(ctx context.Context) (*sql.DB, *sql.Conn, error) {
 // Start makes the server the writable primary: a replica is promoted (the
 // IO thread stops, the relay log already received is applied, then the
 // replication configuration is reset), then read_only (and
-// super_read_only) go off.
-func (m *MySQL) Start(ctx context.Context) error {
+// super_read_only) go off. Before it cuts replication, a replica catches
+// up with a source that answers read-only (a planned move fenced it).
+func (m *MySQL) Start(ctx context.Context) error { return m.StartWith(ctx, StartInfo{}) }
+
+// StartWith is Start, told whether this is a takeover from holders
+// declared dead. A takeover does not try the source: it is dead on every
+// heartbeat path, so waiting for it only delays the failover (up to
+// sourceProbeTimeout, plus a semi-synchronous replica's attempt to KILL
+// its dump connection there). What the replica received is all the
+// acknowledged data with semi-synchronous replication: the source
+// acknowledges a commit only once the replica has it in its relay log,
+// and a source that is partitioned off rather than dead either still
+// takes writes (the catch-up ignores a writable source anyway; fence it)
+// or fenced itself, having acknowledged nothing the replica lacks. With
+// asynchronous replication a takeover may lose the source's last
+// commits whether or not it is tried (a crashed source cannot be read).
+func (m *MySQL) StartWith(ctx context.Context, info StartInfo) error {
 	db, conn, err := m.conn(ctx)
 	if err != nil {
 		return err
@@ -123,7 +138,7 @@ func (m *MySQL) Start(ctx context.Context) error {
 		return fmt.Errorf("mysql %s: replica status: %w", m.cfg.Name, err)
 	}
 	if status != nil {
-		if err := m.promote(ctx, conn, status); err != nil {
+		if err := m.promote(ctx, conn, status, info); err != nil {
 			return err
 		}
 	}
@@ -139,7 +154,7 @@ func (m *MySQL) Start(ctx context.Context) error {
 	return nil
 }
 
-func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) error {
+func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow, info StartInfo) error {
 	if lag, ok := status.relayLag(); ok && m.cfg.MaxLagBytes >= 0 && lag > m.cfg.MaxLagBytes {
 		if !m.cfg.Force {
 			return fmt.Errorf("mysql %s: not promoting: %w: the replica has %d bytes of relay log not yet applied, max_lag_bytes is %d; set force=true to promote anyway",
@@ -149,30 +164,72 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
 	defer cancel()
-	// A planned move fenced the source (read_only) before this Start, but
-	// asynchronous replication may not have shipped its last commits yet:
-	// receive and apply them before cutting the source off.
-	if err := m.catchUp(ctx, conn, status); err != nil {
-		return err
-	}
-	if err := replicaStmt(ctx, conn, "STOP REPLICA IO_THREAD", "STOP SLAVE IO_THREAD"); err != nil {
-		return fmt.Errorf("mysql %s: stop IO thread: %w", m.cfg.Name, err)
+	if info.Takeover {
+		m.log.Info("taking over from a holder declared dead: promoting with the relay log received, without trying the source",
+			"source", net.JoinHostPort(status.first("Master_Host", "Source_Host"), status.first("Master_Port", "Source_Port")), "dead", info.From)
+		killed, err := m.killIOThread(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if !killed {
+			if err := replicaStmt(ctx, conn, "STOP REPLICA IO_THREAD", "STOP SLAVE IO_THREAD"); err != nil {
+				return fmt.Errorf("mysql %s: stop IO thread: %w", m.cfg.Name, err)
+			}
+		}
+	} else {
+		// A planned move fenced the source (read_only) before this Start,
+		// but asynchronous replication may not have shipped its last
+		// commits yet: receive and apply them before cutting the source
+		// off.
+		if err := m.catchUp(ctx, conn, status); err != nil {
+			return err
+		}
+		if err := replicaStmt(ctx, conn, "STOP REPLICA IO_THREAD", "STOP SLAVE IO_THREAD"); err != nil {
+			return fmt.Errorf("mysql %s: stop IO thread: %w", m.cfg.Name, err)
+		}
 	}
 	// Apply what was received: it was acknowledged to no one, but it is
-	// the newest data this node has.
+	// the newest data this node has. A KILLed IO thread may still queue
+	// the event it was reading as it leaves; whatever is in the relay log
+	// once replication has stopped is applied too.
+	for {
+		if err := m.applyRelayLog(ctx, conn); err != nil {
+			return err
+		}
+		if err := replicaStmt(ctx, conn, "STOP REPLICA", "STOP SLAVE"); err != nil {
+			return fmt.Errorf("mysql %s: stop replica: %w", m.cfg.Name, err)
+		}
+		st, err := replicaStatus(ctx, conn)
+		if err != nil {
+			return fmt.Errorf("mysql %s: replica status: %w", m.cfg.Name, err)
+		}
+		if lag, ok := st.relayLag(); st == nil || !ok || lag == 0 {
+			break
+		}
+	}
+	if err := replicaStmt(ctx, conn, "RESET REPLICA ALL", "RESET SLAVE ALL"); err != nil {
+		return fmt.Errorf("mysql %s: reset replica: %w", m.cfg.Name, err)
+	}
+	m.log.Info("promoted the replica", "was_replica_of", status.first("Master_Host", "Source_Host"))
+	return nil
+}
+
+// applyRelayLog waits until the SQL thread has applied the relay log
+// received so far, starting it if an operator (not an error) stopped it.
+func (m *MySQL) applyRelayLog(ctx context.Context, conn *sql.Conn) error {
 	for {
 		st, err := replicaStatus(ctx, conn)
 		if err != nil {
 			return fmt.Errorf("mysql %s: replica status: %w", m.cfg.Name, err)
 		}
 		if st == nil {
-			break
+			return nil
 		}
 		if lag, ok := st.relayLag(); ok && lag == 0 {
-			break
+			return nil
 		}
 		if st.first("Master_Log_File", "Source_Log_File") == "" {
-			break // nothing received since CHANGE MASTER: nothing to apply
+			return nil // nothing received since CHANGE MASTER: nothing to apply
 		}
 		if st.first("Slave_SQL_Running", "Replica_SQL_Running") != "Yes" {
 			if errno := st.first("Last_SQL_Errno"); errno == "0" || errno == "" {
@@ -187,17 +244,42 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow) 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("mysql %s: relay log not applied within %s", m.cfg.Name, m.cfg.Timeout)
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if err := replicaStmt(ctx, conn, "STOP REPLICA", "STOP SLAVE"); err != nil {
-		return fmt.Errorf("mysql %s: stop replica: %w", m.cfg.Name, err)
+}
+
+// killIOThread ends the replica's IO thread(s) with KILL instead of STOP
+// SLAVE IO_THREAD. On a semi-synchronous replica, STOP first connects to
+// the source to KILL its dump connection and waits up to
+// rpl_semi_sync_slave_kill_conn_timeout (whole seconds, default 5) for a
+// dead one; SET GLOBAL rpl_semi_sync_slave_enabled=OFF does not stop that
+// (MariaDB 10.11). A KILLed IO thread leaves its read loop at once and
+// queues nothing more; it tries the source only on its way out, off this
+// path. What it wrote to the relay log stays and is applied after. It
+// returns false when no IO thread was found (not MariaDB, or not
+// connected): then use STOP.
+func (m *MySQL) killIOThread(ctx context.Context, conn *sql.Conn) (bool, error) {
+	rows, err := conn.QueryContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Slave_IO'")
+	if err != nil {
+		return false, nil
 	}
-	if err := replicaStmt(ctx, conn, "RESET REPLICA ALL", "RESET SLAVE ALL"); err != nil {
-		return fmt.Errorf("mysql %s: reset replica: %w", m.cfg.Name, err)
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if rows.Scan(&id) == nil {
+			ids = append(ids, id)
+		}
 	}
-	m.log.Info("promoted the replica", "was_replica_of", status.first("Master_Host", "Source_Host"))
-	return nil
+	rows.Close()
+	for _, id := range ids {
+		_, err := conn.ExecContext(ctx, "KILL "+strconv.FormatInt(id, 10))
+		var me *mysql.MySQLError
+		if err != nil && !(errors.As(err, &me) && me.Number == 1094) { // 1094: unknown thread, already gone
+			return false, fmt.Errorf("mysql %s: KILL the IO thread %d: %w", m.cfg.Name, id, err)
+		}
+	}
+	return len(ids) > 0, nil
 }
 
 // sourceProbeTimeout bounds connecting to the source before a promotion:

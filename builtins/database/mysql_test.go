@@ -387,3 +387,80 @@ func TestMySQLStopWithServerDown(t *testing.T) {
 		t.Errorf("Stop on a running server that refuses the login succeeded; it must fail (the server may still take writes)")
 	}
 }
+
+// A takeover from a source declared dead: the semi-synchronous replica's
+// source stops answering like a host that lost power (a proxy that
+// freezes). StartWith(Takeover) promotes the replica with every row the
+// source acknowledged and never tries to reach the dead source, neither
+// for the catch-up nor to KILL its dump connection as a semi-sync
+// replica's STOP SLAVE IO_THREAD does (rpl_semi_sync_slave_kill_conn_timeout,
+// 5 s here, on the failover path): the IO thread is KILLed instead (it
+// still tries the source on its way out, in the background, which the
+// proxy counts; the promotion does not wait for it).
+func TestMariaDBTakeoverFromDeadSemiSyncSource(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	primary := startMaria(t, 1)
+	replica := startMaria(t, 2)
+	primary.mustExec("CREATE DATABASE appdb", "CREATE TABLE appdb.t (n INT PRIMARY KEY) ENGINE=InnoDB",
+		"CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'", "GRANT REPLICATION SLAVE ON *.* TO repl@'%'",
+		"CREATE USER harules@'%' IDENTIFIED BY 'ha-pw'", "GRANT ALL ON *.* TO harules@'%'",
+		"SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC", "SET GLOBAL rpl_semi_sync_master_timeout = 20000")
+	source := startProxy(t, fmt.Sprintf("127.0.0.1:%d", primary.port))
+	replica.mustExec("SET GLOBAL read_only = ON", "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
+		"SET GLOBAL rpl_semi_sync_slave_kill_conn_timeout = 5",
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+			source.port()), "START SLAVE")
+	waitFor(t, "the replica has the schema and is a semi-sync client of the primary", func() (bool, string) {
+		var name, clients string
+		db := openQuiet(t, primary.rootDSN())
+		defer db.Close()
+		err := db.QueryRow("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'").Scan(&name, &clients)
+		if err == nil {
+			err = replica.exec(replica.rootDSN(), "SELECT 1 FROM appdb.t LIMIT 0")
+		}
+		return err == nil && clients == "1", fmt.Sprintf("clients %q, %v", clients, err)
+	})
+	primary.mustExec("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+	// Each insert returns only once the replica has it in its relay log.
+	for i := 1; i <= 200; i++ {
+		primary.mustExec(fmt.Sprintf("INSERT INTO appdb.t VALUES (%d)", i))
+	}
+	var yes int64
+	db := openQuiet(t, primary.rootDSN())
+	defer db.Close()
+	var name string
+	if err := db.QueryRow("SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_yes_tx'").Scan(&name, &yes); err != nil || yes < 200 {
+		t.Fatalf("the primary acknowledged %d transactions semi-synchronously (%v); the test proves nothing without it", yes, err)
+	}
+
+	source.Freeze()
+	res, err := NewMySQL(MySQLConfig{Name: "db", DSN: fmt.Sprintf("harules:ha-pw@tcp(127.0.0.1:%d)/", replica.port), MaxLagBytes: -1,
+		Timeout: 20 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := res.StartWith(ctx, StartInfo{Takeover: true, From: []string{"node1"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("takeover promotion took %s with the source frozen", time.Since(start).Round(time.Millisecond))
+	if n := source.afterFreeze.Load(); n > 1 {
+		t.Errorf("the takeover opened %d connections to the dead source; at most the IO thread's own KILL attempt is expected", n)
+	}
+	if d := time.Since(start); d >= 5*time.Second {
+		t.Errorf("the takeover took %s: it waited for the dead source (rpl_semi_sync_slave_kill_conn_timeout is 5 s)", d)
+	}
+	if n := replica.count(); n != 200 {
+		t.Errorf("the promoted replica has %d of the 200 rows the source acknowledged", n)
+	}
+	if err := res.Monitor(ctx); err != nil {
+		t.Errorf("Monitor on the promoted replica: %v", err)
+	}
+	rdb := openQuiet(t, replica.rootDSN())
+	defer rdb.Close()
+	var semi int
+	if err := rdb.QueryRow("SELECT @@global.rpl_semi_sync_slave_enabled").Scan(&semi); err != nil || semi != 1 {
+		t.Errorf("rpl_semi_sync_slave_enabled after the promotion: %d (%v), want it left at 1", semi, err)
+	}
+}
