@@ -27,7 +27,8 @@ group("db", resources = [
 	}{
 		{[]string{"database", "rejoin", "pg"}, "give --primary"},
 		{[]string{"database", "rejoin", "nope", "--primary", "host=x", "--policy", pol}, `no database("nope")`},
-		{[]string{"database", "rejoin", "my", "--primary", "host=x", "--policy", pol}, "rejoin is for PostgreSQL"},
+		{[]string{"database", "rejoin", "my", "--primary", "host=x", "--policy", pol}, `--primary "host=x"`},
+		{[]string{"database", "rejoin", "my", "--primary", "repl:pw@unix(/tmp/x.sock)/", "--policy", pol}, "over TCP"},
 		{[]string{"db", "status"}, "want rejoin RESOURCE"},
 	} {
 		var out, errOut bytes.Buffer
