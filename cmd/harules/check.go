@@ -4,53 +4,85 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
+	"github.com/harules/harules/simulate"
 )
 
 func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "check",
-		Usage:     "validate policy files",
+		Usage:     "validate policy files (--faults: and run each through a standard set of faults)",
 		ArgsUsage: "POLICY.star [MORE.star...]",
 		Description: `Loads each policy and reports every problem as file:line:col: message
 (syntax, unknown names, wrong argument types, bad durations and cron lines,
 references to nodes, groups or probes that do not exist, impossible
 placements). Prints a short summary of a valid policy.
 
-Exit 0 when every policy is valid, 1 when one has errors, 2 on usage errors.`,
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print results as JSON"}},
+Exit 0 when every policy is valid, 1 when one has errors, 2 on usage errors.
+
+--faults also runs each valid policy through the fault matrix with the
+simulator (crash of each node holding a group, isolation of each node, each
+heartbeat path down, and with 3+ nodes each pair cut apart and the active
+node's crash while another is down; 60s runs, fault at 10s, recovery at 40s)
+and prints, per fault, the groups that moved, the longest outage, any SPLIT
+BRAIN, groups left stopped and alerts raised. See docs/simulate.md.
+With --faults: exit 0 when no fault produces a split brain, 1 when one does,
+2 when a policy is invalid (or on usage errors).`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "json", Usage: "print results as JSON"},
+			&cli.BoolFlag{Name: "faults", Usage: "run each policy through the fault matrix (exit 1 on a split brain)"},
+			&cli.StringSliceFlag{Name: "isolation-probe", Usage: "with --faults: this probe fails on an isolated node (e.g. the gateway probe; repeatable)"},
+			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "with --faults: seed of heartbeat phases and jitter"},
+			&cli.DurationFlag{Name: "outage-limit", Value: 5 * time.Second, Usage: "with --faults: the summary counts faults with an outage longer than this"},
+		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {
 				return fail(exitUsage, "check: give a policy file, e.g. harules check /etc/harules/policy.star")
 			}
+			faults := c.Bool("faults")
+			if !faults {
+				for _, f := range []string{"isolation-probe", "seed", "outage-limit"} {
+					if c.IsSet(f) {
+						return fail(exitUsage, "check: --%s only applies with --faults", f)
+					}
+				}
+			}
 			type result struct {
-				File    string         `json:"file"`
-				OK      bool           `json:"ok"`
-				Errors  []string       `json:"errors,omitempty"`
-				Summary map[string]any `json:"summary,omitempty"`
+				File    string           `json:"file"`
+				OK      bool             `json:"ok"`
+				Errors  []string         `json:"errors,omitempty"`
+				Summary map[string]any   `json:"summary,omitempty"`
+				Faults  *simulate.Matrix `json:"faults,omitempty"`
 			}
 			var results []result
-			bad := false
+			invalid, splitBrain := false, false
 			for _, file := range c.Args().Slice() {
 				p, err := rules.Load(c.Context, file, rules.Options{})
 				r := result{File: file, OK: err == nil}
 				if err != nil {
-					bad = true
-					var es rules.Errors
-					if errors.As(err, &es) {
-						for _, e := range es {
-							r.Errors = append(r.Errors, e.Error())
-						}
-					} else {
-						r.Errors = []string{err.Error()}
-					}
+					invalid = true
+					r.Errors = errorLines(err)
 				} else {
 					r.Summary = summary(p)
+					if faults {
+						m, err := simulate.RunMatrix(c.Context, p, file, simulate.MatrixOptions{
+							Seed: c.Int64("seed"), IsolationProbes: c.StringSlice("isolation-probe"), OutageLimit: c.Duration("outage-limit")})
+						if err != nil {
+							if c.Context.Err() != nil {
+								return fail(exitInternal, "%s: %v", file, err)
+							}
+							return fail(exitUsage, "%s: %v", file, err)
+						}
+						r.Faults = m
+						r.OK = !m.SplitBrain()
+						splitBrain = splitBrain || m.SplitBrain()
+					}
 				}
 				results = append(results, r)
 			}
@@ -58,26 +90,77 @@ Exit 0 when every policy is valid, 1 when one has errors, 2 on usage errors.`,
 			if c.Bool("json") {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				_ = enc.Encode(results)
+				if err := enc.Encode(results); err != nil {
+					return fail(exitInternal, "write JSON: %v", err)
+				}
 			} else {
 				for _, r := range results {
 					for _, e := range r.Errors {
 						fmt.Fprintln(c.App.ErrWriter, e)
 					}
-					if r.OK {
+					if r.Summary != nil {
 						s := r.Summary
 						fmt.Fprintf(out, "%s: ok: cluster %q, %d nodes, %d heartbeat paths, %d probes, %d groups, %d rules, %d backups (policy %s)\n",
 							r.File, s["cluster"], s["nodes"], s["paths"], s["probes"], s["groups"], s["rules"], s["backups"], s["hash"])
 						fmt.Fprintf(out, "  a dead peer is declared after %s without heartbeats on every path\n", s["detection"])
 					}
+					if r.Faults != nil {
+						fmt.Fprintln(out)
+						if err := simulate.WriteMatrixText(out, r.Faults); err != nil {
+							return fail(exitInternal, "write fault matrix: %v", err)
+						}
+					}
 				}
 			}
-			if bad {
+			switch {
+			case !faults && invalid:
 				return fail(exitFailed, "")
+			case invalid:
+				return fail(exitUsage, "")
+			case splitBrain:
+				if c.Bool("json") {
+					return fail(exitFailed, "")
+				}
+				return fail(exitFailed, "split brain under %s", splitBrainFaults(results, func(r result) *simulate.Matrix { return r.Faults }))
 			}
 			return nil
 		},
 	}
+}
+
+// errorLines lists a load error as file:line:col: message lines.
+func errorLines(err error) []string {
+	var es rules.Errors
+	if !errors.As(err, &es) {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+// splitBrainFaults names the faults that produced a split brain, as
+// "policy.star: isolate node1, ...".
+func splitBrainFaults[R any](results []R, matrix func(R) *simulate.Matrix) string {
+	var parts []string
+	for _, r := range results {
+		m := matrix(r)
+		if m == nil {
+			continue
+		}
+		var names []string
+		for _, f := range m.Faults {
+			if len(f.SplitBrain) > 0 {
+				names = append(names, f.Name)
+			}
+		}
+		if len(names) > 0 {
+			parts = append(parts, m.Policy+": "+strings.Join(names, ", "))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func summary(p *policy.Policy) map[string]any {

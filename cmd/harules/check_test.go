@@ -166,3 +166,161 @@ func TestCheckRelativeLoadFromOtherDirectory(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s\nwant the syntax error at lib.star:2:1", code, stderr)
 	}
 }
+
+const (
+	unguardedPolicy = "../../simulate/testdata/faults/unguarded.star"
+	threeNode       = "../../examples/three-node/policy.star"
+)
+
+// TestCheckFaults: check --faults prints the matrix and gates on split
+// brain: 0 without one, 1 with one, 2 for an invalid policy.
+func TestCheckFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout []string
+		stderr []string
+	}{
+		{name: "quorum example", args: []string{"check", "--faults", threeNode}, code: exitOK,
+			stdout: []string{threeNode + `: ok: cluster "web3"`, "fault matrix for " + threeNode, "steady state at 10s: web on node1",
+				"crash node1 ", "web node1->node2 at ", "cut node1-node2", "crash node1 while node3 down",
+				"summary: 10 faults, 0 with split brain", "caveats:", "probes keep their scenario defaults"}},
+		{name: "unguarded", args: []string{"check", "--faults", unguardedPolicy}, code: exitFailed,
+			stdout: []string{"isolate node1", "web on node1+node2 11s-", "summary: 5 faults, 2 with split brain", "SPLIT BRAIN:"},
+			stderr: []string{"split brain under " + unguardedPolicy + ": isolate node1, isolate node2"}},
+		{name: "gateway probe fails on isolation", args: []string{"check", "--faults", "--isolation-probe", "gateway", example}, code: exitOK,
+			stdout: []string{"probe gateway fails there meanwhile", "summary: 5 faults, 0 with split brain"}},
+		{name: "the example without the gateway hint", args: []string{"check", example, "--faults"}, code: exitFailed,
+			stdout: []string{"--isolation-probe gateway"}},
+		{name: "invalid policy", args: []string{"check", "--faults", badPolicy}, code: exitUsage,
+			stderr: []string{badPolicy + ":4:5:"}},
+		{name: "invalid among valid", args: []string{"check", "--faults", threeNode, badPolicy}, code: exitUsage,
+			stdout: []string{"summary: 10 faults"}, stderr: []string{badPolicy + ":4:5:"}},
+		{name: "unknown isolation probe", args: []string{"check", "--faults", "--isolation-probe", "nope", threeNode}, code: exitUsage,
+			stderr: []string{`isolation probe "nope" is not a probe`}},
+		{name: "matrix flag without --faults", args: []string{"check", "--seed", "3", threeNode}, code: exitUsage,
+			stderr: []string{"--seed only applies with --faults"}},
+		{name: "outage limit", args: []string{"check", "--faults", "--outage-limit", "30s", threeNode}, code: exitOK,
+			stdout: []string{"0 with an outage longer than 30s"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := harules(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout, stderr)
+			}
+			for _, s := range tc.stdout {
+				if !strings.Contains(stdout, s) {
+					t.Errorf("stdout does not contain %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr does not contain %q:\n%s", s, stderr)
+				}
+			}
+		})
+	}
+}
+
+// faultsResult mirrors the documented --json shape of check --faults.
+type faultsResult struct {
+	File    string          `json:"file"`
+	OK      bool            `json:"ok"`
+	Errors  []string        `json:"errors"`
+	Summary *map[string]any `json:"summary"`
+	Faults  *struct {
+		Policy          string              `json:"policy"`
+		Duration        string              `json:"duration"`
+		FaultAt         string              `json:"fault_at"`
+		RecoverAt       string              `json:"recover_at"`
+		Seed            int64               `json:"seed"`
+		IsolationProbes []string            `json:"isolation_probes"`
+		Steady          map[string][]string `json:"steady"`
+		Faults          []struct {
+			Name        string   `json:"name"`
+			Kind        string   `json:"kind"`
+			Nodes       []string `json:"nodes"`
+			Path        string   `json:"path"`
+			Description string   `json:"description"`
+			Moves       []struct {
+				Group string   `json:"group"`
+				At    string   `json:"at"`
+				From  []string `json:"from"`
+				To    []string `json:"to"`
+			} `json:"moves"`
+			Outages []struct {
+				Group   string `json:"group"`
+				Longest string `json:"longest"`
+				Start   string `json:"start"`
+			} `json:"outages"`
+			SplitBrain []struct {
+				Group string   `json:"group"`
+				Start string   `json:"start"`
+				End   string   `json:"end"`
+				Nodes []string `json:"nodes"`
+			} `json:"split_brain"`
+			Stopped []string `json:"stopped"`
+			Alerts  []struct {
+				At   string `json:"at"`
+				Node string `json:"node"`
+				Name string `json:"name"`
+				Text string `json:"text"`
+			} `json:"alerts"`
+			FinalPlacement map[string][]string `json:"final_placement"`
+			Stats          map[string]int      `json:"stats"`
+		} `json:"faults"`
+		Summary struct {
+			Faults      int    `json:"faults"`
+			SplitBrain  int    `json:"split_brain"`
+			LongOutages int    `json:"long_outages"`
+			OutageLimit string `json:"outage_limit"`
+			Stopped     int    `json:"stopped"`
+		} `json:"summary"`
+		Caveats []string `json:"caveats"`
+	} `json:"faults"`
+}
+
+func TestCheckFaultsJSON(t *testing.T) {
+	code, stdout, stderr := harules(t, "check", "--faults", "--json", threeNode, unguardedPolicy)
+	if code != exitFailed {
+		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
+	}
+	if stderr != "" {
+		t.Errorf("--json wrote to stderr: %q", stderr)
+	}
+	var results []faultsResult
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&results); err != nil {
+		t.Fatalf("stdout is not the documented JSON: %v\n%s", err, stdout)
+	}
+	if len(results) != 2 || results[0].Faults == nil || results[1].Faults == nil {
+		t.Fatalf("results = %+v", results)
+	}
+	three, unguarded := results[0], results[1]
+	if !three.OK || three.Summary == nil || three.Faults.Summary.Faults != 10 || three.Faults.Summary.SplitBrain != 0 ||
+		three.Faults.Duration != "1m0s" || three.Faults.FaultAt != "10s" || three.Faults.RecoverAt != "40s" || three.Faults.Summary.OutageLimit != "5s" {
+		t.Errorf("three-node: ok %v summary %+v", three.OK, three.Faults.Summary)
+	}
+	crash := three.Faults.Faults[1]
+	if crash.Name != "crash node1" || crash.Kind != "crash" || len(crash.Moves) != 1 || crash.Moves[0].Group != "web" ||
+		crash.Moves[0].To[0] != "node2" || len(crash.Outages) != 1 || len(crash.SplitBrain) != 0 {
+		t.Errorf("three-node crash node1 = %+v", crash)
+	}
+	if unguarded.OK || unguarded.Faults.Summary.SplitBrain != 2 {
+		t.Errorf("unguarded: ok %v, summary %+v; want not ok with 2 split brains", unguarded.OK, unguarded.Faults.Summary)
+	}
+	for _, f := range unguarded.Faults.Faults {
+		if f.Kind == "isolate" && (len(f.SplitBrain) != 1 || f.SplitBrain[0].Group != "web" || len(f.SplitBrain[0].Nodes) != 2) {
+			t.Errorf("unguarded %s: split brain %+v", f.Name, f.SplitBrain)
+		}
+	}
+
+	// Plain check --json is unchanged: no faults key.
+	_, stdout, _ = harules(t, "check", "--json", threeNode)
+	if strings.Contains(stdout, `"faults"`) {
+		t.Errorf("check --json without --faults carries a faults key:\n%s", stdout)
+	}
+}
