@@ -455,9 +455,17 @@ func orEmpty(s []string) []string {
 }
 
 func caveats(p *policy.Policy, opts MatrixOptions) []string {
+	// Suggest the probe most likely to stand for the gateway: a
+	// check.gateway probe, else the first probe.
 	probe := "PROBE"
 	if len(p.Probes) > 0 {
 		probe = p.Probes[0].Name
+	}
+	for _, pr := range p.Probes {
+		if pr.Check.Kind == "gateway" {
+			probe = pr.Name
+			break
+		}
 	}
 	var out []string
 	if len(opts.IsolationProbes) == 0 {

@@ -209,6 +209,12 @@ func TestMatrixExamplesBaseline(t *testing.T) {
 				t.Errorf("%s: steady state %s on %v, want one node", file, g, holders)
 			}
 		}
+		// The caveat names the policy's gateway probe when it has one.
+		for _, pr := range loadFile(t, file).Probes {
+			if pr.Check.Kind == "gateway" && !strings.Contains(strings.Join(m.Caveats, "\n"), "--isolation-probe "+pr.Name) {
+				t.Errorf("%s: caveats do not suggest --isolation-probe %s:\n%s", file, pr.Name, strings.Join(m.Caveats, "\n"))
+			}
+		}
 		if m.Summary.Faults != len(m.Faults)-1 || m.Summary.Faults < 5 {
 			t.Errorf("%s: summary %+v for %d rows", file, m.Summary, len(m.Faults))
 		}
