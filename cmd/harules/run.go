@@ -18,6 +18,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/harules/harules/agent"
+	"github.com/harules/harules/internal/atomicfile"
+	"github.com/harules/harules/internal/statesvg"
 	"github.com/harules/harules/web"
 )
 
@@ -263,11 +265,40 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "show the cluster as the local agent sees it",
-		Flags: []cli.Flag{controlFlag, &cli.BoolFlag{Name: "json", Usage: "print the status document as JSON"}},
+		Description: `Prints this node's view of the cluster: nodes, heartbeat paths (with
+the measured round-trip time), groups, backups and alerts.
+
+--svg FILE also draws it as a standalone SVG picture: the nodes as boxes
+around this node, one line per heartbeat path (green up, red down, grey
+unknown) labelled with RTT and loss, the groups inside the node holding
+them (red on both holders in a split brain, "→ node" while moving), the
+groups nobody holds and the alerts. --svg - writes the picture to standard
+output instead of the text; --quiet writes only the picture.`,
+		Flags: []cli.Flag{controlFlag,
+			&cli.BoolFlag{Name: "json", Usage: "print the status document as JSON"},
+			&cli.StringFlag{Name: "svg", Usage: "also draw the cluster state as an SVG picture into `FILE` (- for standard output, instead of the text)"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "with --svg: print nothing but the picture"},
+		},
 		Action: func(c *cli.Context) error {
+			if c.Bool("quiet") && c.String("svg") == "" {
+				return fail(exitUsage, "--quiet only goes with --svg FILE")
+			}
 			st, err := agent.NewClient(c.String("control")).Status(c.Context)
 			if err != nil {
 				return fail(exitFailed, "%v", err)
+			}
+			switch out := c.String("svg"); out {
+			case "":
+			case "-":
+				_, err := c.App.Writer.Write(statesvg.Render(st, statesvg.Options{}))
+				return err
+			default:
+				if err := atomicfile.Write(out, statesvg.Render(st, statesvg.Options{}), 0o644); err != nil {
+					return fail(exitFailed, "write the picture: %v", err)
+				}
+				if c.Bool("quiet") {
+					return nil
+				}
 			}
 			if c.Bool("json") {
 				enc := json.NewEncoder(c.App.Writer)
