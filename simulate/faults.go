@@ -40,8 +40,14 @@ type MatrixOptions struct {
 	// RecoverAt is when crashed nodes boot and cut links come back
 	// (default 40s).
 	RecoverAt time.Duration
-	// Seed seeds heartbeat phases and jitter (default 1).
+	// Seed seeds heartbeat phases and jitter (default 1). The table shows
+	// the runs with this seed.
 	Seed int64
+	// Seeds runs every fault with Seed, Seed+1, ... Seed+Seeds-1 (default
+	// 1): a guard that wins its race for one heartbeat phase only shows up
+	// as a split brain under another. Only the split-brain verdict is taken
+	// from the other seeds.
+	Seeds int
 	// Start is the wall-clock time of offset 0 (default 2026-01-01T00:00Z,
 	// as for scenarios).
 	Start time.Time
@@ -72,6 +78,9 @@ func (o *MatrixOptions) defaults() {
 	}
 	if o.Start.IsZero() {
 		o.Start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if o.Seeds <= 0 {
+		o.Seeds = 1
 	}
 	if o.OutageLimit <= 0 {
 		o.OutageLimit = 5 * time.Second
@@ -137,8 +146,13 @@ type FaultResult struct {
 	// Outages holds, per group, its longest outage (groups with none are
 	// absent).
 	Outages []GroupOutage `json:"outages"`
-	// SplitBrain lists the windows in which a group had two holders or more.
+	// SplitBrain lists the windows in which a group had two holders or
+	// more (with the matrix's Seed).
 	SplitBrain []Window `json:"split_brain"`
+	// SplitBrainSeeds lists the seeds under which this fault split the
+	// brain (MatrixOptions.Seeds); the fault counts as a split brain when
+	// it is not empty.
+	SplitBrainSeeds []int64 `json:"split_brain_seeds"`
 	// Stopped lists groups that ran at steady state and nobody holds at the end.
 	Stopped        []string            `json:"stopped"`
 	Alerts         []Alert             `json:"alerts"`
@@ -174,6 +188,7 @@ type Matrix struct {
 	FaultAt         Dur      `json:"fault_at"`
 	RecoverAt       Dur      `json:"recover_at"`
 	Seed            int64    `json:"seed"`
+	Seeds           int      `json:"seeds"`
 	IsolationProbes []string `json:"isolation_probes"`
 	// Steady maps each group to its holders at FaultAt without any fault.
 	Steady map[string][]string `json:"steady"`
@@ -184,11 +199,11 @@ type Matrix struct {
 	Caveats []string      `json:"caveats"`
 }
 
-// SplitBrain reports whether any run, baseline included, had a group held
-// by two nodes at once.
+// SplitBrain reports whether any run, baseline included and under any of
+// the seeds, had a group held by two nodes at once.
 func (m *Matrix) SplitBrain() bool {
 	for _, f := range m.Faults {
-		if len(f.SplitBrain) > 0 {
+		if len(f.SplitBrainSeeds) > 0 {
 			return true
 		}
 	}
@@ -204,32 +219,51 @@ func RunMatrix(ctx context.Context, p *policy.Policy, policyFile string, opts Ma
 		return nil, err
 	}
 	m := &Matrix{Policy: policyFile, Duration: Dur(opts.Duration), FaultAt: Dur(opts.FaultAt), RecoverAt: Dur(opts.RecoverAt),
-		Seed: opts.Seed, IsolationProbes: append([]string{}, opts.IsolationProbes...)}
+		Seed: opts.Seed, Seeds: opts.Seeds, IsolationProbes: append([]string{}, opts.IsolationProbes...)}
 	base := Fault{Name: "none (baseline)", Kind: FaultBaseline, Description: "no fault: the policy alone for the whole run"}
-	baseRes, err := Run(ctx, p, policyFile, faultScenario(base, opts), Options{})
+	baseRes, err := Run(ctx, p, policyFile, faultScenario(base, opts, opts.Seed), Options{})
 	if err != nil {
 		return nil, fmt.Errorf("fault matrix baseline: %w", err)
 	}
 	// Every run is identical to the baseline until FaultAt (same seed, no
 	// event before), so its placement then is the steady state of all.
 	m.Steady = holdersAt(p, baseRes, opts.FaultAt)
-	faults := StandardFaults(p, m.Steady, opts)
-	results := make([]FaultResult, len(faults)+1)
+	faults := append([]Fault{base}, StandardFaults(p, m.Steady, opts)...)
+	results := make([]FaultResult, len(faults))
 	results[0] = summarize(p, base, baseRes, m.Steady, opts)
-	errs := make([]error, len(faults))
+	// extraSplit[i][k] is set when fault i split the brain with seed
+	// Seed+1+k (the other seeds only contribute that verdict).
+	extraSplit := make([][]bool, len(faults))
+	type job struct{ fault, seed int } // seed 0 is opts.Seed
+	var jobs []job
+	for i := range faults {
+		extraSplit[i] = make([]bool, opts.Seeds-1)
+		for k := range opts.Seeds {
+			if i > 0 || k > 0 {
+				jobs = append(jobs, job{i, k})
+			}
+		}
+	}
+	errs := make([]error, len(jobs))
 	sem := make(chan struct{}, opts.Parallel)
 	var wg sync.WaitGroup
-	for i, f := range faults {
+	for j, jb := range jobs {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			res, err := Run(ctx, p, policyFile, faultScenario(f, opts), Options{})
+			f := faults[jb.fault]
+			seed := opts.Seed + int64(jb.seed)
+			res, err := Run(ctx, p, policyFile, faultScenario(f, opts, seed), Options{})
 			if err != nil {
-				errs[i] = fmt.Errorf("fault %s: %w", f.Name, err)
+				errs[j] = fmt.Errorf("fault %s (seed %d): %w", f.Name, seed, err)
 				return
 			}
-			results[i+1] = summarize(p, f, res, m.Steady, opts)
+			if jb.seed == 0 {
+				results[jb.fault] = summarize(p, f, res, m.Steady, opts)
+			} else {
+				extraSplit[jb.fault][jb.seed-1] = len(res.DualOwners) > 0
+			}
 		}()
 	}
 	wg.Wait()
@@ -238,10 +272,21 @@ func RunMatrix(ctx context.Context, p *policy.Policy, policyFile string, opts Ma
 			return nil, err
 		}
 	}
+	for i := range results {
+		results[i].SplitBrainSeeds = []int64{}
+		if len(results[i].SplitBrain) > 0 {
+			results[i].SplitBrainSeeds = append(results[i].SplitBrainSeeds, opts.Seed)
+		}
+		for k, split := range extraSplit[i] {
+			if split {
+				results[i].SplitBrainSeeds = append(results[i].SplitBrainSeeds, opts.Seed+1+int64(k))
+			}
+		}
+	}
 	m.Faults = results
-	m.Summary = MatrixSummary{Faults: len(faults), OutageLimit: Dur(opts.OutageLimit)}
+	m.Summary = MatrixSummary{Faults: len(faults) - 1, OutageLimit: Dur(opts.OutageLimit)}
 	for _, f := range results {
-		if len(f.SplitBrain) > 0 {
+		if len(f.SplitBrainSeeds) > 0 {
 			m.Summary.SplitBrain++
 		}
 		if f.LongestOutage() > opts.OutageLimit {
@@ -357,8 +402,8 @@ func StandardFaults(p *policy.Policy, steady map[string][]string, opts MatrixOpt
 	return out
 }
 
-func faultScenario(f Fault, opts MatrixOptions) *Scenario {
-	return &Scenario{File: "fault matrix: " + f.Name, Name: f.Name, Duration: opts.Duration, Start: opts.Start, Seed: opts.Seed,
+func faultScenario(f Fault, opts MatrixOptions, seed int64) *Scenario {
+	return &Scenario{File: "fault matrix: " + f.Name, Name: f.Name, Duration: opts.Duration, Start: opts.Start, Seed: seed,
 		Events: slices.Clone(f.Events)}
 }
 
@@ -477,9 +522,14 @@ func caveats(p *policy.Policy, opts MatrixOptions) []string {
 		out = append(out, fmt.Sprintf("isolation faults also fail probe %s on the isolated node; every other probe stays ok everywhere",
 			strings.Join(opts.IsolationProbes, ", ")))
 	}
+	if opts.Seeds == 1 {
+		out = append(out, fmt.Sprintf("one seed (%d) per fault: the heartbeat phases are fixed, so a race that a guard only sometimes "+
+			"wins may not show; add --seeds 13 to try each fault with 13 phases", opts.Seed))
+	} else {
+		out = append(out, fmt.Sprintf("split brain is checked with seeds %d to %d; moves, outages and alerts are those of seed %d",
+			opts.Seed, opts.Seed+int64(opts.Seeds)-1, opts.Seed))
+	}
 	out = append(out,
-		fmt.Sprintf("one seed (%d) per fault: the heartbeat phases are fixed, so a race that a guard only sometimes wins may not show; "+
-			"rerun with other --seed values or keep a scenario and replay it with many seeds", opts.Seed),
 		"resources always start and stop at once and fencing always works; application failures, slow stops and failed "+
 			"fencing are not in the matrix (resource_fail, fail_starts, fail_fence in a scenario)")
 	return out
@@ -490,8 +540,12 @@ func caveats(p *policy.Policy, opts MatrixOptions) []string {
 // caveats.
 func WriteMatrixText(w io.Writer, m *Matrix) error {
 	bw := &errWriter{w: w}
-	fmt.Fprintf(bw, "fault matrix for %s: %s per run, fault at %s, recovery at %s, seed %d\n",
-		m.Policy, time.Duration(m.Duration), time.Duration(m.FaultAt), time.Duration(m.RecoverAt), m.Seed)
+	seeds := fmt.Sprintf("seed %d", m.Seed)
+	if m.Seeds > 1 {
+		seeds = fmt.Sprintf("seed %d (split brain checked with seeds %d-%d)", m.Seed, m.Seed, m.Seed+int64(m.Seeds)-1)
+	}
+	fmt.Fprintf(bw, "fault matrix for %s: %s per run, fault at %s, recovery at %s, %s\n",
+		m.Policy, time.Duration(m.Duration), time.Duration(m.FaultAt), time.Duration(m.RecoverAt), seeds)
 	var steady []string
 	for _, g := range sortedKeys(m.Steady) {
 		steady = append(steady, g+" on "+orNobody(m.Steady[g]))
@@ -500,7 +554,7 @@ func WriteMatrixText(w io.Writer, m *Matrix) error {
 	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FAULT\tMOVES\tLONGEST OUTAGE\tSPLIT BRAIN\tSTOPPED AT END\tALERTS")
 	for _, f := range m.Faults {
-		cells := [][]string{{f.Name}, moveLines(f.Moves), outageLines(f.Outages), splitLines(f.SplitBrain), f.Stopped, alertLines(f.Alerts)}
+		cells := [][]string{{f.Name}, moveLines(f.Moves), outageLines(f.Outages), splitLines(f, m.Seed), f.Stopped, alertLines(f.Alerts)}
 		rows := 1
 		for _, c := range cells {
 			rows = max(rows, len(c))
@@ -560,10 +614,21 @@ func outageLines(outs []GroupOutage) []string {
 	return out
 }
 
-func splitLines(ws []Window) []string {
+// splitLines shows the windows of the table's seed, then the other seeds
+// under which the fault split the brain.
+func splitLines(f FaultResult, seed int64) []string {
 	var out []string
-	for _, w := range ws {
+	for _, w := range f.SplitBrain {
 		out = append(out, fmt.Sprintf("%s on %s %s-%s", w.Group, strings.Join(w.Nodes, "+"), short(w.Start), short(w.End)))
+	}
+	var others []string
+	for _, s := range f.SplitBrainSeeds {
+		if s != seed {
+			others = append(others, fmt.Sprint(s))
+		}
+	}
+	if len(others) > 0 {
+		out = append(out, "with seed "+strings.Join(others, ","))
 	}
 	return out
 }

@@ -82,7 +82,8 @@ func TestMatrixQuorumExamples(t *testing.T) {
 			"path lan down", "path backnet down", "cut node1-node2", "cut node1-witness", "cut node2-witness", "crash node1 while witness down"}},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
-			m := runMatrix(t, filepath.Join("../examples", tc.dir, "policy.star"), simulate.MatrixOptions{})
+			// 13 heartbeat phases: a guard must not win its race by luck.
+			m := runMatrix(t, filepath.Join("../examples", tc.dir, "policy.star"), simulate.MatrixOptions{Seeds: 13})
 			if got := faultNames(m); !slices.Equal(got, tc.names) {
 				t.Fatalf("faults = %q\nwant     %q", got, tc.names)
 			}
@@ -90,8 +91,8 @@ func TestMatrixQuorumExamples(t *testing.T) {
 				t.Fatalf("steady state: web on %v, want node1", m.Steady["web"])
 			}
 			for _, f := range m.Faults {
-				if len(f.SplitBrain) > 0 {
-					t.Errorf("%s: split brain %+v", f.Name, f.SplitBrain)
+				if len(f.SplitBrain) > 0 || len(f.SplitBrainSeeds) > 0 {
+					t.Errorf("%s: split brain %+v with seeds %v", f.Name, f.SplitBrain, f.SplitBrainSeeds)
 				}
 			}
 			if m.SplitBrain() || m.Summary.SplitBrain != 0 || m.Summary.Faults != len(tc.names)-1 {
@@ -150,7 +151,7 @@ func TestMatrixWebActiveStandby(t *testing.T) {
 		t.Errorf("caveats do not suggest --isolation-probe gateway:\n%s", strings.Join(m.Caveats, "\n"))
 	}
 
-	g := runMatrix(t, file, simulate.MatrixOptions{IsolationProbes: []string{"gateway"}})
+	g := runMatrix(t, file, simulate.MatrixOptions{IsolationProbes: []string{"gateway"}, Seeds: 13})
 	if g.SplitBrain() {
 		t.Errorf("with the gateway failing on the isolated node: split brain %+v", g.Faults)
 	}
@@ -165,7 +166,7 @@ func TestMatrixWebActiveStandby(t *testing.T) {
 // TestMatrixUnguarded: a two-node policy without guard splits its brain
 // when either node is isolated, and the matrix says so.
 func TestMatrixUnguarded(t *testing.T) {
-	m := runMatrix(t, unguardedPolicy, simulate.MatrixOptions{})
+	m := runMatrix(t, unguardedPolicy, simulate.MatrixOptions{Seed: 5, Seeds: 3})
 	if !m.SplitBrain() || m.Summary.SplitBrain != 2 {
 		t.Fatalf("summary %+v, SplitBrain() %v; want split brain in 2 faults", m.Summary, m.SplitBrain())
 	}
@@ -173,6 +174,9 @@ func TestMatrixUnguarded(t *testing.T) {
 		want := f.Kind == simulate.FaultIsolate
 		if got := len(f.SplitBrain) > 0; got != want {
 			t.Errorf("%s: split brain %v, want %v", f.Name, got, want)
+		}
+		if wantSeeds := map[bool][]int64{true: {5, 6, 7}, false: {}}[want]; !slices.Equal(f.SplitBrainSeeds, wantSeeds) {
+			t.Errorf("%s: split brain with seeds %v, want %v", f.Name, f.SplitBrainSeeds, wantSeeds)
 		}
 	}
 	w := fault(t, m, "isolate node1").SplitBrain[0]
@@ -184,7 +188,8 @@ func TestMatrixUnguarded(t *testing.T) {
 	if err := simulate.WriteMatrixText(&out, m); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"web on node1+node2 11s-", "summary: 5 faults, 2 with split brain", "SPLIT BRAIN:"} {
+	for _, s := range []string{"seed 5 (split brain checked with seeds 5-7)", "web on node1+node2 ", "with seed 6,7",
+		"summary: 5 faults, 2 with split brain", "SPLIT BRAIN:", "split brain is checked with seeds 5 to 7"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("text output lacks %q:\n%s", s, out.String())
 		}

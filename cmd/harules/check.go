@@ -39,6 +39,7 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 			&cli.BoolFlag{Name: "faults", Usage: "run each policy through the fault matrix (exit 1 on a split brain)"},
 			&cli.StringSliceFlag{Name: "isolation-probe", Usage: "with --faults: this probe fails on an isolated node (e.g. the gateway probe; repeatable)"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "with --faults: seed of heartbeat phases and jitter"},
+			&cli.IntFlag{Name: "seeds", Value: 1, Usage: "with --faults: also look for a split brain with the next seeds (--seeds 13: seed to seed+12)"},
 			&cli.DurationFlag{Name: "outage-limit", Value: 5 * time.Second, Usage: "with --faults: the summary counts faults with an outage longer than this"},
 		},
 		Action: func(c *cli.Context) error {
@@ -47,7 +48,7 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 			}
 			faults := c.Bool("faults")
 			if !faults {
-				for _, f := range []string{"isolation-probe", "seed", "outage-limit"} {
+				for _, f := range []string{"isolation-probe", "seed", "seeds", "outage-limit"} {
 					if c.IsSet(f) {
 						return fail(exitUsage, "check: --%s only applies with --faults", f)
 					}
@@ -72,7 +73,7 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 					r.Summary = summary(p)
 					if faults {
 						m, err := simulate.RunMatrix(c.Context, p, file, simulate.MatrixOptions{
-							Seed: c.Int64("seed"), IsolationProbes: c.StringSlice("isolation-probe"), OutageLimit: c.Duration("outage-limit")})
+							Seed: c.Int64("seed"), Seeds: c.Int("seeds"), IsolationProbes: c.StringSlice("isolation-probe"), OutageLimit: c.Duration("outage-limit")})
 						if err != nil {
 							if c.Context.Err() != nil {
 								return fail(exitInternal, "%s: %v", file, err)

@@ -201,6 +201,8 @@ func TestCheckFaults(t *testing.T) {
 			stderr: []string{`isolation probe "nope" is not a probe`}},
 		{name: "matrix flag without --faults", args: []string{"check", "--seed", "3", threeNode}, code: exitUsage,
 			stderr: []string{"--seed only applies with --faults"}},
+		{name: "several seeds", args: []string{"check", "--faults", "--seeds", "3", unguardedPolicy}, code: exitFailed,
+			stdout: []string{"split brain checked with seeds 1-3", "with seed 2,3"}},
 		{name: "outage limit", args: []string{"check", "--faults", "--outage-limit", "30s", threeNode}, code: exitOK,
 			stdout: []string{"0 with an outage longer than 30s"}},
 	}
@@ -236,6 +238,7 @@ type faultsResult struct {
 		FaultAt         string              `json:"fault_at"`
 		RecoverAt       string              `json:"recover_at"`
 		Seed            int64               `json:"seed"`
+		Seeds           int                 `json:"seeds"`
 		IsolationProbes []string            `json:"isolation_probes"`
 		Steady          map[string][]string `json:"steady"`
 		Faults          []struct {
@@ -261,8 +264,9 @@ type faultsResult struct {
 				End   string   `json:"end"`
 				Nodes []string `json:"nodes"`
 			} `json:"split_brain"`
-			Stopped []string `json:"stopped"`
-			Alerts  []struct {
+			SplitBrainSeeds []int64  `json:"split_brain_seeds"`
+			Stopped         []string `json:"stopped"`
+			Alerts          []struct {
 				At   string `json:"at"`
 				Node string `json:"node"`
 				Name string `json:"name"`
@@ -283,7 +287,7 @@ type faultsResult struct {
 }
 
 func TestCheckFaultsJSON(t *testing.T) {
-	code, stdout, stderr := harules(t, "check", "--faults", "--json", threeNode, unguardedPolicy)
+	code, stdout, stderr := harules(t, "check", "--faults", "--json", "--seeds", "2", threeNode, unguardedPolicy)
 	if code != exitFailed {
 		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
 	}
@@ -313,7 +317,8 @@ func TestCheckFaultsJSON(t *testing.T) {
 		t.Errorf("unguarded: ok %v, summary %+v; want not ok with 2 split brains", unguarded.OK, unguarded.Faults.Summary)
 	}
 	for _, f := range unguarded.Faults.Faults {
-		if f.Kind == "isolate" && (len(f.SplitBrain) != 1 || f.SplitBrain[0].Group != "web" || len(f.SplitBrain[0].Nodes) != 2) {
+		if f.Kind == "isolate" && (len(f.SplitBrain) != 1 || f.SplitBrain[0].Group != "web" || len(f.SplitBrain[0].Nodes) != 2 ||
+			len(f.SplitBrainSeeds) != 2) {
 			t.Errorf("unguarded %s: split brain %+v", f.Name, f.SplitBrain)
 		}
 	}
