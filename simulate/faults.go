@@ -408,7 +408,7 @@ func faultScenario(f Fault, opts MatrixOptions, seed int64) *Scenario {
 }
 
 // ownerChanges reads the simulator's owner records of one run.
-func ownerChanges(p *policy.Policy, res *Result) map[string][]ownerChange {
+func ownerChanges(res *Result) map[string][]ownerChange {
 	out := map[string][]ownerChange{}
 	for _, r := range res.Records {
 		if r.Kind != RecOwner || r.Node != "cluster" {
@@ -427,7 +427,7 @@ func ownerChanges(p *policy.Policy, res *Result) map[string][]ownerChange {
 // holdersAt maps every group to its holders at an offset (the state after
 // changes at that instant).
 func holdersAt(p *policy.Policy, res *Result, at time.Duration) map[string][]string {
-	changes := ownerChanges(p, res)
+	changes := ownerChanges(res)
 	out := map[string][]string{}
 	for _, g := range p.Groups {
 		held := []string{}
@@ -445,7 +445,7 @@ func holdersAt(p *policy.Policy, res *Result, at time.Duration) map[string][]str
 func summarize(p *policy.Policy, f Fault, res *Result, steady map[string][]string, opts MatrixOptions) FaultResult {
 	fr := FaultResult{Fault: f, Moves: []Move{}, Outages: []GroupOutage{}, SplitBrain: append([]Window{}, res.DualOwners...),
 		Stopped: []string{}, Alerts: []Alert{}, FinalPlacement: res.FinalPlacement, Stats: res.Stats, Result: res}
-	changes := ownerChanges(p, res)
+	changes := ownerChanges(res)
 	for _, g := range p.Groups {
 		// A window held by nobody is the outage column's business: a move
 		// goes from the last holders to the next ones, and to nobody only
@@ -464,7 +464,7 @@ func summarize(p *policy.Policy, f Fault, res *Result, steady map[string][]strin
 				prev = c.holders
 			}
 		}
-		if last.holders == nil && last.at > 0 && len(prev) > 0 {
+		if last.at > 0 && len(last.holders) == 0 && len(prev) > 0 {
 			fr.Moves = append(fr.Moves, Move{Group: g.Name, At: Dur(last.at), From: orEmpty(prev), To: []string{}})
 		}
 		var worst *GroupOutage
