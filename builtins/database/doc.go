@@ -31,5 +31,10 @@
 // read-only, as after a planned move, first receives and applies the
 // source's whole binlog; then applies the relay log, STOP/RESET REPLICA
 // ALL) and clears read_only; Stop sets read_only (super_read_only where it
-// exists) and succeeds on a server that is not running.
+// exists) and succeeds on a server that is not running. StartWith with
+// StartInfo.Takeover (the holder was declared dead) skips the source:
+// no catch-up probe, and the IO thread is KILLed rather than stopped (a
+// semi-sync replica's STOP waits for the dead source). (*MySQL).Rejoin
+// makes an old MariaDB primary a read-only GTID replica of the new one,
+// refusing with ErrErrantTransactions when it would diverge.
 package database

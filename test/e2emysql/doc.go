@@ -9,7 +9,10 @@
 // stopped and reset, read_only off) and takes writes on the VIP, that every
 // acknowledged row is on the new primary, and that there were never two
 // writable primaries (both servers' @@global.read_only and the VIP sampled
-// throughout). They log the client's write-unavailability window.
+// throughout). They log the client's write-unavailability window. After a
+// crash, TestRejoinOldPrimaryAndMoveBack brings node1 back read-only,
+// rejoins it as node2's replica with `harules database rejoin` and moves
+// the group back to it, losing nothing.
 //
 // The replication is semi-synchronous with rpl_semi_sync_master_wait_point
 // = AFTER_SYNC: node1 acknowledges a commit to the client only after node2

@@ -290,7 +290,7 @@ func newMyLab(t *testing.T, opts labOptions) *myLab {
 // startServer runs node's mariadbd in the node's namespace as user mysql,
 // on every address of the namespace. node1 is the semi-synchronous
 // primary side, node2 the replica side (read-only from the start).
-func (l *myLab) startServer(node string) {
+func (l *myLab) startServer(node string, extra ...string) {
 	l.t.Helper()
 	dir := l.nodeDir(node)
 	id := nodeIndex(node)
@@ -315,6 +315,7 @@ func (l *myLab) startServer(node string) {
 		// every crash promotion.
 		args = append(args, "--rpl-semi-sync-slave-enabled=ON", "--rpl-semi-sync-slave-kill-conn-timeout=1", "--read-only=ON")
 	}
+	args = append(args, extra...)
 	l.servers[node] = l.c.StartDaemon(node, "mariadbd-"+node, nil, args...)
 	logPath := filepath.Join(l.c.Dir, "mariadbd-"+node+".log")
 	l.waitFor(60*time.Second, "the server of "+node+" answers on its socket", func() bool {
@@ -327,9 +328,14 @@ func (l *myLab) startServer(node string) {
 }
 
 // killServers kills servers that outlived their namespace's cleanup (it
-// should be none) before their files are removed.
+// should be none) before their files are removed. A server SIGKILLed by
+// that cleanup may take a moment to exit (and to be reaped).
 func (l *myLab) killServers() {
 	for node := range l.servers {
+		deadline := time.Now().Add(10 * time.Second)
+		for l.serverPID(node) > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if pid := l.serverPID(node); pid > 0 {
 			l.t.Errorf("mariadbd of %s (pid %d) outlived the cluster's cleanup; killing it", node, pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -350,7 +356,47 @@ func (l *myLab) serverPID(node string) int {
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "mariadbd" {
 		return 0
 	}
+	// A zombie (killed, not yet reaped) runs no more.
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			return 0
+		}
+	}
 	return pid
+}
+
+// slaveStatus returns node's SHOW SLAVE STATUS row by column (nil when it
+// is no replica), asked as root on its socket.
+func (l *myLab) slaveStatus(node string) (map[string]string, error) {
+	db := openDB(l.t, l.rootDSN(node), "")
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	if !rows.Next() {
+		return nil, rows.Err()
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for i, c := range cols {
+		out[c] = vals[i].String
+	}
+	return out, nil
 }
 
 // waitFor polls cond until it holds; writerState, if given, reports the
@@ -514,6 +560,9 @@ type ack struct {
 type writer struct {
 	stop chan struct{}
 	done chan struct{}
+	// gate is held for each insert; Pause holds it to keep the next one
+	// from starting.
+	gate sync.Mutex
 
 	mu      sync.Mutex
 	acks    []ack
@@ -535,56 +584,75 @@ func (l *myLab) startWriter() *writer {
 func (w *writer) run(db *sql.DB) {
 	defer close(w.done)
 	defer db.Close()
-	var conn *sql.Conn
-	var server string
+	var c writerConn
 	defer func() {
-		if conn != nil {
-			conn.Close()
+		if c.conn != nil {
+			c.conn.Close()
 		}
 	}()
-	var n int64
 	for {
 		select {
 		case <-w.stop:
 			return
 		default:
 		}
-		if conn == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			c, err := db.Conn(ctx)
-			var id int
-			if err == nil {
-				if err = c.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
-					c.Close()
-				}
+		w.gate.Lock()
+		w.step(db, &c)
+		w.gate.Unlock()
+	}
+}
+
+// writerConn is the writer's connection and the server it reaches.
+type writerConn struct {
+	conn   *sql.Conn
+	server string
+	n      int64
+}
+
+// step connects if needed, or runs the next insert.
+func (w *writer) step(db *sql.DB, c *writerConn) {
+	if c.conn == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn, err := db.Conn(ctx)
+		var id int
+		if err == nil {
+			if err = conn.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+				conn.Close()
 			}
-			cancel()
-			if err != nil {
-				w.fail(err)
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			conn, server = c, clustertest.NodeName(id)
 		}
-		n++
-		// A commit waits for the semi-synchronous replica; on a busy 2-core
-		// machine that can take a while, but a dead server must not hold
-		// the client for long.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := conn.ExecContext(ctx, "INSERT INTO writes (n) VALUES (?)", n)
-		cancel()
 		if err != nil {
 			w.fail(err)
-			// Drop the connection (the pool keeps none idle): after a
-			// failover it may point at a server that lost the VIP.
-			conn.Close()
-			conn = nil
-			continue
+			time.Sleep(20 * time.Millisecond)
+			return
 		}
-		w.mu.Lock()
-		w.acks = append(w.acks, ack{N: n, At: time.Now(), Server: server})
-		w.mu.Unlock()
+		c.conn, c.server = conn, clustertest.NodeName(id)
 	}
+	c.n++
+	// A commit waits for the semi-synchronous replica; on a busy 2-core
+	// machine that can take a while, but a dead server must not hold
+	// the client for long.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_, err := c.conn.ExecContext(ctx, "INSERT INTO writes (n) VALUES (?)", c.n)
+	cancel()
+	if err != nil {
+		w.fail(err)
+		// Drop the connection (the pool keeps none idle): after a
+		// failover it may point at a server that lost the VIP.
+		c.conn.Close()
+		c.conn = nil
+		return
+	}
+	w.mu.Lock()
+	w.acks = append(w.acks, ack{N: c.n, At: time.Now(), Server: c.server})
+	w.mu.Unlock()
+}
+
+// Pause waits for the insert under way to return and keeps the next one
+// from starting until resume is called.
+func (w *writer) Pause() (resume func()) {
+	w.gate.Lock()
+	return w.gate.Unlock
 }
 
 func (w *writer) fail(err error) {
