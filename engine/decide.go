@@ -283,8 +283,12 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 			best = cd
 		}
 	}
-	// Failback waits until the better node has been up long enough.
-	if holder != "" && best.node != holder && !best.moved && g.Placement.FailbackDelay > 0 {
+	// Failback waits until the better node has been up long enough, unless
+	// the better node already runs the group (two holders after a partition
+	// healed): then there is nothing to fail back, and each side judging
+	// "up long enough" from its own view (the peer just came back, itself
+	// has been up for hours) would keep both holding it for the delay.
+	if holder != "" && best.node != holder && !best.moved && g.Placement.FailbackDelay > 0 && !f.Holds(best.node, g.Name) {
 		for _, cd := range cands {
 			if cd.node != holder {
 				continue

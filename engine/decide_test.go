@@ -68,6 +68,29 @@ func TestPlacement(t *testing.T) {
 			want: []want{{"auto", "n1", []string{"score 100"}}},
 		},
 		{
+			// A partition healed and both nodes hold auto. n2 sees n1 up for
+			// a second only, n1 sees itself up for long: were failback_delay
+			// applied, each would keep it for itself for a minute.
+			name: "two holders after a heal: no failback_delay, the preferred holder keeps it (n1's view)",
+			self: "n1",
+			setup: func(c *cluster) {
+				c.hold("auto2")
+				c.up("n2", "auto2")
+				c.run(time.Second)
+			},
+			want: []want{{"auto2", "n2", []string{"score 100"}}},
+		},
+		{
+			name: "two holders after a heal: no failback_delay, the preferred holder keeps it (n2's view)",
+			self: "n2",
+			setup: func(c *cluster) {
+				c.hold("auto2")
+				c.up("n1", "auto2")
+				c.run(time.Second)
+			},
+			want: []want{{"auto2", "n2", []string{"score 100"}}},
+		},
+		{
 			name: "a node in operator standby is excluded",
 			self: "n1",
 			setup: func(c *cluster) {

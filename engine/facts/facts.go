@@ -8,6 +8,7 @@
 package facts
 
 import (
+	"slices"
 	"time"
 )
 
@@ -123,6 +124,13 @@ func (f *Facts) Group(name string) *Group { return f.groupIndex[name] }
 // Probe returns a probe's result on a node, or nil when unknown.
 func (f *Facts) Probe(probe, node string) *Probe {
 	return f.Probes[probe][node]
+}
+
+// Holds reports whether node is among the group's holders (what it
+// reports holding; for a dead node, what it last reported).
+func (f *Facts) Holds(node, group string) bool {
+	g := f.groupIndex[group]
+	return g != nil && slices.Contains(g.Holders, node)
 }
 
 // Owner returns the first alive holder of a group, or "".
