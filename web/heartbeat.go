@@ -59,10 +59,13 @@ func (s *Server) overview(st *agent.Status, canOperate bool) overview {
 	v := newOverview(st, canOperate)
 	src, ok := s.b.(heartbeatSource)
 	if !ok {
+		v.withPicture(st, nil)
 		return v
 	}
+	heartbeats := src.HeartbeatStats()
+	v.withPicture(st, heartbeats)
 	rtt := map[string]float64{}
-	for _, hs := range src.HeartbeatStats() {
+	for _, hs := range heartbeats {
 		for _, r := range hs.RTT {
 			rtt[r.Peer+"/"+hs.Path] = r.SmoothedSeconds
 		}

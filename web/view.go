@@ -2,12 +2,14 @@ package web
 
 import (
 	"fmt"
+	"html/template"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/harules/harules/agent"
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/statesvg"
 )
 
 // overview is what the overview page shows, derived from one status.
@@ -24,6 +26,9 @@ type overview struct {
 	Alerts      []engine.Alert
 	Pending     []engine.Action
 	CanOperate  bool
+	// Picture is the cluster state drawn as inline SVG (package statesvg,
+	// the same picture as `harules status --svg`); set by withPicture.
+	Picture template.HTML
 }
 
 type nodeRow struct {
@@ -79,6 +84,19 @@ func newOverview(st *agent.Status, canOperate bool) overview {
 		}
 	}
 	return v
+}
+
+// withPicture draws st into v.Picture, with the RTTs of this node's
+// heartbeat endpoints when the status does not carry them (the agent's
+// in-memory status does not; the control socket's does).
+func (v *overview) withPicture(st *agent.Status, heartbeats []agent.HeartbeatStats) {
+	if len(st.Heartbeats) == 0 && len(heartbeats) > 0 {
+		cp := *st // the status is shared: never write to it
+		cp.Heartbeats = heartbeats
+		st = &cp
+	}
+	// Render escapes every text and attribute it writes.
+	v.Picture = template.HTML(statesvg.Render(st, statesvg.Options{ID: "cluster-state", Class: "cluster-state"}))
 }
 
 // ago renders t relative to now for people: "1.2s ago", "3m ago".
