@@ -46,7 +46,7 @@ type proc struct {
 	log  *os.File
 }
 
-func startProc(ns, logPath string, argv ...string) (*proc, error) {
+func startProc(ns, logPath string, env []string, argv ...string) (*proc, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
@@ -54,6 +54,9 @@ func startProc(ns, logPath string, argv ...string) (*proc, error) {
 	fmt.Fprintf(log, "\n=== %s start: %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(argv, " "))
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	cmd.Stdout, cmd.Stderr = log, log
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		log.Close()

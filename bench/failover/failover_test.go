@@ -100,8 +100,16 @@ func TestProcReadersReadThisProcess(t *testing.T) {
 	if st.state == "" {
 		t.Fatal("no process state parsed from /proc/self/stat")
 	}
-	if kb, err := rssKB(os.Getpid()); err != nil || kb <= 0 {
-		t.Fatalf("rssKB of this test: %d, %v", kb, err)
+	m, err := readMem(os.Getpid())
+	if err != nil || m.RSS <= 0 || m.Anon <= 0 || m.File <= 0 || m.PSS <= 0 {
+		t.Fatalf("readMem of this test: %+v, %v; want RSS, anonymous, file and PSS all above 0", m, err)
+	}
+	if m.Anon+m.File > m.RSS+m.RSS/10 || m.PSS > m.RSS {
+		t.Fatalf("readMem of this test: %+v; anonymous + file should make up VmRSS and PSS be at most VmRSS", m)
+	}
+	time.Sleep(5 * time.Millisecond) // the thread running the test blocks at least once
+	if n, err := wakeupsOf(os.Getpid()); err != nil || n == 0 {
+		t.Fatalf("wakeupsOf this test: %d, %v; a running Go test has slept at least once", n, err)
 	}
 	if ns, err := cpuNS(os.Getpid()); err != nil || ns == 0 {
 		t.Fatalf("cpuNS of this test: %d, %v", ns, err)

@@ -18,15 +18,20 @@ import (
 type harulesDaemon struct {
 	bin      string
 	logLevel string
+	env      []string // added to the environment of harules run
 	topo     *topology
 	dir      string // per-interval directory: policy, secret, state, sockets, logs
 	proc     map[string]*proc
+	// clients are reused: a new agent.Client per status poll would leave
+	// an idle keep-alive connection (and a goroutine) in the agent per
+	// poll, inflating the agent's idle memory that the bench measures.
+	clients map[string]*agent.Client
 }
 
 var _ daemon = (*harulesDaemon)(nil)
 
-func newHarules(bin, logLevel, root string, topo *topology) *harulesDaemon {
-	return &harulesDaemon{bin: bin, logLevel: logLevel, topo: topo, dir: root, proc: map[string]*proc{}}
+func newHarules(bin, logLevel string, env []string, root string, topo *topology) *harulesDaemon {
+	return &harulesDaemon{bin: bin, logLevel: logLevel, env: env, topo: topo, dir: root, proc: map[string]*proc{}, clients: map[string]*agent.Client{}}
 }
 
 func (h *harulesDaemon) Name() string { return "harules" }
@@ -59,11 +64,21 @@ func (h *harulesDaemon) Configure(interval time.Duration) error {
 
 func (h *harulesDaemon) socket(node string) string { return filepath.Join(h.dir, node+".sock") }
 
+func (h *harulesDaemon) client(node string) *agent.Client {
+	sock := h.socket(node)
+	c := h.clients[sock]
+	if c == nil {
+		c = agent.NewClient(sock)
+		h.clients[sock] = c
+	}
+	return c
+}
+
 func (h *harulesDaemon) Start(_ context.Context, node string) error {
 	if h.proc[node].alive() {
 		return fmt.Errorf("harules already runs on %s", node)
 	}
-	p, err := startProc(h.topo.ns[node], filepath.Join(h.dir, node+".log"), h.bin, "run",
+	p, err := startProc(h.topo.ns[node], filepath.Join(h.dir, node+".log"), h.env, h.bin, "run",
 		"--policy", filepath.Join(h.dir, "policy.star"), "--node", node,
 		"--state-dir", filepath.Join(h.dir, node+"-state"), "--control", h.socket(node), "--log-level", h.logLevel)
 	if err != nil {
@@ -134,7 +149,7 @@ func (h *harulesDaemon) Steady(ctx context.Context, holder string) error {
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := agent.NewClient(h.socket(node)).Status(cctx)
+		st, err := h.client(node).Status(cctx)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", errNotSteady, node, err)

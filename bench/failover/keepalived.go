@@ -91,7 +91,7 @@ func (k *keepalivedDaemon) Start(_ context.Context, node string) error {
 			return err
 		}
 	}
-	p, err := startProc(k.topo.ns[node], base+".log", "keepalived", "--dont-fork", "--log-console", "--log-detail",
+	p, err := startProc(k.topo.ns[node], base+".log", nil, "keepalived", "--dont-fork", "--log-console", "--log-detail",
 		"--no-syslog", "--vrrp", "--use-file", base+".conf", "--pid", base+".pid", "--vrrp_pid", base+"-vrrp.pid")
 	if err != nil {
 		return err

@@ -58,12 +58,17 @@ type config struct {
 	idle      time.Duration
 	keep      bool
 	logLevel  string
+	// hold keeps each daemon running this long after its idle
+	// measurement (PIDs logged), to attach perf or read /proc by hand.
+	hold time.Duration
+	// harulesEnv is added to the environment of `harules run`.
+	harulesEnv []string
 }
 
 func main() {
 	var cfg config
 	var intervals, scenarios, daemons string
-	flag.IntVar(&cfg.runs, "runs", 10, "runs per cell (scenario x interval x daemon)")
+	flag.IntVar(&cfg.runs, "runs", 10, "runs per cell (scenario x interval x daemon); 0 measures only the idle cost")
 	flag.StringVar(&intervals, "intervals", "1s,100ms,10ms", "heartbeat / advert intervals, comma separated")
 	flag.StringVar(&scenarios, "scenarios", "crash,agent-kill,switchover", "scenarios, comma separated")
 	flag.StringVar(&daemons, "daemons", "harules,keepalived", "HA managers to measure, comma separated")
@@ -72,6 +77,9 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "idle window for the CPU measurement")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (configs, daemon logs)")
 	flag.StringVar(&cfg.logLevel, "harules-log-level", "info", "log level of harules run (debug shows the ARP probe's timing)")
+	flag.DurationVar(&cfg.hold, "hold", 0, "after the idle window, keep the settled daemons running this long (PIDs are logged) for perf or /proc")
+	var harulesEnv string
+	flag.StringVar(&harulesEnv, "harules-env", "", "extra environment of harules run, comma separated NAME=VALUE (e.g. GODEBUG=gctrace=1,HARULES_GOGC=off)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	for _, s := range strings.Split(intervals, ",") {
@@ -93,8 +101,16 @@ func main() {
 		}
 		cfg.daemons = append(cfg.daemons, s)
 	}
-	if cfg.runs < 1 {
-		fatal(errors.New("-runs must be at least 1"))
+	if cfg.runs < 0 {
+		fatal(errors.New("-runs must be at least 0"))
+	}
+	if harulesEnv != "" {
+		for _, kv := range strings.Split(harulesEnv, ",") {
+			if !strings.Contains(kv, "=") {
+				fatal(fmt.Errorf("-harules-env: %q is not NAME=VALUE", kv))
+			}
+			cfg.harulesEnv = append(cfg.harulesEnv, kv)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -166,7 +182,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		for _, name := range cfg.daemons {
 			var d daemon
 			if name == "harules" {
-				d = newHarules(cfg.bin, cfg.logLevel, filepath.Join(work, "harules"), topo)
+				d = newHarules(cfg.bin, cfg.logLevel, cfg.harulesEnv, filepath.Join(work, "harules"), topo)
 			} else {
 				d = newKeepalived(filepath.Join(work, "keepalived"), topo)
 			}
@@ -228,7 +244,19 @@ func (b *bench) measureDaemon(ctx context.Context, d daemon, ivl time.Duration, 
 		return err
 	}
 	log.Info("idle", "rss_kb_per_node", usage.RSSKB, "cpu_percent_per_node", fmt.Sprintf("%.2f", usage.CPUPercent), "cpu_sched_percent_per_node", fmt.Sprintf("%.3f", usage.SchedPercent))
+	for _, p := range usage.PerProc {
+		log.Info("idle process", "node", p.Node, "role", p.Role, "pid", p.PID, "rss_kb", p.Mem.RSS, "anon_kb", p.Mem.Anon,
+			"file_kb", p.Mem.File, "pss_kb", p.Mem.PSS, "cpu_sched_percent", fmt.Sprintf("%.3f", p.SchedPercent), "wakeups_per_sec", fmt.Sprintf("%.0f", p.WakeupsPerSec))
+	}
 	rep.addIdle(d.Name(), ivl, usage)
+	if b.cfg.hold > 0 {
+		log.Info("holding the settled daemons", "for", b.cfg.hold)
+		select {
+		case <-time.After(b.cfg.hold):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for _, sc := range b.cfg.scenarios {
 		for i := 0; i < b.cfg.runs; i++ {
 			if ctx.Err() != nil {

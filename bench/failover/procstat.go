@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -38,23 +39,6 @@ func readProcStat(pid int) (procStat, error) {
 	return procStat{state: f[0], utime: ut, stim: st}, nil
 }
 
-// rssKB reads VmRSS of pid in kB.
-func rssKB(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				return strconv.Atoi(f[0])
-			}
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-}
-
 // cpuNS is the CPU time of every thread of pid in nanoseconds, from
 // /proc/PID/task/*/schedstat (finer than the 10 ms ticks of utime+stime).
 func cpuNS(pid int) (uint64, error) {
@@ -76,39 +60,138 @@ func cpuNS(pid int) (uint64, error) {
 	return total, nil
 }
 
+// wakeupsOf counts the voluntary context switches of every thread of pid:
+// a thread that blocks (to sleep until a timer, a packet or a futex wakes
+// it) switches out voluntarily once, so the count is the daemon's wakeups,
+// a measure of idle work that does not depend on how busy the machine is
+// (preemptions by other processes are the nonvoluntary switches, left out).
+func wakeupsOf(pid int) (uint64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		var vol int
+		parseKB(string(b), map[string]*int{"voluntary_ctxt_switches:": &vol})
+		total += uint64(vol)
+	}
+	return total, nil
+}
+
+// memInfo is the memory of one process in kB: VmRSS split into anonymous
+// (heap, stacks: private to the process) and file-backed pages (the
+// binary's text and data, shared libraries: shared with every process
+// mapping the same file), and PSS, which divides shared pages among the
+// processes that map them.
+type memInfo struct {
+	RSS, Anon, File, PSS int
+}
+
+// readMem reads /proc/PID/status and /proc/PID/smaps_rollup.
+func readMem(pid int) (memInfo, error) {
+	var m memInfo
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m, err
+	}
+	fields := map[string]*int{"VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
+	parseKB(string(b), fields)
+	if m.RSS == 0 {
+		return m, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)); err == nil {
+		parseKB(string(b), map[string]*int{"Pss:": &m.PSS})
+	}
+	return m, nil
+}
+
+// parseKB fills the "Name:   123 kB" lines of text named in fields.
+func parseKB(text string, fields map[string]*int) {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if dst, ok := fields[f[0]]; ok {
+			*dst, _ = strconv.Atoi(f[1])
+		}
+	}
+}
+
+func (m *memInfo) add(o memInfo) {
+	m.RSS += o.RSS
+	m.Anon += o.Anon
+	m.File += o.File
+	m.PSS += o.PSS
+}
+
+// procUsage is the idle cost of one process of a daemon.
+type procUsage struct {
+	Node string
+	// Role is "parent" for the process the bench started (harules'
+	// supervisor, keepalived's main process) and "child" otherwise
+	// (harules' agent, keepalived's VRRP process).
+	Role         string
+	PID          int
+	Mem          memInfo
+	SchedPercent float64 // % of one core over the window, from schedstat
+	// WakeupsPerSec is the wakeups of all threads per second (wakeupsOf).
+	WakeupsPerSec float64
+}
+
 // idleUsage is what a daemon costs while nothing happens, per node.
 type idleUsage struct {
 	RSSKB int // all processes of one node, averaged over the nodes
+	// Mem is the same split by kind (averaged over the nodes).
+	Mem memInfo
 	// CPUPercent is utime+stime of one node's processes over the window,
 	// in % of one core; SchedPercent the same from schedstat.
 	CPUPercent   float64
 	SchedPercent float64
-	Procs        int // processes per node
+	// WakeupsPerSec is the wakeups of one node's threads per second
+	// (see wakeupsOf).
+	WakeupsPerSec float64
+	Procs         int // processes per node
+	// PerProc lists every process of both nodes.
+	PerProc []procUsage
 }
 
 // measureIdle samples every daemon process of both nodes over window.
 func measureIdle(ctx context.Context, d daemon, window time.Duration) (idleUsage, error) {
-	ticks := func() (uint64, uint64, int, error) {
-		var total, sched uint64
-		n := 0
+	type sample struct {
+		node    string
+		pid     int
+		ticks   uint64
+		ns      uint64
+		wakeups uint64
+	}
+	take := func() ([]sample, error) {
+		var out []sample
 		for _, node := range nodeNames {
 			for _, pid := range d.PIDs(node) {
 				st, err := readProcStat(pid)
 				if err != nil {
-					return 0, 0, 0, err
+					return nil, err
 				}
 				ns, err := cpuNS(pid)
 				if err != nil {
-					return 0, 0, 0, err
+					return nil, err
 				}
-				total += st.utime + st.stim
-				sched += ns
-				n++
+				sw, err := wakeupsOf(pid)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, sample{node, pid, st.utime + st.stim, ns, sw})
 			}
 		}
-		return total, sched, n, nil
+		return out, nil
 	}
-	t0, s0, n0, err := ticks()
+	s0, err := take()
 	if err != nil {
 		return idleUsage{}, err
 	}
@@ -118,26 +201,44 @@ func measureIdle(ctx context.Context, d daemon, window time.Duration) (idleUsage
 	case <-ctx.Done():
 		return idleUsage{}, ctx.Err()
 	}
-	t1, s1, n1, err := ticks()
+	s1, err := take()
 	if err != nil {
 		return idleUsage{}, err
 	}
-	if n0 != n1 {
-		return idleUsage{}, fmt.Errorf("%s: the number of processes changed while idle (%d -> %d)", d.Name(), n0, n1)
-	}
 	elapsed := time.Since(start).Seconds()
-	rss := 0
-	for _, node := range nodeNames {
-		for _, pid := range d.PIDs(node) {
-			kb, err := rssKB(pid)
-			if err != nil {
-				return idleUsage{}, err
-			}
-			rss += kb
+	if len(s0) != len(s1) {
+		return idleUsage{}, fmt.Errorf("%s: the number of processes changed while idle (%d -> %d)", d.Name(), len(s0), len(s1))
+	}
+	var u idleUsage
+	var ticks, ns, wakeups uint64
+	for i, b := range s1 {
+		a := s0[i]
+		if a.pid != b.pid {
+			return idleUsage{}, fmt.Errorf("%s: a process was replaced while idle (%d -> %d)", d.Name(), a.pid, b.pid)
 		}
+		m, err := readMem(b.pid)
+		if err != nil {
+			return idleUsage{}, err
+		}
+		role := "child"
+		if syscall.Getpgrp() != b.pid {
+			if pgid, err := syscall.Getpgid(b.pid); err == nil && pgid == b.pid {
+				role = "parent"
+			}
+		}
+		u.PerProc = append(u.PerProc, procUsage{Node: b.node, Role: role, PID: b.pid, Mem: m,
+			SchedPercent: float64(b.ns-a.ns) / 1e9 / elapsed * 100, WakeupsPerSec: float64(b.wakeups-a.wakeups) / elapsed})
+		u.Mem.add(m)
+		ticks += b.ticks - a.ticks
+		ns += b.ns - a.ns
+		wakeups += b.wakeups - a.wakeups
 	}
 	nodes := len(nodeNames)
-	return idleUsage{RSSKB: rss / nodes, Procs: n1 / nodes,
-		CPUPercent:   float64(t1-t0) / clockTicks / elapsed * 100 / float64(nodes),
-		SchedPercent: float64(s1-s0) / 1e9 / elapsed * 100 / float64(nodes)}, nil
+	u.Procs = len(s1) / nodes
+	u.Mem = memInfo{RSS: u.Mem.RSS / nodes, Anon: u.Mem.Anon / nodes, File: u.Mem.File / nodes, PSS: u.Mem.PSS / nodes}
+	u.RSSKB = u.Mem.RSS
+	u.CPUPercent = float64(ticks) / clockTicks / elapsed * 100 / float64(nodes)
+	u.SchedPercent = float64(ns) / 1e9 / elapsed * 100 / float64(nodes)
+	u.WakeupsPerSec = float64(wakeups) / elapsed / float64(nodes)
+	return u, nil
 }

@@ -90,9 +90,21 @@ func ms(d time.Duration) string {
 
 func (r *report) markdown() string {
 	var b strings.Builder
+	if r.cfg.runs > 0 {
+		r.gapTables(&b)
+	}
+	r.idleTables(&b)
+	if r.cfg.runs > 0 {
+		r.runsList(&b)
+	}
+	fmt.Fprintf(&b, "\n## Environment\n\n%s", environment(r))
+	return b.String()
+}
+
+func (r *report) gapTables(b *strings.Builder) {
 	daemons := r.cfg.daemons
-	fmt.Fprintf(&b, "## Client-visible failover gap\n\n")
-	fmt.Fprintf(&b, "Gap = last answer from the old holder to first answer from the new one, client probing the VIP every 1 ms (UDP echo served by both nodes). Heartbeat/advert interval with 3 misses.\n\n")
+	fmt.Fprintf(b, "## Client-visible failover gap\n\n")
+	fmt.Fprintf(b, "Gap = last answer from the old holder to first answer from the new one, client probing the VIP every 1 ms (UDP echo served by both nodes). Heartbeat/advert interval with 3 misses.\n\n")
 	head := "| scenario | interval |"
 	sep := "|---|---|"
 	for _, d := range daemons {
@@ -103,8 +115,8 @@ func (r *report) markdown() string {
 		head += fmt.Sprintf(" %s 2 MACs / VIP left |", d)
 		sep += "---|"
 	}
-	fmt.Fprintln(&b, head)
-	fmt.Fprintln(&b, sep)
+	fmt.Fprintln(b, head)
+	fmt.Fprintln(b, sep)
 	for _, sc := range r.cfg.scenarios {
 		for _, ivl := range r.cfg.intervals {
 			row := fmt.Sprintf("| %s | %s |", sc, ivl)
@@ -127,25 +139,43 @@ func (r *report) markdown() string {
 				}
 				extra += fmt.Sprintf(" %d/%d / %s |", s.twoMACs, s.n, left)
 			}
-			fmt.Fprintln(&b, row+extra)
+			fmt.Fprintln(b, row+extra)
 		}
 	}
-	fmt.Fprintf(&b, "\n\"2 MACs\": runs in which two MACs answered ARP for the VIP after the new holder's first answer (observer on the lan asking every 10 ms). \"VIP left\": runs in which the old holder still had the VIP configured when the run ended.\n")
+	fmt.Fprintf(b, "\n\"2 MACs\": runs in which two MACs answered ARP for the VIP after the new holder's first answer (observer on the lan asking every 10 ms). \"VIP left\": runs in which the old holder still had the VIP configured when the run ended.\n")
 
-	fmt.Fprintf(&b, "\n## Idle cost per node (both daemons settled, %s window)\n\n", r.cfg.idle)
-	fmt.Fprintln(&b, "| daemon | interval | processes | RSS (VmRSS, sum) | CPU utime+stime (% of one core) | CPU schedstat (% of one core) |")
-	fmt.Fprintln(&b, "|---|---|---:|---:|---:|---:|")
+}
+
+func (r *report) idleTables(b *strings.Builder) {
+	fmt.Fprintf(b, "\n## Idle cost per node (both daemons settled, %s window)\n\n", r.cfg.idle)
+	fmt.Fprintln(b, "RSS is VmRSS summed over the node's processes: anon = heap and stacks (private), file = the binary and libraries (shared page cache: counted once per process here); PSS splits shared pages among the processes mapping them.")
+	fmt.Fprintln(b)
+	fmt.Fprintln(b, "| daemon | interval | processes | RSS (VmRSS, sum) | anon | file | PSS | CPU utime+stime (% of one core) | CPU schedstat (% of one core) | wakeups/s |")
+	fmt.Fprintln(b, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, ivl := range r.cfg.intervals {
-		for _, d := range daemons {
+		for _, d := range r.cfg.daemons {
 			u, ok := r.idle[idleKey{d, ivl}]
 			if !ok {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %.1f MB | %.2f %% | %.3f %% |\n", d, ivl, u.Procs, float64(u.RSSKB)/1024, u.CPUPercent, u.SchedPercent)
+			fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s | %.2f %% | %.3f %% | %.0f |\n", d, ivl, u.Procs, mb(u.Mem.RSS), mb(u.Mem.Anon), mb(u.Mem.File), mb(u.Mem.PSS), u.CPUPercent, u.SchedPercent, u.WakeupsPerSec)
 		}
 	}
+	fmt.Fprintf(b, "\nPer process (node1 and node2):\n\n")
+	fmt.Fprintln(b, "| daemon | interval | node | process | RSS | anon | file | PSS | CPU schedstat | wakeups/s |")
+	fmt.Fprintln(b, "|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+	for _, ivl := range r.cfg.intervals {
+		for _, d := range r.cfg.daemons {
+			for _, p := range r.idle[idleKey{d, ivl}].PerProc {
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %.3f %% | %.0f |\n", d, ivl, p.Node, p.Role, mb(p.Mem.RSS), mb(p.Mem.Anon), mb(p.Mem.File), mb(p.Mem.PSS), p.SchedPercent, p.WakeupsPerSec)
+			}
+		}
+	}
+}
 
-	fmt.Fprintf(&b, "\n## Runs\n\n")
+func (r *report) runsList(b *strings.Builder) {
+	daemons := r.cfg.daemons
+	fmt.Fprintf(b, "\n## Runs\n\n")
 	for _, sc := range r.cfg.scenarios {
 		for _, ivl := range r.cfg.intervals {
 			for _, d := range daemons {
@@ -157,13 +187,14 @@ func (r *report) markdown() string {
 					}
 					vals = append(vals, fmt.Sprintf("%.1f", float64(res.Gap)/float64(time.Millisecond)))
 				}
-				fmt.Fprintf(&b, "- %s %s %s (ms): %s\n", d, sc, ivl, strings.Join(vals, " "))
+				fmt.Fprintf(b, "- %s %s %s (ms): %s\n", d, sc, ivl, strings.Join(vals, " "))
 			}
 		}
 	}
-	fmt.Fprintf(&b, "\n## Environment\n\n%s", environment(r))
-	return b.String()
 }
+
+// mb formats kB as MB with one decimal.
+func mb(kb int) string { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
 
 func environment(r *report) string {
 	var b strings.Builder
