@@ -98,6 +98,8 @@ type nodeView struct {
 	paths []pathView // this node's paths to it (peers only)
 	box   rect
 	label rect // the path labels' block (peers only)
+	// labelW is the width of the labels' block.
+	labelW float64
 }
 
 type line struct {
@@ -364,6 +366,9 @@ func buildNodes(st *agent.Status) []nodeView {
 		if len(nv.paths) == 0 {
 			nv.paths = []pathView{{name: "", state: "unknown", label: "no heartbeat path"}}
 		}
+		for _, p := range nv.paths {
+			nv.labelW = max(nv.labelW, textW(p.label, 11)+12)
+		}
 	}
 	return nodes
 }
@@ -426,14 +431,25 @@ func layout(nodes []nodeView, boxW, boxH float64) {
 			// Labels mid-spoke, or nearer the peer where spokes are
 			// further apart.
 			for _, at := range []float64{0.5, 0.62} {
-				r := boxW/2 + 40
-				for range 300 {
+				// Grow in big steps until the shape fits, then bisect
+				// back to about the smallest size that does.
+				lo, r := 0.0, boxW/2+40
+				for range 60 {
 					place(start, aspect, at, r)
 					if disjoint(nodes) {
 						break
 					}
-					r *= 1.03
+					lo, r = r, r*1.25
 				}
+				for range 6 {
+					mid := (lo + r) / 2
+					if place(start, aspect, at, mid); disjoint(nodes) {
+						r = mid
+					} else {
+						lo = mid
+					}
+				}
+				place(start, aspect, at, r)
 				w, h := extent(nodes)
 				if scale := min(fitW/w, fitH/h); scale > bestScale {
 					bestScale, best = scale, shape{start, aspect, at, r}
@@ -460,7 +476,7 @@ func extent(nodes []nodeView) (float64, float64) {
 }
 
 func disjoint(nodes []nodeView) bool {
-	var rs []rect
+	rs := make([]rect, 0, 16)
 	for _, n := range nodes {
 		rs = append(rs, n.box)
 		if n.label.w > 0 {
@@ -526,12 +542,7 @@ func exitT(x1, y1, x2, y2 float64, r rect) float64 {
 // labelRect is the block of path labels, centred on the middle of the
 // visible spoke from self to peer.
 func labelRect(self, peer *nodeView, at float64) rect {
-	w := 0.0
-	for _, p := range peer.paths {
-		w = max(w, textW(p.label, 11))
-	}
-	w += 12
-	h := float64(len(peer.paths))*labelLine + 6
+	w, h := peer.labelW, float64(len(peer.paths))*labelLine+6
 	x1, y1, x2, y2 := spoke(self.box, peer.box, 0)
 	mx, my := x1+(x2-x1)*at, y1+(y2-y1)*at
 	// Beside the lines rather than over them: shift the block sideways

@@ -461,3 +461,17 @@ func BenchmarkRender5(b *testing.B) {
 		Render(st, Options{})
 	}
 }
+
+func BenchmarkRender2(b *testing.B) {
+	st := cluster(2)
+	for b.Loop() {
+		Render(st, Options{})
+	}
+}
+
+func BenchmarkRender8(b *testing.B) {
+	st := cluster(8)
+	for b.Loop() {
+		Render(st, Options{})
+	}
+}
