@@ -137,18 +137,25 @@ func boxOf(t *testing.T, node *elem) rect {
 // TestLayoutsDrawEveryNodeAndPathWithoutOverlap: 2 to 8 nodes, one box
 // each, pairwise disjoint and inside the canvas, one line per peer path.
 func TestLayoutsDrawEveryNodeAndPathWithoutOverlap(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 5, 8} {
-		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
-			root := parse(t, Render(cluster(n), Options{}))
+	for _, c := range []struct{ n, self int }{{1, 1}, {2, 1}, {2, 2}, {3, 1}, {3, 2}, {5, 1}, {5, 4}, {8, 1}, {8, 8}} {
+		n := c.n
+		t.Run(fmt.Sprintf("%d nodes seen from node%d", n, c.self), func(t *testing.T) {
+			st := cluster(n)
+			// Seen from another node: it has no paths to itself, node1
+			// gets the paths it had.
+			selfName := fmt.Sprintf("node%d", c.self)
+			st.Node = selfName
+			st.Nodes[0].Paths, st.Nodes[c.self-1].Paths = st.Nodes[c.self-1].Paths, st.Nodes[0].Paths
+			root := parse(t, Render(st, Options{}))
 			width, height := root.float(t, "width"), root.float(t, "height")
 			nodes := root.all("st-node")
 			if len(nodes) != n {
 				t.Fatalf("%d node boxes, want %d", len(nodes), n)
 			}
-			if self := root.all("st-self"); len(self) != 1 || self[0].attr("data-node") != "node1" {
-				t.Fatalf("this node marked on %d boxes, want node1 only", len(self))
+			if self := root.all("st-self"); len(self) != 1 || self[0].attr("data-node") != selfName {
+				t.Fatalf("this node marked on %d boxes, want %s only", len(self), selfName)
 			}
-			if !strings.Contains(nodeByName(t, root, "node1").text(), "this node") {
+			if !strings.Contains(nodeByName(t, root, selfName).text(), "this node") {
 				t.Error("this node's box does not say so")
 			}
 			var boxes []rect
@@ -174,8 +181,11 @@ func TestLayoutsDrawEveryNodeAndPathWithoutOverlap(t *testing.T) {
 			}
 			// Every line starts on this node's box edge and ends on the
 			// peer's.
-			self := boxOf(t, nodeByName(t, root, "node1"))
+			self := boxOf(t, nodeByName(t, root, selfName))
 			for _, l := range root.all("st-path") {
+				if l.attr("data-peer") == selfName {
+					t.Errorf("a path line from %s to itself", selfName)
+				}
 				peer := boxOf(t, nodeByName(t, root, l.attr("data-peer")))
 				if !onEdge(self, l.float(t, "x1"), l.float(t, "y1")) || !onEdge(peer, l.float(t, "x2"), l.float(t, "y2")) {
 					t.Errorf("line %s to %s does not run from box to box: %v", l.attr("data-path"), l.attr("data-peer"), l.Attrs)
