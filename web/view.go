@@ -96,7 +96,7 @@ func (v *overview) withPicture(st *agent.Status, heartbeats []agent.HeartbeatSta
 		st = &cp
 	}
 	// Render escapes every text and attribute it writes.
-	v.Picture = template.HTML(statesvg.Render(st, statesvg.Options{ID: "cluster-state", Class: "cluster-state"}))
+	v.Picture = template.HTML(statesvg.Render(st, statesvg.Options{ID: "cluster-state", Class: "cluster-state", NoAlerts: true}))
 }
 
 // ago renders t relative to now for people: "1.2s ago", "3m ago".

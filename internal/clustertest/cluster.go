@@ -328,12 +328,16 @@ func (c *Cluster) KillAgent(node string) time.Time {
 func (c *Cluster) Crash(node string) time.Time {
 	c.t.Helper()
 	at := time.Now()
-	for _, ifname := range []string{"eth0", "eth1"} {
-		c.Lab.SetLink(node, ifname, false)
-	}
+	// Crashed from the moment the test pulls the plug: on a loaded machine
+	// taking two links down with ip(8) can take a while, and the samplers
+	// must not count the dying node's VIP (on a link going down) beside the
+	// survivor's.
 	c.mu.Lock()
 	c.crashed[node] = true
 	c.mu.Unlock()
+	for _, ifname := range []string{"eth0", "eth1"} {
+		c.Lab.SetLink(node, ifname, false)
+	}
 	c.killNamespace(node)
 	c.mu.Lock()
 	p := c.agents[node]

@@ -26,6 +26,9 @@ type Options struct {
 	// ID and Class are set on the root <svg> element when not empty (the
 	// console sizes the inline picture through its class).
 	ID, Class string
+	// NoAlerts leaves the alerts out (the console lists them in a table
+	// right under the picture).
+	NoAlerts bool
 }
 
 // Colours, as in the simulator's timeline (simulate/svg.go).
@@ -127,11 +130,16 @@ func Render(st *agent.Status, opts Options) []byte {
 		below = append(below, textLine{text: "Stopped / waiting", fill: colText, bold: true, class: "st-heading"})
 		below = append(below, unplaced...)
 	}
-	below = append(below, textLine{text: "Alerts", fill: colText, bold: true, class: "st-heading"})
-	if len(st.Alerts) == 0 {
+	alerts := st.Alerts
+	if !opts.NoAlerts {
+		below = append(below, textLine{text: "Alerts", fill: colText, bold: true, class: "st-heading"})
+	} else {
+		alerts = nil
+	}
+	if len(st.Alerts) == 0 && !opts.NoAlerts {
 		below = append(below, textLine{text: "No active alert.", fill: colUpText, class: "st-no-alert"})
 	}
-	for _, a := range st.Alerts {
+	for _, a := range alerts {
 		tl := textLine{text: fmt.Sprintf("[%s] %s: %s", a.Severity, a.Name, a.Message), fill: colText,
 			class: "st-alert st-" + classWord(a.Severity), attr: map[string]string{"data-alert": a.Name}}
 		if a.Node != "" {

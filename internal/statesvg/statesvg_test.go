@@ -350,6 +350,11 @@ func TestAlertsUnderThePicture(t *testing.T) {
 	if y := alerts[0].float(t, "y"); y <= bottom {
 		t.Errorf("alert at y=%v, above the boxes' bottom %v", y, bottom)
 	}
+	// The console lists alerts in its own table: NoAlerts leaves them out.
+	root = parse(t, Render(st, Options{NoAlerts: true}))
+	if n := len(root.all("st-alert")) + len(root.all("st-no-alert")); n != 0 {
+		t.Errorf("NoAlerts still draws %d alert lines", n)
+	}
 }
 
 // TestHostileNamesAreEscaped: names come from the policy and messages
