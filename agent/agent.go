@@ -372,6 +372,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 	lastStep := time.Time{}
 	detect := newDetectionTimer()
+	pause := newPauseGuard(a.policy, tick)
 	defer detect.stop()
 	a.step(ctx)
 	for {
@@ -387,6 +388,10 @@ func (a *Agent) loop(ctx context.Context) error {
 		case <-detect.timer.C:
 			// A path's last heartbeat just aged past interval x misses;
 			// heartbeats already queued are news from before now.
+			if a.checkPause(pause, detect, a.now()) {
+				dirty = a.drainInbox(detect)
+				break
+			}
 			if !detect.fired(a.now()) {
 				break
 			}
@@ -401,6 +406,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.recordProbe(f)
 			dirty = a.node.View.SetProbe(probeFact(f))
 		case <-ticker.C:
+			a.checkPause(pause, detect, a.now())
 			dirty = a.drainInbox(detect)
 			dirty = a.node.View.Update(a.now()) || a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate || dirty
 			detect.judged(a.now())

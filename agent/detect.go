@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"fmt"
 	"time"
 
+	"github.com/harules/harules/engine"
 	"github.com/harules/harules/policy"
 )
 
@@ -86,6 +88,71 @@ func (d *detectionTimer) judged(now time.Time) {
 }
 
 func (d *detectionTimer) stop() { d.timer.Stop() }
+
+// deferTo postpones judging until t (the view holds until then).
+func (d *detectionTimer) deferTo(t, now time.Time) {
+	if t.After(d.confirmUntil) {
+		d.confirmUntil = t
+	}
+	d.arm(now)
+}
+
+// pauseGuard notices that the agent itself did not run for a while: its
+// loop wakes at least every tick, so a much longer gap between two timed
+// wakes means the process was frozen (an overloaded host, a VM paused for a
+// snapshot or a live migration, SIGSTOP). Every peer then looks silent for
+// that long although the silence was ours; judging at once would declare
+// live peers dead and take over beside them. After a pause the view holds
+// for two heartbeat intervals, time for a live peer's next heartbeat to
+// arrive on every path; a peer that really died is declared dead that much
+// later.
+type pauseGuard struct {
+	threshold time.Duration // a gap between timed wakes above this is a pause
+	hold      time.Duration
+	last      time.Time
+}
+
+func newPauseGuard(p *policy.Policy, tick time.Duration) *pauseGuard {
+	var minDetect time.Duration
+	for _, h := range p.Paths {
+		if d := h.DetectionTime(); minDetect == 0 || d < minDetect {
+			minDetect = d
+		}
+	}
+	// Only a pause of about the detection time can fake a death; shorter
+	// gaps are scheduling noise.
+	return &pauseGuard{threshold: max(2*tick, minDetect/2), hold: engine.PauseHold(p)}
+}
+
+// wake records a timed wake at now and returns how long the agent was
+// paused before it (0 when it was not).
+func (g *pauseGuard) wake(now time.Time) time.Duration {
+	gap := now.Sub(g.last)
+	first := g.last.IsZero()
+	g.last = now
+	if first || gap <= g.threshold {
+		return 0
+	}
+	return gap
+}
+
+// checkPause is called on each timed wake of the loop; after a pause it
+// makes the view hold and the detection timer wait, says so, and reports
+// true.
+func (a *Agent) checkPause(g *pauseGuard, detect *detectionTimer, now time.Time) bool {
+	paused := g.wake(now)
+	if paused == 0 {
+		return false
+	}
+	until := now.Add(g.hold)
+	a.node.View.HoldUntil(until)
+	detect.deferTo(until, now)
+	a.log.Warn("agent was paused; listening for fresh heartbeats before judging peers",
+		"paused", paused.Round(time.Millisecond), "hold", g.hold)
+	a.record(engine.Record{At: now, Node: a.cfg.Node, Kind: engine.RecEvent,
+		Text: fmt.Sprintf("agent was paused for %s (overloaded host or paused VM?): peers are judged again after %s of fresh heartbeats", paused.Round(time.Millisecond), g.hold)})
+	return true
+}
 
 // drainInbox feeds every queued heartbeat to the view, then re-arms the
 // detection timer; it reports whether any heartbeat changed the view.

@@ -73,3 +73,28 @@ func TestDetectionTimerWaitsForQueuedHeartbeatsWhenLate(t *testing.T) {
 		t.Fatal("confirmation still pending after judging")
 	}
 }
+
+// TestPauseGuard: a timed wake long after the previous one is a pause of
+// this process; ordinary ticks and scheduling noise are not.
+func TestPauseGuard(t *testing.T) {
+	p := detectPolicy() // lan 10ms x 3 (30 ms), backnet 100ms x 3 (300 ms)
+	g := newPauseGuard(p, 10*time.Millisecond)
+	if g.threshold != 20*time.Millisecond || g.hold != 200*time.Millisecond {
+		t.Fatalf("threshold %v hold %v, want 20ms (2 ticks > half of 30ms) and 200ms (2 x the slowest interval)", g.threshold, g.hold)
+	}
+	t0 := time.Now()
+	if g.wake(t0) != 0 {
+		t.Fatal("the first wake is a pause")
+	}
+	if g.wake(t0.Add(10*time.Millisecond)) != 0 || g.wake(t0.Add(29*time.Millisecond)) != 0 {
+		t.Fatal("a tick or a 19 ms gap counted as a pause")
+	}
+	if got := g.wake(t0.Add(3 * time.Second)); got != 3*time.Second-29*time.Millisecond {
+		t.Fatalf("a 2.971 s gap reported as %v", got)
+	}
+	// A slow policy tolerates longer gaps: half its shortest detection.
+	slow := newPauseGuard(&policy.Policy{Paths: []*policy.HeartbeatPath{{Name: "lan", Interval: time.Second, Misses: 3}}}, time.Second)
+	if slow.threshold != 2*time.Second {
+		t.Fatalf("slow policy threshold %v, want 2s (2 ticks)", slow.threshold)
+	}
+}

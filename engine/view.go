@@ -37,6 +37,8 @@ type View struct {
 	boot   time.Time
 	peers  map[string]*peerView
 	probes map[string]*facts.Probe
+	// hold: Update judges nothing before it (see HoldUntil).
+	hold time.Time
 }
 
 type peerView struct {
@@ -99,6 +101,28 @@ func (v *View) hearsSame(list []string) bool {
 	return n == len(list)
 }
 
+// PauseHold is how long a node that notices it was paused (not running)
+// holds its view: two heartbeat intervals of the slowest path, time for a
+// live peer's next heartbeat to arrive on every path.
+func PauseHold(p *policy.Policy) time.Duration {
+	var longest time.Duration
+	for _, h := range p.Paths {
+		longest = max(longest, h.Interval)
+	}
+	return 2 * longest
+}
+
+// HoldUntil keeps every path and peer as they are until t: Update declares
+// nothing down before then. The agent calls it when it notices that it was
+// not running itself (CPU starvation, a paused VM): its peers' silence over
+// that time is its own, and their next heartbeats show whether they live.
+// Heartbeats still mark paths up meanwhile.
+func (v *View) HoldUntil(t time.Time) {
+	if t.After(v.hold) {
+		v.hold = t
+	}
+}
+
 // Boot is when this node started.
 func (v *View) Boot() time.Time { return v.boot }
 
@@ -155,6 +179,9 @@ func (v *View) Probes() []*facts.Probe {
 // Update advances the failure detector to now and reports whether any path
 // or peer changed state.
 func (v *View) Update(now time.Time) bool {
+	if now.Before(v.hold) {
+		return false
+	}
 	changed := false
 	grace := v.policy.StartupGrace()
 	for _, pv := range v.peers {

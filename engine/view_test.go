@@ -132,6 +132,30 @@ func TestOnePathDown(t *testing.T) {
 	}
 }
 
+// TestHoldUntil: while the view holds (the node noticed it had been
+// paused), a silent peer is not declared dead; heartbeats still count, and
+// once the hold ends a peer that stayed silent is judged as usual.
+func TestHoldUntil(t *testing.T) {
+	p := loadPolicy(t, "plan.star")
+	c := newCluster(t, p, "n2")
+	c.up("n1", "db")
+	c.run(time.Second)
+	// Three seconds without running: every path's last heartbeat is old.
+	c.advance(3 * time.Second)
+	c.view.HoldUntil(c.now.Add(PauseHold(p)))
+	if c.view.Update(c.now) || c.facts().Node("n1").State != facts.Alive {
+		t.Fatal("a held view declared n1 dead")
+	}
+	c.advance(PauseHold(p) / 2)
+	c.view.Heartbeat("n1", "lan", c.now, c.reports["n1"])
+	c.advance(PauseHold(p)/2 + time.Millisecond) // past the hold: back stayed silent, lan spoke 201 ms ago
+	c.view.Update(c.now)
+	n1 := c.facts().Node("n1")
+	if n1.State != facts.Alive || pathOf(n1, "back").Up || !pathOf(n1, "lan").Up {
+		t.Fatalf("after the hold: n1 %s, back up %t, lan up %t; want alive over lan, back down", n1.State, pathOf(n1, "back").Up, pathOf(n1, "lan").Up)
+	}
+}
+
 // TestStartupGrace checks when a never-heard peer turns from unknown to dead.
 func TestStartupGrace(t *testing.T) {
 	cases := []struct {

@@ -37,7 +37,9 @@ type Event struct {
 	Node string
 	Path string
 	// Peer narrows a link event on Node to the link between Node and Peer.
-	Peer  string
+	Peer string
+	// For is how long a pause lasts.
+	For   time.Duration
 	Group string
 	Probe string
 	OK    bool
@@ -264,7 +266,18 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 			}
 			return starlark.None, nil
 		}),
-		"crash":     nodeEvent("crash"),
+		"crash": nodeEvent("crash"),
+		"pause": ev("pause", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
+			var node string
+			var d dur
+			if err := starlark.UnpackArgs("pause", args, kwargs, "node", &node, "duration", &d); err != nil {
+				return Event{}, err
+			}
+			if d <= 0 {
+				return Event{}, fmt.Errorf("duration must be positive, got %s", time.Duration(d))
+			}
+			return Event{Node: node, For: time.Duration(d)}, checkNode(node)
+		}),
 		"boot":      nodeEvent("boot"),
 		"link_down": linkEvent("link_down"),
 		"link_up":   linkEvent("link_up"),

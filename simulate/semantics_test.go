@@ -358,3 +358,29 @@ expect_alert("rule-error", node = "node1", at = "5s")
 		t.Errorf("rule-error alert %q does not explain that quorum needs three nodes and what to use instead", msg)
 	}
 }
+
+// TestPausedNodesDoNotFailOver: both nodes frozen for longer than the
+// detection time (an overloaded host, paused VMs). On waking they hold
+// their views for a moment instead of declaring each other dead from a
+// silence that was their own; a node paused alone is rightly declared dead
+// by its running peer, but does not declare the peer dead itself.
+func TestPausedNodesDoNotFailOver(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "40s")
+at("10s", pause("node1", "3s"), pause("node2", "3s"))
+at("20s", pause("node2", "4s"))
+expect_owner("web", "node1", at = "39s")
+expect_no_actions(start = "10s", end = "39s")
+expect_single_owner()
+`)
+	mustOK(t, res)
+	if d := find(res, "node2", "peer", "node1 is dead"); len(d) != 0 {
+		t.Errorf("node2 declared node1 dead after its own pause: %v", d)
+	}
+	if d := find(res, "node1", "peer", "node2 is dead"); len(d) != 1 {
+		t.Errorf("node1 should declare node2 dead once (node2 paused alone for 4 s), got %v", d)
+	}
+	if r := find(res, "node2", "event", "resumed after a pause of 4s"); len(r) != 1 {
+		t.Errorf("node2's resume is not on the timeline: %v", r)
+	}
+}

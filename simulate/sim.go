@@ -98,7 +98,12 @@ type simNode struct {
 	// fenceFails makes this node's fencing command fail.
 	fenceFails bool
 	phase      time.Duration
+	// pausedUntil: the node is frozen (an overloaded host, a paused VM) and
+	// runs nothing, sends nothing and loses what arrives until then.
+	pausedUntil time.Time
 }
+
+func (sn *simNode) paused(now time.Time) bool { return now.Before(sn.pausedUntil) }
 
 type probeSim struct {
 	raw      bool
@@ -264,6 +269,10 @@ func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
 	if !sn.up || sn.incarn != incarn {
 		return
 	}
+	if sn.paused(s.now) {
+		s.schedule(sn.pausedUntil, func() { s.tick(sn, incarn, t) })
+		return
+	}
 	s.send(sn, t.paths)
 	if sn.node.View.Update(s.now) {
 		s.dirty[sn.name] = true
@@ -308,7 +317,7 @@ func (s *sim) send(sn *simNode, paths []*policy.HeartbeatPath) {
 }
 
 func (s *sim) delivers(from, to *simNode, path string) bool {
-	return from.up && to.up && from.links[path] && to.links[path] && !s.cut[pairKey(from.name, to.name, path)]
+	return from.up && to.up && !from.paused(s.now) && !to.paused(s.now) && from.links[path] && to.links[path] && !s.cut[pairKey(from.name, to.name, path)]
 }
 
 func pairKey(a, b, path string) string {
@@ -336,7 +345,7 @@ func (s *sim) flush() {
 				continue
 			}
 			delete(s.dirty, sn.name)
-			if !sn.up {
+			if !sn.up || sn.paused(s.now) {
 				continue
 			}
 			before := sn.node.Report()
@@ -410,6 +419,25 @@ func (s *sim) apply(e Event) {
 			s.dirty[sn.name] = false
 			delete(s.dirty, sn.name)
 		}
+	case "pause":
+		if !sn.up || sn.paused(s.now) {
+			text = "pause ignored: node is down or already paused"
+			break
+		}
+		text = fmt.Sprintf("paused for %s: runs nothing, sends nothing, loses what arrives", e.For)
+		sn.pausedUntil = s.now.Add(e.For)
+		incarn := sn.incarn
+		s.schedule(sn.pausedUntil, func() {
+			if !sn.up || sn.incarn != incarn {
+				return
+			}
+			// What the agent's pause guard does when it wakes (agent/detect.go).
+			hold := engine.PauseHold(s.p)
+			sn.node.View.HoldUntil(s.now.Add(hold))
+			s.record(engine.Record{At: s.now, Node: sn.name, Kind: engine.RecEvent,
+				Text: fmt.Sprintf("resumed after a pause of %s: peers are judged again after %s of fresh heartbeats", e.For, hold)})
+			s.dirty[sn.name] = true
+		})
 	case "boot":
 		if sn.up {
 			text = "boot ignored: node is already up"
