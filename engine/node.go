@@ -90,7 +90,7 @@ type Node struct {
 	// whose refusal is already on the timeline: a start retried at every
 	// decision (a lease wait of 20 s) is recorded once, not every time.
 	refused map[string]bool
-	report    *Report
+	report  *Report
 }
 
 // NewNode builds the loop for node name, booted at boot.
