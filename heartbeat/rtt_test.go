@@ -83,23 +83,30 @@ func TestUDPEchoRTT(t *testing.T) {
 	mustSetPeers(t, a, map[string]netip.AddrPort{"b": b.LocalAddr()})
 	mustSetPeers(t, b, map[string]netip.AddrPort{"a": a.LocalAddr()})
 
+	// The clock steps while datagrams are in flight, so a receiver may
+	// stamp one before or after a step: the expected RTT is computed from
+	// the stamps the receivers actually used.
+	sentA := clock.Now()
 	if err := a.Broadcast(t.Context(), Message{From: "a", Incarnation: 1, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Millisecond)
-	recv(t, gotB, "a -> b")
-	clock.Advance(2 * time.Millisecond) // b holds a's heartbeat 2 ms
+	rB := recv(t, gotB, "a -> b")
+	clock.Advance(2 * time.Millisecond) // b holds a's heartbeat a while
+	sentB := clock.Now()
 	if err := b.Broadcast(t.Context(), Message{From: "b", Incarnation: 7, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Millisecond)
 	r := recv(t, gotA, "b -> a")
-	if len(r.Message.Echoes) != 1 || r.Message.Echoes[0].Held != 2*time.Millisecond {
-		t.Fatalf("b's heartbeat carries echoes %+v", r.Message.Echoes)
+	held := sentB.Sub(rB.At)
+	if len(r.Message.Echoes) != 1 || r.Message.Echoes[0].Held != held {
+		t.Fatalf("b's heartbeat carries echoes %+v, want one holding %v", r.Message.Echoes, held)
 	}
+	want := r.At.Sub(sentA) - held
 	st := a.Stats().RTT["b"]
-	if st.Count != 1 || st.Last != 2*time.Millisecond {
-		t.Fatalf("a measured %+v, want 2ms (4ms since sending minus 2ms held)", st)
+	if st.Count != 1 || st.Last != want {
+		t.Fatalf("a measured %+v, want %v (%v since sending minus %v held)", st, want, r.At.Sub(sentA), held)
 	}
 	if len(b.Stats().RTT) != 0 {
 		t.Fatalf("b measured an RTT without an echo: %+v", b.Stats().RTT)
