@@ -19,6 +19,7 @@ type harulesDaemon struct {
 	bin      string
 	logLevel string
 	env      []string // added to the environment of harules run
+	flags    []string // added to the command line of harules run
 	topo     *topology
 	dir      string // per-interval directory: policy, secret, state, sockets, logs
 	proc     map[string]*proc
@@ -30,8 +31,8 @@ type harulesDaemon struct {
 
 var _ daemon = (*harulesDaemon)(nil)
 
-func newHarules(bin, logLevel string, env []string, root string, topo *topology) *harulesDaemon {
-	return &harulesDaemon{bin: bin, logLevel: logLevel, env: env, topo: topo, dir: root, proc: map[string]*proc{}, clients: map[string]*agent.Client{}}
+func newHarules(bin, logLevel string, env, flags []string, root string, topo *topology) *harulesDaemon {
+	return &harulesDaemon{bin: bin, logLevel: logLevel, env: env, flags: flags, topo: topo, dir: root, proc: map[string]*proc{}, clients: map[string]*agent.Client{}}
 }
 
 func (h *harulesDaemon) Name() string { return "harules" }
@@ -78,9 +79,10 @@ func (h *harulesDaemon) Start(_ context.Context, node string) error {
 	if h.proc[node].alive() {
 		return fmt.Errorf("harules already runs on %s", node)
 	}
-	p, err := startProc(h.topo.ns[node], filepath.Join(h.dir, node+".log"), h.env, h.bin, "run",
+	args := append([]string{h.bin, "run",
 		"--policy", filepath.Join(h.dir, "policy.star"), "--node", node,
-		"--state-dir", filepath.Join(h.dir, node+"-state"), "--control", h.socket(node), "--log-level", h.logLevel)
+		"--state-dir", filepath.Join(h.dir, node+"-state"), "--control", h.socket(node), "--log-level", h.logLevel}, h.flags...)
+	p, err := startProc(h.topo.ns[node], filepath.Join(h.dir, node+".log"), h.env, args...)
 	if err != nil {
 		return err
 	}

@@ -63,6 +63,8 @@ type config struct {
 	hold time.Duration
 	// harulesEnv is added to the environment of `harules run`.
 	harulesEnv []string
+	// harulesFlags are added to the command line of `harules run`.
+	harulesFlags []string
 }
 
 func main() {
@@ -78,7 +80,8 @@ func main() {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (configs, daemon logs)")
 	flag.StringVar(&cfg.logLevel, "harules-log-level", "info", "log level of harules run (debug shows the ARP probe's timing)")
 	flag.DurationVar(&cfg.hold, "hold", 0, "after the idle window, keep the settled daemons running this long (PIDs are logged) for perf or /proc")
-	var harulesEnv string
+	var harulesEnv, harulesFlags string
+	flag.StringVar(&harulesFlags, "harules-flags", "", "extra flags of harules run, comma separated (e.g. --web-listen=127.0.0.1:9100)")
 	flag.StringVar(&harulesEnv, "harules-env", "", "extra environment of harules run, comma separated NAME=VALUE (e.g. GODEBUG=gctrace=1,HARULES_GOGC=off)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -103,6 +106,9 @@ func main() {
 	}
 	if cfg.runs < 0 {
 		fatal(errors.New("-runs must be at least 0"))
+	}
+	if harulesFlags != "" {
+		cfg.harulesFlags = strings.Split(harulesFlags, ",")
 	}
 	if harulesEnv != "" {
 		for _, kv := range strings.Split(harulesEnv, ",") {
@@ -182,7 +188,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		for _, name := range cfg.daemons {
 			var d daemon
 			if name == "harules" {
-				d = newHarules(cfg.bin, cfg.logLevel, cfg.harulesEnv, filepath.Join(work, "harules"), topo)
+				d = newHarules(cfg.bin, cfg.logLevel, cfg.harulesEnv, cfg.harulesFlags, filepath.Join(work, "harules"), topo)
 			} else {
 				d = newKeepalived(filepath.Join(work, "keepalived"), topo)
 			}

@@ -215,19 +215,11 @@ func environment(r *report) string {
 		}
 	}
 	fmt.Fprintf(&b, "- date: %s to %s (UTC)\n", r.started.Format(time.RFC3339), r.finished.Format(time.RFC3339))
-	fmt.Fprintf(&b, "- command: `go run ./bench/failover -runs %d -intervals %s -scenarios %s`\n", r.cfg.runs, joinDurations(r.cfg.intervals), strings.Join(r.cfg.scenarios, ","))
+	fmt.Fprintf(&b, "- command: `%s`\n", strings.Join(append([]string{"go run ./bench/failover"}, os.Args[1:]...), " "))
 	fmt.Fprintf(&b, "- machine: %s, %d CPUs, kernel %s\n", cpu, runtime.NumCPU(), cmdOut("uname", "-r"))
 	fmt.Fprintf(&b, "- harules: %s (%s)\n", cmdOut("git", "describe", "--always", "--dirty"), runtime.Version())
 	if slices.Contains(r.cfg.daemons, "keepalived") {
 		fmt.Fprintf(&b, "- keepalived: %s\n", cmdOut("keepalived", "--version"))
 	}
 	return b.String()
-}
-
-func joinDurations(ds []time.Duration) string {
-	var s []string
-	for _, d := range ds {
-		s = append(s, d.String())
-	}
-	return strings.Join(s, ",")
 }
