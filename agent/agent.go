@@ -269,6 +269,8 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 		return fmt.Errorf("initial report: %w", err)
 	}
 	a.payload.Store(&initial)
+	byInterval := map[time.Duration][]*heartbeat.Endpoint{}
+	var intervals []time.Duration
 	for _, h := range a.policy.Paths {
 		if h.Kind == "disk" {
 			if err := a.startDiskHeartbeat(ctx, h, incarnation); err != nil {
@@ -294,10 +296,19 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 			return fmt.Errorf("heartbeat path %s: listen on %s:%d: %w", h.Name, self.AddressOn(h.Name), h.Port, err)
 		}
 		a.eps = append(a.eps, ep)
-		s, err := heartbeat.NewSender(heartbeat.SenderConfig{Node: self.Name, Incarnation: incarnation, Interval: h.Interval,
-			Endpoints: []*heartbeat.Endpoint{ep}, Payload: func() []byte { return *a.payload.Load() }, Now: a.now, Logger: a.log})
+		if byInterval[h.Interval] == nil {
+			intervals = append(intervals, h.Interval)
+		}
+		byInterval[h.Interval] = append(byInterval[h.Interval], ep)
+	}
+	// One sender per interval: paths beating at the same rate share a timer
+	// and a goroutine (fewer wakeups; the replay guard is per node and path,
+	// so a shared sequence number is fine).
+	for _, iv := range intervals {
+		s, err := heartbeat.NewSender(heartbeat.SenderConfig{Node: self.Name, Incarnation: incarnation, Interval: iv,
+			Endpoints: byInterval[iv], Payload: func() []byte { return *a.payload.Load() }, Now: a.now, Logger: a.log})
 		if err != nil {
-			return fmt.Errorf("heartbeat path %s: %w", h.Name, err)
+			return fmt.Errorf("heartbeat sender every %s: %w", iv, err)
 		}
 		a.senders = append(a.senders, s)
 		go func() { _ = s.Run(ctx) }()

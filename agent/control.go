@@ -244,7 +244,9 @@ func (a *Agent) serveControl() (*http.Server, error) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"result": "ok"})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// IdleTimeout: a client that keeps connections open (a monitoring
+	// loop) must not leave a goroutine in the agent for ever.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 30 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("control API stopped", "error", err)

@@ -172,7 +172,8 @@ func (e *Endpoint) Broadcast(ctx context.Context, m Message) error {
 		return err
 	}
 	var v1 []byte
-	peers := e.Peers()
+	peers := *e.peers.Load() // read-only; SetPeers swaps in a new map
+
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(peers)) {
 		out := b
