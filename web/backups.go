@@ -613,6 +613,14 @@ func (s *Server) planRestore(ctx context.Context, req agent.RestoreRequest) (age
 	case req.ID == "":
 		return agent.RestorePlan{}, badRequest(http.StatusBadRequest, "id is required (an id from the history, or \"latest\")")
 	}
+	for _, target := range []string{req.Dir, req.File} {
+		if target == "" {
+			continue
+		}
+		if err := s.underRestoreRoot(target); err != nil {
+			return agent.RestorePlan{}, err
+		}
+	}
 	bo, err := s.operator()
 	if err != nil {
 		return agent.RestorePlan{}, err
@@ -622,6 +630,35 @@ func (s *Server) planRestore(ctx context.Context, req agent.RestoreRequest) (age
 		return plan, backupOpError(err)
 	}
 	return plan, nil
+}
+
+// underRestoreRoot refuses a console or API restore target outside the
+// restore root: a new file or directory anywhere would let the operator
+// role drop root-owned content into /etc/cron.d or a systemd drop-in.
+func (s *Server) underRestoreRoot(target string) error {
+	root := s.opts.RestoreRoot
+	if !filepath.IsAbs(target) {
+		return badRequest(http.StatusBadRequest, "%q is not an absolute path", target)
+	}
+	clean := filepath.Clean(target)
+	rel, err := filepath.Rel(root, clean)
+	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+		return badRequest(http.StatusBadRequest, "restores from the console go under %s (a new directory or file inside it; set with --web-restore-root); to restore elsewhere run `harules backup restore` as root on the node", root)
+	}
+	// A symlink inside the root could lead back out of it.
+	if resolved, err := filepath.EvalSymlinks(filepath.Dir(clean)); err == nil {
+		if r, err := filepath.Rel(root, resolved); err != nil || r == ".." || strings.HasPrefix(r, "../") {
+			if rr, err := filepath.EvalSymlinks(root); err != nil || !within(resolved, rr) {
+				return badRequest(http.StatusBadRequest, "%s leads out of the restore root %s through a symbolic link", target, root)
+			}
+		}
+	}
+	return nil
+}
+
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func (s *Server) restoreBackup(ctx context.Context, req agent.RestoreRequest) (agent.BackupOp, agent.RestorePlan, error) {

@@ -158,7 +158,7 @@ backup("dump", schedule = "0 4 * * *", kind = "exec",
 		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second,
 		WebListen: "127.0.0.1:0",
 		WebStart: func(ctx context.Context, listen string, a *agent.Agent) (func(), error) {
-			addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, Options{TokenFile: writeTokenFile(t, 0o600), Logger: quietLogger()})
+			addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, Options{TokenFile: writeTokenFile(t, 0o600), Logger: quietLogger(), RestoreRoot: dir})
 			if err == nil {
 				addrCh <- addr
 			}
@@ -381,6 +381,10 @@ func TestAgentBackupRestore(t *testing.T) {
 		t.Fatalf("restored dump: %q, %v", got, err)
 	}
 
+	x := filepath.Join(ba.dir, "x")
+	if err := os.Symlink("/etc", filepath.Join(ba.dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, bearer, body string
 		code               int
@@ -391,10 +395,13 @@ func TestAgentBackupRestore(t *testing.T) {
 		{"into the live source", operatorToken, `{"job":"conf","id":"` + h.ID + `","dir":"` + filepath.Join(ba.src, "new") + `"}`, http.StatusBadRequest, "live data"},
 		{"into the store", operatorToken, `{"job":"conf","id":"` + h.ID + `","dir":"` + filepath.Join(ba.store, "x") + `"}`, http.StatusBadRequest, "backup store"},
 		{"relative dir", operatorToken, `{"job":"conf","id":"` + h.ID + `","dir":"rel/dir"}`, http.StatusBadRequest, "absolute"},
-		{"file for a files job", operatorToken, `{"job":"conf","id":"` + h.ID + `","file":"/tmp/x"}`, http.StatusBadRequest, "give dir"},
-		{"unknown job", operatorToken, `{"job":"nope","id":"latest","dir":"/tmp/x"}`, http.StatusNotFound, `unknown backup job`},
-		{"unknown id", operatorToken, `{"job":"conf","id":"20200101T000000.000Z-abcdef","dir":"/tmp/x"}`, http.StatusNotFound, "not in the history"},
-		{"no id", operatorToken, `{"job":"conf","dir":"/tmp/x"}`, http.StatusBadRequest, "id is required"},
+		{"file for a files job", operatorToken, `{"job":"conf","id":"` + h.ID + `","file":"` + x + `"}`, http.StatusBadRequest, "give dir"},
+		{"unknown job", operatorToken, `{"job":"nope","id":"latest","dir":"` + x + `"}`, http.StatusNotFound, `unknown backup job`},
+		{"unknown id", operatorToken, `{"job":"conf","id":"20200101T000000.000Z-abcdef","dir":"` + x + `"}`, http.StatusNotFound, "not in the history"},
+		{"no id", operatorToken, `{"job":"conf","dir":"` + x + `"}`, http.StatusBadRequest, "id is required"},
+		// The operator role may not write root-owned files anywhere.
+		{"outside the restore root", operatorToken, `{"job":"dump","id":"latest","file":"/etc/cron.d/harules-restore-test"}`, http.StatusBadRequest, "restores from the console go under " + ba.dir},
+		{"out of the root through a symlink", operatorToken, `{"job":"conf","id":"` + h.ID + `","dir":"` + filepath.Join(ba.dir, "escape", "harules-restore-test") + `"}`, http.StatusBadRequest, "symbolic link"},
 		{"malformed", operatorToken, `{"job":`, http.StatusBadRequest, ""},
 		{"unknown field", operatorToken, `{"job":"conf","id":"latest","to":"/tmp/x"}`, http.StatusBadRequest, "to"},
 		{"read-only token", readToken, `{"job":"conf","id":"latest","dir":"/tmp/x"}`, http.StatusForbidden, "operator"},

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -56,6 +57,12 @@ type Options struct {
 	// MetricsPublic serves /metrics without authentication (for a
 	// Prometheus that cannot send a bearer token).
 	MetricsPublic bool
+	// RestoreRoot is the only directory console and API restores may write
+	// under (a new directory or file inside it); "" means
+	// DefaultRestoreRoot. The operator role steers the cluster but must not
+	// become root's pen: a restore elsewhere is `harules backup restore`,
+	// run as root on the node.
+	RestoreRoot string
 	// PollInterval is how often the status is polled for live updates;
 	// 0 means 200ms.
 	PollInterval time.Duration
@@ -65,6 +72,10 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultRestoreRoot is where console and API restores go unless
+// Options.RestoreRoot says otherwise.
+const DefaultRestoreRoot = "/var/lib/harules/restore"
 
 //go:embed static templates
 var assets embed.FS
@@ -102,6 +113,13 @@ func New(b Backend, opts Options) (*Server, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 200 * time.Millisecond
 	}
+	if opts.RestoreRoot == "" {
+		opts.RestoreRoot = DefaultRestoreRoot
+	}
+	if !filepath.IsAbs(opts.RestoreRoot) {
+		return nil, fmt.Errorf("web console: restore root %q is not an absolute path", opts.RestoreRoot)
+	}
+	opts.RestoreRoot = filepath.Clean(opts.RestoreRoot)
 	if opts.LoginFailDelay <= 0 {
 		opts.LoginFailDelay = 500 * time.Millisecond
 	}

@@ -63,6 +63,7 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			&cli.StringFlag{Name: "web-cert", Usage: "TLS certificate file of the web console (with --web-key)"},
 			&cli.StringFlag{Name: "web-key", Usage: "TLS key file of the web console"},
 			&cli.BoolFlag{Name: "web-metrics-public", Usage: "serve /metrics without a token"},
+			&cli.StringFlag{Name: "web-restore-root", Value: "/var/lib/harules/restore", Usage: "console and API restores write only under this directory (restore elsewhere with `harules backup restore` as root)"},
 		},
 		Action: func(c *cli.Context) error {
 			node := c.String("node")
@@ -82,7 +83,7 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
 				ControlSocket: c.String("control"), Logger: log,
-				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), Logger: log})})
+				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), RestoreRoot: c.String("web-restore-root"), Logger: log})})
 			if err != nil {
 				return fail(exitUsage, "%v", err)
 			}
