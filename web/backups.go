@@ -693,6 +693,8 @@ type restoreView struct {
 	Record                                     *backup.Record
 	Plan                                       *agent.RestorePlan
 	Error                                      string
+	// Root is the restore root every console target must lie under.
+	Root string
 }
 
 // backupRestorePage asks where to restore and then confirms exactly what
@@ -701,7 +703,7 @@ func (s *Server) backupRestorePage(w http.ResponseWriter, r *http.Request, p *pr
 	q := r.URL.Query()
 	req := agent.RestoreRequest{Job: q.Get("job"), ID: q.Get("id"), Dir: strings.TrimSpace(q.Get("dir")),
 		Database: strings.TrimSpace(q.Get("database")), File: strings.TrimSpace(q.Get("file")), By: "console"}
-	v := restoreView{Job: req.Job, ID: req.ID, Dir: req.Dir, Database: req.Database, File: req.File}
+	v := restoreView{Job: req.Job, ID: req.ID, Dir: req.Dir, Database: req.Database, File: req.File, Root: s.opts.RestoreRoot}
 	pol, err := s.loadBackupPolicy(r.Context())
 	if err != nil {
 		s.errorPage(w, r, p, requestCode(err), err.Error())
