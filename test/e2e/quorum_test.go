@@ -171,3 +171,52 @@ func TestQuorumPartialPartition(t *testing.T) {
 		t.Errorf("another node added the VIP: %s", ob.own)
 	}
 }
+
+// TestWitness: two servers and a witness that only votes (node3 is in no
+// group's placement; it runs a plain agent). When the servers lose each
+// other but both reach the witness, nothing moves; when the active server
+// is cut off from both, it stops and node2 takes over; the VIP is never on
+// two nodes and the witness never holds anything.
+func TestWitness(t *testing.T) {
+	o := clustertest.PolicyOptions{Extra: quorumExtra}
+	c := clustertest.New(t, clustertest.Options{Nodes: 3, Policy: o})
+	text := c.Policy(o)
+	servers := `placement = active_standby(["node1", "node2", "node3"]`
+	if !strings.Contains(text, servers) {
+		t.Fatalf("the generated policy has no three-node placement to narrow:\n%s", text)
+	}
+	c.WritePolicy(strings.Replace(text, servers, `placement = active_standby(["node1", "node2"]`, 1))
+	c.StartApps()
+	c.StartAll()
+	for _, n := range c.Nodes() {
+		c.WaitOwner(n, clustertest.Group, "node1", 30*time.Second)
+	}
+	ob := observe(t, c, "node1")
+
+	cutPair(c, "node1", "node2", true)
+	c.WaitFor(30*time.Second, "node2 declares node1 dead", func() bool {
+		st, err := c.Status("node2")
+		return err == nil && peer(st, "node1").State == "dead"
+	})
+	holdsFor(t, c, 3*time.Second, "node1", "node1", "node3")
+	cutPair(c, "node1", "node2", false)
+	c.WaitFor(30*time.Second, "node2 hears node1 again", func() bool {
+		st, err := c.Status("node2")
+		return err == nil && peer(st, "node1").State == "alive"
+	})
+
+	cutOff(c, "node1", true)
+	c.WaitFor(30*time.Second, "node2 holds the VIP", func() bool {
+		h := c.VIPHolders()
+		return len(h) == 1 && h[0] == "node2"
+	})
+	waitAnswers(t, c, ob, "node2", 5, 20*time.Second)
+	got := ob.stop()
+	assertNeverDual(t, got)
+	if got.own.EverHeld("node3") {
+		t.Errorf("the witness held the VIP: %s", got.own)
+	}
+	if st := c.MustStatus("node3"); len(st.Groups) != 1 || slices.Contains(st.Groups[0].Holders, "node3") || hasAlert(st, "rule-error", "") {
+		t.Errorf("the witness's status: groups %+v alerts %+v", st.Groups, st.Alerts)
+	}
+}
