@@ -455,14 +455,16 @@ func newFileTarget(file string, protected []string) (string, error) {
 func outside(path string, protected []string) error {
 	for _, p := range protected {
 		p = filepath.Clean(p)
-		if within(path, p) || within(p, path) {
+		if PathWithin(path, p) || PathWithin(p, path) {
 			return fmt.Errorf("%w: %s overlaps %s, which is live data or a backup store of the job", ErrBadTarget, path, p)
 		}
 	}
 	return nil
 }
 
-func within(path, dir string) bool {
+// PathWithin reports whether path is dir or lies below it (both clean and
+// absolute).
+func PathWithin(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -49,6 +50,19 @@ func (a *Agent) HeartbeatStats() []HeartbeatStats {
 		out = append(out, hs)
 	}
 	return out
+}
+
+// FormatRTT prints a round-trip time with a unit that keeps it readable:
+// "287 µs" on a LAN, "42.10 ms" across a WAN.
+func FormatRTT(secs float64) string {
+	switch {
+	case secs < 0.001:
+		return fmt.Sprintf("%.0f µs", secs*1e6)
+	case secs < 1:
+		return fmt.Sprintf("%.2f ms", secs*1e3)
+	default:
+		return fmt.Sprintf("%.2f s", secs)
+	}
 }
 
 func peerRTT(peer string, r heartbeat.RTTStats) PeerRTT {

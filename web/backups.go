@@ -648,17 +648,12 @@ func (s *Server) underRestoreRoot(target string) error {
 	// A symlink inside the root could lead back out of it.
 	if resolved, err := filepath.EvalSymlinks(filepath.Dir(clean)); err == nil {
 		if r, err := filepath.Rel(root, resolved); err != nil || r == ".." || strings.HasPrefix(r, "../") {
-			if rr, err := filepath.EvalSymlinks(root); err != nil || !within(resolved, rr) {
+			if rr, err := filepath.EvalSymlinks(root); err != nil || !agent.PathWithin(resolved, rr) {
 				return badRequest(http.StatusBadRequest, "%s leads out of the restore root %s through a symbolic link", target, root)
 			}
 		}
 	}
 	return nil
-}
-
-func within(path, dir string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func (s *Server) restoreBackup(ctx context.Context, req agent.RestoreRequest) (agent.BackupOp, agent.RestorePlan, error) {

@@ -1,8 +1,6 @@
 package web
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/harules/harules/agent"
@@ -72,19 +70,8 @@ func (s *Server) overview(st *agent.Status, canOperate bool) overview {
 	}
 	for i := range v.Paths {
 		if secs, ok := rtt[v.Paths[i].Peer+"/"+v.Paths[i].Path]; ok {
-			v.Paths[i].RTT = formatRTT(secs)
+			v.Paths[i].RTT = agent.FormatRTT(secs)
 		}
 	}
 	return v
-}
-
-func formatRTT(secs float64) string {
-	switch {
-	case secs < 0.001:
-		return fmt.Sprintf("%.0f µs", secs*1e6)
-	case secs < 1:
-		return fmt.Sprintf("%.2f ms", secs*1e3)
-	default:
-		return fmt.Sprintf("%.2f s", secs)
-	}
 }

@@ -331,7 +331,7 @@ func printStatus(w io.Writer, st *agent.Status) {
 			if !p.Up {
 				state = fmt.Sprintf("DOWN(%d missed)", p.Missed)
 			} else if secs, ok := rtt[n.Name+"/"+p.Name]; ok {
-				state = fmt.Sprintf("up(rtt %s)", formatSeconds(secs))
+				state = fmt.Sprintf("up(rtt %s)", agent.FormatRTT(secs))
 			}
 			paths = append(paths, p.Name+"="+state)
 		}
@@ -367,19 +367,6 @@ func printStatus(w io.Writer, st *agent.Status) {
 		for _, a := range st.Alerts {
 			fmt.Fprintf(w, "  %s [%s] %s\n", a.Name, a.Severity, a.Message)
 		}
-	}
-}
-
-// formatSeconds prints a short duration with a unit that keeps it readable
-// (µs on a LAN, ms on a WAN).
-func formatSeconds(secs float64) string {
-	switch {
-	case secs < 0.001:
-		return fmt.Sprintf("%.0fµs", secs*1e6)
-	case secs < 1:
-		return fmt.Sprintf("%.2fms", secs*1e3)
-	default:
-		return fmt.Sprintf("%.2fs", secs)
 	}
 }
 

@@ -26,7 +26,7 @@ func TestPrintStatusShowsRTT(t *testing.T) {
 	}
 	var b strings.Builder
 	printStatus(&b, st)
-	for _, want := range []string{"MODE", "maintenance", "lan=up(rtt 287µs)", "backnet=DOWN(7 missed)", "wan=up(rtt 42.10ms)"} {
+	for _, want := range []string{"MODE", "maintenance", "lan=up(rtt 287 µs)", "backnet=DOWN(7 missed)", "wan=up(rtt 42.10 ms)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status output lacks %q:\n%s", want, b.String())
 		}

@@ -363,7 +363,7 @@ func buildNodes(st *agent.Status) []nodeView {
 				}
 			}
 			if secs, ok := rtt[n.Name+"/"+p.Name]; ok && pv.state == "up" {
-				parts = append(parts, formatRTT(secs))
+				parts = append(parts, agent.FormatRTT(secs))
 			}
 			if pv.state != "unknown" {
 				parts = append(parts, formatLoss(p.Loss)+" loss")
@@ -772,18 +772,6 @@ func textW(s string, size float64) float64 {
 
 func num(f float64) string { return fmt.Sprintf("%.1f", f) }
 
-func formatRTT(secs float64) string {
-	switch {
-	case secs < 0.001:
-		return fmt.Sprintf("%.0f µs", secs*1e6)
-	case secs < 1:
-		return fmt.Sprintf("%.2f ms", secs*1e3)
-	default:
-		return fmt.Sprintf("%.2f s", secs)
-	}
-}
-
-// since renders how long a state has lasted, coarsely: "42s", "7m", "3h".
 // formatLoss keeps one decimal only where it matters (0.4%, but 25%).
 func formatLoss(share float64) string {
 	pct := 100 * share
@@ -793,6 +781,7 @@ func formatLoss(share float64) string {
 	return fmt.Sprintf("%.0f%%", pct)
 }
 
+// since renders how long a state has lasted, coarsely: "42s", "7m", "3h".
 func since(d time.Duration) string {
 	switch {
 	case d < 0:
