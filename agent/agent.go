@@ -78,12 +78,14 @@ type Agent struct {
 	monitors  chan monitorResult
 	reload    chan chan error
 
-	payload  atomic.Pointer[[]byte]
-	status   atomic.Pointer[Status]
-	senders  []*heartbeat.Sender
-	eps      []*heartbeat.Endpoint
-	prober   *probes.Runner
-	peerRpts map[string]peerReport
+	payload atomic.Pointer[[]byte]
+	status  atomic.Pointer[Status]
+	// statusSignal wakes the console when a new status is published.
+	statusSignal signal
+	senders      []*heartbeat.Sender
+	eps          []*heartbeat.Endpoint
+	prober       *probes.Runner
+	peerRpts     map[string]peerReport
 	// loss measures heartbeat loss per "peer/path" (loop goroutine only).
 	loss    map[string]*lossMeter
 	lastRpt *engine.Report

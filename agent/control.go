@@ -112,10 +112,40 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 	}
 	st.Notifications = a.notifyStats()
 	a.status.Store(st)
+	a.statusSignal.notify()
 }
 
 // Status returns the latest status (nil before the first decision).
 func (a *Agent) Status() *Status { return a.status.Load() }
+
+// StatusChanged returns a channel closed at the next status the agent
+// publishes, so the console updates its pages at once instead of polling.
+func (a *Agent) StatusChanged() <-chan struct{} { return a.statusSignal.wait() }
+
+// signal wakes every waiter at once: each wait gets the channel the next
+// notify closes.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+}
 
 type controlRequest struct {
 	op    string // move, standby, online, maintenance, backup

@@ -63,8 +63,8 @@ type Options struct {
 	// become root's pen: a restore elsewhere is `harules backup restore`,
 	// run as root on the node.
 	RestoreRoot string
-	// PollInterval is how often the status is polled for live updates;
-	// 0 means 200ms.
+	// PollInterval is how often the status is polled for live updates
+	// when the backend cannot say when it changes; 0 means 200ms.
 	PollInterval time.Duration
 	// LoginFailDelay slows down password guessing; 0 means 500ms.
 	LoginFailDelay time.Duration
@@ -152,6 +152,10 @@ func New(b Backend, opts Options) (*Server, error) {
 // Run polls the backend's status until ctx ends, pushing changes to the
 // open pages and counting them for the metrics.
 func (s *Server) Run(ctx context.Context) {
+	if src, ok := s.b.(statusNotifier); ok {
+		s.follow(ctx, src)
+		return
+	}
 	t := time.NewTicker(s.opts.PollInterval)
 	defer t.Stop()
 	for {
@@ -161,6 +165,31 @@ func (s *Server) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			s.poll()
+		}
+	}
+}
+
+// statusNotifier is a backend that says when its status changes
+// (*agent.Agent does); the console then needs no polling.
+type statusNotifier interface {
+	StatusChanged() <-chan struct{}
+}
+
+var _ statusNotifier = (*agent.Agent)(nil)
+
+// follow updates the pages whenever the backend publishes a status: at
+// once, and without waking every poll interval while nothing happens.
+func (s *Server) follow(ctx context.Context, src statusNotifier) {
+	for {
+		// Take the channel before reading the status, so a status
+		// published in between is not missed.
+		changed := src.StatusChanged()
+		s.poll()
+		select {
+		case <-ctx.Done():
+			s.hub.close()
+			return
+		case <-changed:
 		}
 	}
 }
