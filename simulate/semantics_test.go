@@ -384,3 +384,58 @@ expect_single_owner()
 		t.Errorf("node2's resume is not on the timeline: %v", r)
 	}
 }
+
+// fourNodes is a four-node cluster (two per site) with one group on node3,
+// guarded by quorum() with the given arguments.
+func fourNodes(quorumArgs string) string {
+	return `load("@stdlib//placement.star", "active_standby")
+load("@stdlib//rules.star", "quorum")
+cluster(name = "four", secret_file = "secret")
+node("node1", address = "198.51.100.1")
+node("node2", address = "198.51.100.2")
+node("node3", address = "198.51.100.3")
+node("node4", address = "198.51.100.4")
+heartbeat("lan", interval = "200ms", misses = 5)
+group("web", resources = [vip("198.51.100.10/24", interface = "eth0")],
+      placement = active_standby(["node3", "node4", "node1", "node2"]))
+rule("quorum", when = quorum(` + quorumArgs + `))
+`
+}
+
+// siteSplit cuts the two sites {node1, node2} and {node3, node4} apart at 10s.
+const siteSplit = `
+scenario(duration = "40s")
+at("10s", link_down(node = "node1", peer = "node3"), link_down(node = "node1", peer = "node4"),
+          link_down(node = "node2", peer = "node3"), link_down(node = "node2", peer = "node4"))
+expect_owner("web", "node3", at = "9s")
+expect_single_owner()
+`
+
+// TestQuorumTieBreaker: four nodes split two and two. Without a
+// tie-breaker neither half has a majority and the group stops everywhere;
+// with tie_breaker = "node1" node1's half keeps quorum and takes the group
+// over from node3's half, which stops it first.
+func TestQuorumTieBreaker(t *testing.T) {
+	res := simulateSrc(t, fourNodes(`settle = "1s"`), siteSplit+`expect_owner("web", None, at = "39s")
+expect_alert("no-quorum", node = "node1", at = "20s")
+expect_alert("no-quorum", node = "node3", at = "20s")
+`)
+	mustOK(t, res)
+	res = simulateSrc(t, fourNodes(`settle = "1s", tie_breaker = "node1"`), siteSplit+`expect_owner("web", "node1", at = "20s")
+expect_owner("web", "node1", at = "39s")
+expect_alert("no-quorum", node = "node3", at = "20s")
+`)
+	mustOK(t, res)
+	for _, a := range find(res, "node1", "alert", "no-quorum") {
+		if offset(res, a) >= 10*time.Second {
+			t.Errorf("node1's half has the tie-breaker but raised no-quorum after the split: %s at %s", a.Text, offset(res, a))
+		}
+	}
+	res = simulateSrc(t, fourNodes(`settle = "1s", tie_breaker = "node9"`), `scenario(duration = "5s")
+expect_alert("rule-error", node = "node1", at = "4s")
+`)
+	mustOK(t, res)
+	if a := find(res, "node1", "alert", "not a node of this cluster"); len(a) == 0 {
+		t.Error("an unknown tie-breaker does not say so")
+	}
+}
