@@ -217,6 +217,21 @@ func TestHashFollowsLoadedFiles(t *testing.T) {
 	if back := mustLoad(t, main).Hash; back != first {
 		t.Errorf("hash after restoring lib.star = %s, want %s", back, first)
 	}
+	// The same files under another directory and main file name hash the
+	// same: nodes keep their policy where they like.
+	elsewhere := filepath.Join(t.TempDir(), "deeper", "x")
+	if err := os.MkdirAll(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(elsewhere, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(elsewhere, "policy.star"), filepath.Join(elsewhere, "harules.star")); err != nil {
+		t.Fatal(err)
+	}
+	if moved := mustLoad(t, filepath.Join(elsewhere, "harules.star")).Hash; moved != first {
+		t.Errorf("the same policy under %s hashes %s, want %s", elsewhere, moved, first)
+	}
 }
 
 // TestReadFileOption: Options.ReadFile replaces the file system, so policies

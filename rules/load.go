@@ -110,9 +110,23 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 	if c.Cluster != nil {
 		p.Cluster = *c.Cluster
 	}
+	// The hash must be equal on nodes that keep the same policy under
+	// different paths (/etc/harules/policy.star, a checkout elsewhere): it
+	// covers the contents and the names of loaded files relative to the main
+	// file's directory, never the main file's own path.
 	h := sha256.New()
-	for _, f := range l.files {
-		fmt.Fprintf(h, "%s\x00%d\x00", f, len(l.contents[f]))
+	dir := filepath.Dir(filepath.Clean(path))
+	for i, f := range l.files {
+		name := f
+		switch {
+		case i == 0:
+			name = "@main"
+		case !strings.HasPrefix(f, "@"):
+			if rel, err := filepath.Rel(dir, f); err == nil && !strings.HasPrefix(rel, "..") {
+				name = filepath.ToSlash(rel)
+			}
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(l.contents[f]))
 		h.Write(l.contents[f])
 	}
 	p.Hash = hex.EncodeToString(h.Sum(nil))[:16]

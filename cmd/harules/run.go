@@ -63,7 +63,7 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			&cli.StringFlag{Name: "web-cert", Usage: "TLS certificate file of the web console (with --web-key)"},
 			&cli.StringFlag{Name: "web-key", Usage: "TLS key file of the web console"},
 			&cli.BoolFlag{Name: "web-metrics-public", Usage: "serve /metrics without a token"},
-			&cli.StringFlag{Name: "web-restore-root", Value: "/var/lib/harules/restore", Usage: "console and API restores write only under this directory (restore elsewhere with `harules backup restore` as root)"},
+			&cli.StringFlag{Name: "web-restore-root", Value: "/var/lib/harules/restore", Usage: "console and API restores write only under this directory (restore elsewhere with 'harules backup restore' as root)"},
 		},
 		Action: func(c *cli.Context) error {
 			node := c.String("node")
