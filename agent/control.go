@@ -148,7 +148,7 @@ func (s *signal) notify() {
 }
 
 type controlRequest struct {
-	op    string // move, standby, online, maintenance, backup
+	op    string // move, standby, online, maintenance, cleanup, backup
 	job   string // backup
 	group string
 	node  string
@@ -168,6 +168,8 @@ func (a *Agent) handleControl(req controlRequest) error {
 	case "maintenance":
 		a.node.State.Maintenance = req.on
 		return nil
+	case "cleanup":
+		return a.node.Cleanup(now, req.group)
 	case "backup":
 		return a.backupNow(now, req.job)
 	}
@@ -263,7 +265,7 @@ func (a *Agent) serveControl() (*http.Server, error) {
 		}
 		op := r.PathValue("op")
 		switch op {
-		case "move", "standby", "online", "maintenance":
+		case "move", "standby", "online", "maintenance", "cleanup":
 		default:
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown operation " + op})
 			return

@@ -110,6 +110,7 @@ func (n *Node) Last() *Decision { return n.last }
 func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
 	n.View.Update(now)
 	n.View.Merge(n.State)
+	n.applyCleanups(now)
 	f := n.View.Facts(now, n.State)
 	n.recordTransitions(f)
 	d := Decide(ctx, Input{Policy: n.Policy, Facts: f, State: n.State})
@@ -386,6 +387,41 @@ func (n *Node) Move(now time.Time, group, node string) error {
 	n.State.Operator.Merge(Operator{Moves: map[string]OperatorMove{group: {Node: node, At: now}}})
 	n.rec(now, RecEvent, group, fmt.Sprintf("operator: move %s to %s", group, orDefault(node, "(cleared)")), "", nil)
 	return nil
+}
+
+// Cleanup records an operator's request to forget the failures of group
+// ("*": every group) on every node, so failure_timeout no longer keeps the
+// group away from them (Pacemaker's `crm resource cleanup`). The request
+// reaches the other nodes with the heartbeats; each forgets its own
+// failures recorded up to now.
+func (n *Node) Cleanup(now time.Time, group string) error {
+	if group != "*" && n.Policy.Group(group) == nil {
+		return fmt.Errorf("unknown group %q (groups: %s; \"*\" for all)", group, strings.Join(n.Policy.GroupNames(), ", "))
+	}
+	n.State.Operator.Merge(Operator{Cleanups: map[string]time.Time{group: now}})
+	if group == "*" {
+		n.rec(now, RecEvent, "", "operator: clean up the failures of every group", "", nil)
+	} else {
+		n.rec(now, RecEvent, group, "operator: clean up the failures of "+group, "", nil)
+	}
+	return nil
+}
+
+// applyCleanups forgets this node's failures that an operator cleanup
+// (made here or gossiped from a peer) came after.
+func (n *Node) applyCleanups(now time.Time) {
+	all, hasAll := n.State.Operator.Cleanups["*"]
+	for _, g := range slices.Sorted(maps.Keys(n.State.Failed)) {
+		failedAt := n.State.Failed[g]
+		t, ok := n.State.Operator.Cleanups[g]
+		if hasAll && (!ok || all.After(t)) {
+			t, ok = all, true
+		}
+		if ok && !failedAt.After(t) {
+			delete(n.State.Failed, g)
+			n.rec(now, RecEvent, g, fmt.Sprintf("operator cleanup: the failure of %s on %s at %s is forgotten", g, n.Name, failedAt.UTC().Format(time.RFC3339)), "", nil)
+		}
+	}
 }
 
 // SetStandby records an operator's standby (on) or online (off) request.

@@ -47,6 +47,7 @@ func (n *Node) reportCurrent(r *Report) bool {
 		return false
 	}
 	return sameMap(r.Operator.Moves, s.Operator.Moves) && sameMap(r.Operator.Standby, s.Operator.Standby) &&
+		sameMap(r.Operator.Cleanups, s.Operator.Cleanups) &&
 		sameMap(r.BackupLast, s.BackupLast)
 }
 

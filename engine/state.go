@@ -54,6 +54,10 @@ type Operator struct {
 	Moves map[string]OperatorMove `json:"moves,omitempty"`
 	// Standby maps node -> standby flag.
 	Standby map[string]OperatorFlag `json:"standby,omitempty"`
+	// Cleanups maps group ("*": every group) -> when an operator cleared
+	// its failures: each node forgets failures of the group recorded up to
+	// then (Pacemaker's resource cleanup).
+	Cleanups map[string]time.Time `json:"cleanups,omitempty"`
 }
 
 // OperatorMove is "run GROUP on NODE" from an operator.
@@ -90,10 +94,19 @@ func (o *Operator) Merge(other Operator) bool {
 			changed = true
 		}
 	}
+	for k, v := range other.Cleanups {
+		if o.Cleanups == nil {
+			o.Cleanups = map[string]time.Time{}
+		}
+		if cur, ok := o.Cleanups[k]; !ok || v.After(cur) {
+			o.Cleanups[k] = v
+			changed = true
+		}
+	}
 	return changed
 }
 
 // Clone returns a deep copy.
 func (o Operator) Clone() Operator {
-	return Operator{Moves: maps.Clone(o.Moves), Standby: maps.Clone(o.Standby)}
+	return Operator{Moves: maps.Clone(o.Moves), Standby: maps.Clone(o.Standby), Cleanups: maps.Clone(o.Cleanups)}
 }

@@ -303,6 +303,16 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 			}
 			return Event{Group: group, Node: node}, checkNode(node)
 		}),
+		"operator_cleanup": ev("operator_cleanup", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
+			var group string
+			if err := starlark.UnpackArgs("operator_cleanup", args, kwargs, "group", &group); err != nil {
+				return Event{}, err
+			}
+			if group == "*" {
+				return Event{Group: group}, nil
+			}
+			return Event{Group: group}, checkGroup(group)
+		}),
 		"operator_standby": nodeEvent("operator_standby"),
 		"operator_online":  nodeEvent("operator_online"),
 		"maintenance":      nodeEvent("maintenance"),

@@ -439,3 +439,31 @@ expect_alert("rule-error", node = "node1", at = "4s")
 		t.Error("an unknown tie-breaker does not say so")
 	}
 }
+
+// TestOperatorCleanup: a group that failed on node1 stays away from it for
+// failure_timeout, an operator move back included; an operator cleanup,
+// handed to node2 and gossiped to node1, makes node1 forget the failure
+// and the pinned group moves back at once.
+func TestOperatorCleanup(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "40s")
+at("10s", resource_fail("node1", "web"))
+at("15s", operator_move("web", "node1"))
+at("20s", operator_cleanup("web"))
+expect_owner("web", "node2", at = "19s")
+expect_owner("web", "node1", at = "25s")
+expect_single_owner()
+`)
+	mustOK(t, res)
+	if r := find(res, "node1", "event", "operator cleanup: the failure of web on node1"); len(r) != 1 {
+		t.Errorf("node1 does not record forgetting its failure: %v", r)
+	}
+	res = simulateSrc(t, withRules(""), `
+scenario(duration = "5s")
+at("1s", operator_cleanup("*"))
+`)
+	mustOK(t, res)
+	if r := find(res, "", "event", "clean up the failures of every group"); len(r) != 1 {
+		t.Errorf("cleanup of every group not recorded: %v", r)
+	}
+}

@@ -507,6 +507,13 @@ func (s *sim) apply(e Event) {
 			s.dirty[sn.name] = true
 		}
 		return
+	case "operator_cleanup":
+		sn = s.firstUp()
+		if sn != nil {
+			_ = sn.node.Cleanup(s.now, e.Group)
+			s.dirty[sn.name] = true
+		}
+		return
 	case "operator_standby", "operator_online":
 		on := e.Kind == "operator_standby"
 		sn = s.firstUp()

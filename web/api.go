@@ -129,7 +129,7 @@ func (s *Server) apiOperator(op string) principalHandler {
 func (s *Server) apiNotFound(w http.ResponseWriter, r *http.Request, _ *principal) {
 	known := map[string]string{
 		"/api/v1/status": "GET", "/api/v1/records": "GET", "/api/v1/policy": "GET", "/api/v1/scenarios": "GET", "/api/v1/backups": "GET", "/api/v1/backups/run": "POST",
-		"/api/v1/simulate": "POST", "/api/v1/move": "POST", "/api/v1/standby": "POST", "/api/v1/online": "POST", "/api/v1/maintenance": "POST",
+		"/api/v1/simulate": "POST", "/api/v1/move": "POST", "/api/v1/standby": "POST", "/api/v1/online": "POST", "/api/v1/maintenance": "POST", "/api/v1/cleanup": "POST",
 	}
 	if m, ok := known[r.URL.Path]; ok {
 		w.Header().Set("Allow", m)

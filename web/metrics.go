@@ -190,7 +190,7 @@ func (m *metrics) count(r engine.Record) {
 
 func (m *metrics) request(op string, err error) {
 	switch op {
-	case "move", "standby", "online", "maintenance":
+	case "move", "standby", "online", "maintenance", "cleanup":
 	default:
 		op = "invalid" // user input must not grow the label set
 	}

@@ -233,6 +233,24 @@ func checkOperation(st *agent.Status, op, group, node string, on bool) (*operati
 		if ns.Standby {
 			o.Effects = append(o.Effects, fmt.Sprintf("Warning: %s is in standby and will not start groups until it is online.", node))
 		}
+	case "cleanup":
+		if group == "" {
+			return nil, badRequest(400, "group is required (groups: %s, or \"*\" for every group)", strings.Join(groupNames, ", "))
+		}
+		if gs == nil && group != "*" {
+			return nil, badRequest(404, "unknown group %q (groups: %s, or \"*\" for every group)", group, strings.Join(groupNames, ", "))
+		}
+		what := "group " + group
+		if group == "*" {
+			what = "every group"
+		}
+		o.Title = "Clean up the failures of " + what
+		o.Effects = append(o.Effects,
+			fmt.Sprintf("Every node forgets the failures of %s recorded until now (the request spreads with the heartbeats), so failure_timeout no longer keeps it away from the nodes where it failed.", what),
+			"Placement may then start it on such a node at once (for example where an operator move pins it); fix what made it fail first.")
+		if gs != nil {
+			o.Effects = append(o.Effects, fmt.Sprintf("Today %s should run on %s because: %s.", group, orNobody(gs.Target), orDash(gs.Reason)))
+		}
 	case "standby", "online":
 		if err := needNode(); err != nil {
 			return nil, err

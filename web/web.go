@@ -248,7 +248,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/backups/verify", s.api(true, s.apiBackupVerify))
 	m.HandleFunc("POST /api/v1/backups/restore", s.api(true, s.apiBackupRestore))
 	m.HandleFunc("GET /api/v1/backups/verifications", s.api(false, s.apiBackupVerifications))
-	for _, op := range []string{"move", "standby", "online", "maintenance"} {
+	for _, op := range []string{"move", "standby", "online", "maintenance", "cleanup"} {
 		m.HandleFunc("POST /api/v1/"+op, s.api(true, s.apiOperator(op)))
 	}
 	m.HandleFunc("/api/", s.api(false, s.apiNotFound))

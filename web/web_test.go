@@ -95,6 +95,8 @@ var endpoints = []struct {
 	{"POST", "/api/v1/standby", `{"node":"node2"}`, true, false},
 	{"POST", "/api/v1/online", `{"node":"node2"}`, true, false},
 	{"POST", "/api/v1/maintenance", `{"on":true}`, true, false},
+	{"POST", "/api/v1/cleanup", `{"group":"web"}`, true, false},
+	{"GET", "/confirm?op=cleanup&group=web", "", false, true},
 }
 
 func TestEveryEndpointRefusesUnauthenticated(t *testing.T) {

@@ -85,6 +85,7 @@ Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
 invalid input, 3 internal error.`,
 		Commands: []*cli.Command{checkCommand(), simulateCommand(), demoCommand(), withAgentRuntime(runCommand(), os.Getenv), statusCommand(),
 			operatorCommand("move", "run a group on a node (sticks until moved again; NODE \"\" clears the pin and lets placement decide)", "GROUP NODE", 2, "move"),
+			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),
 			operatorCommand("standby", "make a node give away its groups and take none", "NODE", 1, "standby"),
 			operatorCommand("online", "end a node's standby", "NODE", 1, "online"),
 			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand()},

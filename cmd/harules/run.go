@@ -388,8 +388,11 @@ func operatorCommand(name, usage, args string, nargs int, op string) *cli.Comman
 				return fail(exitUsage, "%s: want %s", name, args)
 			}
 			group, node := "", c.Args().Get(0)
-			if op == "move" {
+			switch op {
+			case "move":
 				group, node = c.Args().Get(0), c.Args().Get(1)
+			case "cleanup":
+				group, node = c.Args().Get(0), ""
 			}
 			if err := agent.NewClient(c.String("control")).Do(c.Context, op, group, node, false); err != nil {
 				var ee *exitError
