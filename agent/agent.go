@@ -76,7 +76,10 @@ type Agent struct {
 	diskBeats chan diskBeat
 	control   chan controlRequest
 	monitors  chan monitorResult
-	reload    chan chan error
+	// backupOK carries this node's good backup runs to the loop, which
+	// gossips them (engine.Node.BackupSucceeded).
+	backupOK chan backupOK
+	reload   chan chan error
 
 	payload atomic.Pointer[[]byte]
 	status  atomic.Pointer[Status]
@@ -102,6 +105,11 @@ type Agent struct {
 	maintPeers map[string]*engine.Report
 	// metrics are updated as things happen (metrics.go).
 	metrics *Metrics
+}
+
+type backupOK struct {
+	job string
+	at  time.Time
 }
 
 type peerReport struct {
@@ -138,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
-		monitors: make(chan monitorResult, 64), reload: make(chan chan error),
+		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
 		metrics: NewMetrics(cfg.Node, cfg.Now)}
 	return a, nil
@@ -179,6 +187,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.instrument(a.exec), a.record)
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
 		br.OnBackupRecord(a.record) // refused and failed backups show in the records
+	}
+	if bs, ok := a.exec.(interface {
+		OnBackupSucceeded(func(string, time.Time))
+	}); ok {
+		bs.OnBackupSucceeded(func(job string, at time.Time) {
+			select {
+			case a.backupOK <- backupOK{job: job, at: at}:
+			default: // the loop is far behind; the next good run says it again
+			}
+		})
 	}
 	a.log.Info("agent starting", "policy", a.cfg.PolicyPath, "policy_hash", a.policy.Hash, "incarnation", incarnation)
 
@@ -434,6 +452,9 @@ func (a *Agent) loop(ctx context.Context) error {
 				a.node.ResourceFailed(a.now(), m.group, m.resource, m.err)
 				dirty = true
 			}
+		case ok := <-a.backupOK:
+			a.node.BackupSucceeded(ok.job, ok.at)
+			dirty = true
 		case req := <-a.control:
 			req.reply <- a.handleControl(req)
 			dirty = true

@@ -46,6 +46,9 @@ type backups struct {
 	peerCreds *peer.Credentials
 	// observe sees every finished run (the agent's metrics); nil: nobody.
 	observe func(BackupState)
+	// succeeded hears of every good run (the agent gossips it, so a node
+	// whose own run failed earlier clears its alert); nil: nobody.
+	succeeded func(job string, at time.Time)
 }
 
 // BackupState is a job's current or last run on this node, as `harules
@@ -105,6 +108,29 @@ func (e *Executor) OnBackupRecord(f func(engine.Record)) {
 	e.bk.mu.Lock()
 	defer e.bk.mu.Unlock()
 	e.bk.record = f
+}
+
+// OnBackupSucceeded makes the executor report every good run.
+func (e *Executor) OnBackupSucceeded(f func(job string, at time.Time)) {
+	e.bk.mu.Lock()
+	defer e.bk.mu.Unlock()
+	e.bk.succeeded = f
+}
+
+// ClearBackupAlerts drops the alert of every job whose run failed here
+// before its newest good run anywhere (ok: job -> when that run finished):
+// after a failover the job runs well on the peer, and this node's old
+// failure is no longer news.
+func (e *Executor) ClearBackupAlerts(ok map[string]time.Time) {
+	e.bk.mu.Lock()
+	defer e.bk.mu.Unlock()
+	for job := range e.bk.alerts {
+		st := e.bk.state[job]
+		if st != nil && !st.Running && ok[job].After(st.Finished) {
+			delete(e.bk.alerts, job)
+			e.log.Info("backup alert cleared: the job has since succeeded on another node", "job", job, "failed_at", st.Finished, "succeeded_at", ok[job])
+		}
+	}
 }
 
 // acquire opens the store at dir, or shares the open one, until release.
@@ -313,10 +339,13 @@ func (e *Executor) finish(run engine.BackupRun, state BackupState, rec backup.Re
 	} else {
 		delete(e.bk.alerts, run.Job)
 	}
-	record, observe := e.bk.record, e.bk.observe
+	record, observe, succeeded := e.bk.record, e.bk.observe, e.bk.succeeded
 	e.bk.mu.Unlock()
 	if observe != nil {
 		observe(state)
+	}
+	if succeeded != nil && state.Outcome == string(backup.OutcomeOK) {
+		succeeded(run.Job, now)
 	}
 	if record != nil {
 		record(r) // the agent logs its records

@@ -459,3 +459,23 @@ func TestJobFromPolicyParamsKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestClearBackupAlerts: a failure here is cleared once the job has
+// succeeded somewhere after it (a failover moved the job to the peer), and
+// kept when the newest success is older than the failure or the job is
+// running here again.
+func TestClearBackupAlerts(t *testing.T) {
+	e := NewExecutor("n1", quietLogger())
+	defer e.Close()
+	failed := time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
+	e.bk.state = map[string]*BackupState{"nightly": {Job: "nightly", Finished: failed}, "hourly": {Job: "hourly", Finished: failed, Running: true}}
+	e.bk.alerts = map[string]engine.Alert{"nightly": {Name: AlertBackupFailed}, "hourly": {Name: AlertBackupFailed}}
+	e.ClearBackupAlerts(map[string]time.Time{"nightly": failed.Add(-time.Hour), "hourly": failed.Add(time.Hour)})
+	if len(e.BackupAlerts()) != 2 {
+		t.Fatalf("alerts cleared by an older success or during a run: %+v", e.BackupAlerts())
+	}
+	e.ClearBackupAlerts(map[string]time.Time{"nightly": failed.Add(time.Hour)})
+	if a := e.BackupAlerts(); len(a) != 1 {
+		t.Fatalf("after a newer success of nightly: %+v, want only hourly's alert", a)
+	}
+}

@@ -103,6 +103,9 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 		}
 		st.Groups = append(st.Groups, gs)
 	}
+	if c, ok := a.exec.(interface{ ClearBackupAlerts(map[string]time.Time) }); ok {
+		c.ClearBackupAlerts(a.node.State.BackupOK)
+	}
 	if br, ok := a.exec.(BackupReporter); ok {
 		st.Backups = br.BackupStates()
 		st.Alerts = append(st.Alerts, br.BackupAlerts()...)

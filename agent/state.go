@@ -31,6 +31,9 @@ func loadState(dir string, incarnation uint64) (*engine.State, error) {
 	for k, v := range saved.BackupLast {
 		st.BackupLast[k] = v
 	}
+	for k, v := range saved.BackupOK {
+		st.BackupOK[k] = v
+	}
 	for k, v := range saved.Failed {
 		st.Failed[k] = v
 	}

@@ -151,3 +151,27 @@ func TestNodeRunsBackupOnce(t *testing.T) {
 		t.Errorf("report does not gossip the run: %+v", r.BackupLast)
 	}
 }
+
+// TestBackupSuccessGossip: a good run recorded on one node reaches its
+// peers with the report, newest wins, and an older report changes nothing.
+func TestBackupSuccessGossip(t *testing.T) {
+	p := loadPolicy(t, "plan.star")
+	t0 := at("2026-03-02T03:00:00Z")
+	n1 := NewNode(p, "n1", t0, NewState(1), &countingExec{}, nil)
+	n1.BackupSucceeded("nightly", t0.Add(time.Minute))
+	r := n1.Report()
+	if !r.BackupOK["nightly"].Equal(t0.Add(time.Minute)) {
+		t.Fatalf("report does not carry the good run: %+v", r.BackupOK)
+	}
+	n2 := NewNode(p, "n2", t0, NewState(1), &countingExec{}, nil)
+	n2.BackupSucceeded("nightly", t0) // n2's own older success
+	n2.View.Heartbeat("n1", p.Paths[0].Name, t0.Add(time.Second), r)
+	if !n2.View.Merge(n2.State) || !n2.State.BackupOK["nightly"].Equal(t0.Add(time.Minute)) {
+		t.Fatalf("n2 did not learn n1's newer success: %+v", n2.State.BackupOK)
+	}
+	older := &Report{Node: "n1", Incarnation: 1, BackupOK: map[string]time.Time{"nightly": t0.Add(-time.Hour)}}
+	n2.View.Heartbeat("n1", p.Paths[0].Name, t0.Add(2*time.Second), older)
+	if n2.View.Merge(n2.State) || !n2.State.BackupOK["nightly"].Equal(t0.Add(time.Minute)) {
+		t.Fatalf("an older success replaced a newer one: %+v", n2.State.BackupOK)
+	}
+}

@@ -371,7 +371,7 @@ func (n *Node) Report() *Report {
 	}
 	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(), Hears: n.View.Hears(),
 		Standby: n.State.Leaving, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
-		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast)}
+		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast), BackupOK: maps.Clone(n.State.BackupOK)}
 	n.report = r
 	return r
 }
@@ -387,6 +387,18 @@ func (n *Node) Move(now time.Time, group, node string) error {
 	n.State.Operator.Merge(Operator{Moves: map[string]OperatorMove{group: {Node: node, At: now}}})
 	n.rec(now, RecEvent, group, fmt.Sprintf("operator: move %s to %s", group, orDefault(node, "(cleared)")), "", nil)
 	return nil
+}
+
+// BackupSucceeded records that a run of job finished well at, so every node
+// learns it with the heartbeats (one whose own run failed earlier drops its
+// alert).
+func (n *Node) BackupSucceeded(job string, at time.Time) {
+	if at.After(n.State.BackupOK[job]) {
+		if n.State.BackupOK == nil {
+			n.State.BackupOK = map[string]time.Time{}
+		}
+		n.State.BackupOK[job] = at
+	}
 }
 
 // Cleanup records an operator's request to forget the failures of group

@@ -48,7 +48,7 @@ func (n *Node) reportCurrent(r *Report) bool {
 	}
 	return sameMap(r.Operator.Moves, s.Operator.Moves) && sameMap(r.Operator.Standby, s.Operator.Standby) &&
 		sameMap(r.Operator.Cleanups, s.Operator.Cleanups) &&
-		sameMap(r.BackupLast, s.BackupLast)
+		sameMap(r.BackupLast, s.BackupLast) && sameMap(r.BackupOK, s.BackupOK)
 }
 
 // sameMap compares like reflect.DeepEqual does for maps of comparable

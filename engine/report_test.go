@@ -13,7 +13,7 @@ import (
 // TestReportFieldsCompared guards reportCurrent: a field added to Report
 // must be compared there too, or peers would miss changes of it.
 func TestReportFieldsCompared(t *testing.T) {
-	compared := []string{"Node", "Incarnation", "PolicyHash", "Holds", "Hears", "Standby", "Maintenance", "Probes", "Failed", "Operator", "BackupLast"}
+	compared := []string{"Node", "Incarnation", "PolicyHash", "Holds", "Hears", "Standby", "Maintenance", "Probes", "Failed", "Operator", "BackupLast", "BackupOK"}
 	var fields []string
 	rt := reflect.TypeOf(Report{})
 	for i := 0; i < rt.NumField(); i++ {
@@ -61,6 +61,8 @@ func TestReportChangesOnlyWithContent(t *testing.T) {
 		{"operator standby", func() { _ = n.SetStandby(now, "n2", true) }, true},
 		{"backup recorded", func() { n.State.BackupLast["x"] = now }, true},
 		{"same backup time", func() { n.State.BackupLast["x"] = now }, false},
+		{"backup succeeded", func() { n.BackupSucceeded("x", now) }, true},
+		{"an older success", func() { n.BackupSucceeded("x", now.Add(-time.Hour)) }, false},
 		{"new incarnation", func() { n.State.Incarnation++ }, true},
 		{"nil operator map", func() { n.State.Operator.Standby = nil }, true},
 		{"a peer is heard", func() {

@@ -32,12 +32,15 @@ type State struct {
 	Fenced map[string]time.Time `json:"fenced,omitempty"`
 	// BackupLast maps job -> the scheduled time of its last run (or skip).
 	BackupLast map[string]time.Time `json:"backup_last,omitempty"`
+	// BackupOK maps job -> when its newest successful run (on any node)
+	// finished; a node whose own run failed earlier clears its alert.
+	BackupOK map[string]time.Time `json:"backup_ok,omitempty"`
 }
 
 // NewState returns an empty state.
 func NewState(incarnation uint64) *State {
 	return &State{Incarnation: incarnation, Holds: map[string]time.Time{}, Failed: map[string]time.Time{},
-		RulePending: map[string]time.Time{}, BackupLast: map[string]time.Time{}, Fenced: map[string]time.Time{},
+		RulePending: map[string]time.Time{}, BackupLast: map[string]time.Time{}, BackupOK: map[string]time.Time{}, Fenced: map[string]time.Time{},
 		Operator: Operator{Moves: map[string]OperatorMove{}, Standby: map[string]OperatorFlag{}}}
 }
 

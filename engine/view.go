@@ -25,6 +25,7 @@ type Report struct {
 	Failed      map[string]time.Time `json:"failed,omitempty"`
 	Operator    Operator             `json:"operator"`
 	BackupLast  map[string]time.Time `json:"backup_last,omitempty"`
+	BackupOK    map[string]time.Time `json:"backup_ok,omitempty"`
 }
 
 // View turns heartbeats and probe results into Facts for one node. It
@@ -223,6 +224,15 @@ func (v *View) Merge(s *State) bool {
 		for job, t := range r.BackupLast {
 			if t.After(s.BackupLast[job]) {
 				s.BackupLast[job] = t
+				changed = true
+			}
+		}
+		for job, t := range r.BackupOK {
+			if t.After(s.BackupOK[job]) {
+				if s.BackupOK == nil {
+					s.BackupOK = map[string]time.Time{}
+				}
+				s.BackupOK[job] = t
 				changed = true
 			}
 		}
