@@ -148,6 +148,12 @@ func TestPlannedSwitchover(t *testing.T) {
 	c.WaitOwner("node1", clustertest.Group, "node2", 20*time.Second)
 	waitAnswers(t, c, o, "node2", 5, 10*time.Second)
 	moved := time.Now()
+	// The handover below can finish within one probe interval: let node2
+	// answer after the split point first, so the second switch has a
+	// "from" side to measure.
+	c.WaitFor(10*time.Second, "node2 answers after the first switch", func() bool {
+		return clustertest.Answerers(o.prober.Samples(), moved)["node2"] >= 3
+	})
 
 	c.Stop("node2", 40*time.Second)
 	c.WaitOwner("node1", clustertest.Group, "node1", 20*time.Second)
