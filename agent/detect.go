@@ -110,6 +110,10 @@ type pauseGuard struct {
 	threshold time.Duration // a gap between timed wakes above this is a pause
 	hold      time.Duration
 	last      time.Time
+	// A host that keeps stalling must not suppress detection for ever:
+	// after a hold, the next pause within `rest` is judged at once.
+	rest     time.Duration
+	lastHold time.Time
 }
 
 func newPauseGuard(p *policy.Policy, tick time.Duration) *pauseGuard {
@@ -121,11 +125,13 @@ func newPauseGuard(p *policy.Policy, tick time.Duration) *pauseGuard {
 	}
 	// Only a pause of about the detection time can fake a death; shorter
 	// gaps are scheduling noise.
-	return &pauseGuard{threshold: max(2*tick, minDetect/2), hold: engine.PauseHold(p)}
+	hold := engine.PauseHold(p)
+	return &pauseGuard{threshold: max(2*tick, minDetect/2), hold: hold, rest: max(2*minDetect, 2*hold)}
 }
 
 // wake records a timed wake at now and returns how long the agent was
-// paused before it (0 when it was not).
+// paused before it (0 when it was not, or when it held for a pause too
+// recently: a host that stalls again and again is judged as it is).
 func (g *pauseGuard) wake(now time.Time) time.Duration {
 	gap := now.Sub(g.last)
 	first := g.last.IsZero()
@@ -133,6 +139,10 @@ func (g *pauseGuard) wake(now time.Time) time.Duration {
 	if first || gap <= g.threshold {
 		return 0
 	}
+	if !g.lastHold.IsZero() && now.Sub(g.lastHold) < g.rest+gap {
+		return 0
+	}
+	g.lastHold = now
 	return gap
 }
 

@@ -92,6 +92,22 @@ func TestPauseGuard(t *testing.T) {
 	if got := g.wake(t0.Add(3 * time.Second)); got != 3*time.Second-29*time.Millisecond {
 		t.Fatalf("a 2.971 s gap reported as %v", got)
 	}
+	// Stalling again right after a hold: judged at once, so a host that
+	// keeps stalling cannot keep a dead peer alive for ever.
+	if got := g.wake(t0.Add(3*time.Second + 500*time.Millisecond)); got != 0 {
+		t.Fatalf("a second pause right after a hold held again (%v)", got)
+	}
+	// Once it ran normally for a while, a new pause holds again.
+	now := t0.Add(3500 * time.Millisecond)
+	for i := 0; i < 100; i++ {
+		now = now.Add(10 * time.Millisecond)
+		if got := g.wake(now); got != 0 {
+			t.Fatalf("a 10 ms tick reported as a pause of %v", got)
+		}
+	}
+	if got := g.wake(now.Add(time.Second)); got != time.Second {
+		t.Fatalf("a pause after a second of normal running reported as %v, want 1s", got)
+	}
 	// A slow policy tolerates longer gaps: half its shortest detection.
 	slow := newPauseGuard(&policy.Policy{Paths: []*policy.HeartbeatPath{{Name: "lan", Interval: time.Second, Misses: 3}}}, time.Second)
 	if slow.threshold != 2*time.Second {
