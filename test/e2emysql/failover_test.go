@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/internal/clustertest"
+	"github.com/harules/harules/internal/dbtest"
 )
 
 // TestCrashPromotesReplica: node1 loses power (links down, agent and
@@ -123,10 +124,10 @@ func repeat(t *testing.T, what string, opts labOptions, event func(*myLab) time.
 	if len(gaps) == 0 {
 		return
 	}
-	g := sorted(gaps)
+	g := dbtest.Sorted(gaps)
 	t.Logf("%s, %d runs: write-unavailability window median %s, min %s, max %s (all %v); event to first write on the new primary median %s (all %v); acknowledged rows lost in all runs: %d",
-		what, len(gaps), median(gaps).Round(time.Millisecond), g[0].Round(time.Millisecond), g[len(g)-1].Round(time.Millisecond),
-		rounded(gaps), median(fromEvent).Round(time.Millisecond), rounded(fromEvent), lostRows)
+		what, len(gaps), dbtest.Median(gaps).Round(time.Millisecond), g[0].Round(time.Millisecond), g[len(g)-1].Round(time.Millisecond),
+		rounded(gaps), dbtest.Median(fromEvent).Round(time.Millisecond), rounded(fromEvent), lostRows)
 }
 
 func rounded(ds []time.Duration) []time.Duration {
@@ -160,7 +161,7 @@ func failover(t *testing.T, what string, opts labOptions, event func(*myLab) tim
 	l.waitFor(40*time.Second, "the client has 20 inserts acknowledged by node2 through the VIP", func() bool {
 		return w.AcksFrom("node2", at) >= 20
 	}, w.Failures)
-	time.Sleep(time.Until(w.firstFrom("node2", at).Add(time.Second)))
+	time.Sleep(time.Until(w.FirstFrom("node2", at).Add(time.Second)))
 	l.c.WaitOwner("node2", group, "node2", 30*time.Second)
 	acks := w.Stop()
 	samples := roles.Stop()
@@ -180,20 +181,20 @@ func failover(t *testing.T, what string, opts labOptions, event func(*myLab) tim
 	if err != nil {
 		t.Fatalf("read the rows on node2: %v", err)
 	}
-	missing := lost(acks, present)
+	missing := dbtest.Lost(acks, present)
 	if len(missing) > 0 {
 		t.Errorf("%s: %d of %d acknowledged rows are missing on the new primary (first: %v)", what, len(missing), len(acks), missing[:min(len(missing), 10)])
 	} else {
 		t.Logf("%s: all %d acknowledged rows are on node2 (it has %d rows): 0 lost", what, len(acks), len(present))
 	}
 
-	if dual := dualPrimaryRounds(samples); len(dual) > 0 {
+	if dual := dbtest.DualWritableRounds(samples); len(dual) > 0 {
 		t.Errorf("%s: both servers were writable (read_only=0) in sampling rounds %v:%s", what, dual, roleTimeline(samples))
 	}
-	if _, ok := firstWritable(samples, "node1", start); !ok {
+	if _, ok := dbtest.FirstWritable(samples, "node1", start); !ok {
 		t.Errorf("the role sampler never saw node1 writable before the event; it proves nothing:%s", roleTimeline(samples))
 	}
-	if _, ok := firstWritable(samples, "node2", at); !ok {
+	if _, ok := dbtest.FirstWritable(samples, "node2", at); !ok {
 		t.Errorf("the role sampler never saw node2 writable after the event:%s", roleTimeline(samples))
 	}
 	t.Logf("server roles (@@global.read_only from the client namespace, every 50 ms):%s", roleTimeline(samples))

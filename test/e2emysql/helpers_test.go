@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/harules/harules/internal/clustertest"
+	"github.com/harules/harules/internal/dbtest"
 	"github.com/harules/harules/internal/netnstest"
 )
 
@@ -544,14 +544,9 @@ func nodeIndex(node string) int {
 	return i
 }
 
-// ack is one insert the client saw committed.
-type ack struct {
-	N  int64
-	At time.Time
-	// Server is the node whose server committed it (from @@server_id of
-	// the connection).
-	Server string
-}
+// ack is one insert the client saw committed (Server: the node whose
+// server committed it, from @@server_id of the connection).
+type ack = dbtest.Ack
 
 // writer inserts rows 1, 2, 3... through the VIP, each in its own
 // autocommit transaction, one at a time, and records the acknowledged
@@ -563,11 +558,7 @@ type writer struct {
 	// gate is held for each insert; Pause holds it to keep the next one
 	// from starting.
 	gate sync.Mutex
-
-	mu      sync.Mutex
-	acks    []ack
-	failed  int
-	lastErr string
+	dbtest.Writes
 }
 
 func (l *myLab) startWriter() *writer {
@@ -622,7 +613,7 @@ func (w *writer) step(db *sql.DB, c *writerConn) {
 			}
 		}
 		if err != nil {
-			w.fail(err)
+			w.Fail(err)
 			time.Sleep(20 * time.Millisecond)
 			return
 		}
@@ -636,16 +627,14 @@ func (w *writer) step(db *sql.DB, c *writerConn) {
 	_, err := c.conn.ExecContext(ctx, "INSERT INTO writes (n) VALUES (?)", c.n)
 	cancel()
 	if err != nil {
-		w.fail(err)
+		w.Fail(err)
 		// Drop the connection (the pool keeps none idle): after a
 		// failover it may point at a server that lost the VIP.
 		c.conn.Close()
 		c.conn = nil
 		return
 	}
-	w.mu.Lock()
-	w.acks = append(w.acks, ack{N: c.n, At: time.Now(), Server: c.server})
-	w.mu.Unlock()
+	w.Add(ack{N: c.n, At: time.Now(), Server: c.server})
 }
 
 // Pause waits for the insert under way to return and keeps the next one
@@ -653,49 +642,6 @@ func (w *writer) step(db *sql.DB, c *writerConn) {
 func (w *writer) Pause() (resume func()) {
 	w.gate.Lock()
 	return w.gate.Unlock
-}
-
-func (w *writer) fail(err error) {
-	w.mu.Lock()
-	w.failed++
-	w.lastErr = err.Error()
-	w.mu.Unlock()
-}
-
-// Failures counts failed inserts and connection attempts and returns the
-// last error.
-func (w *writer) Failures() (int, string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed, w.lastErr
-}
-
-// Acks returns a copy of the acknowledged inserts so far.
-func (w *writer) Acks() []ack {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]ack(nil), w.acks...)
-}
-
-// AcksFrom counts acknowledgements from server since t.
-func (w *writer) AcksFrom(server string, since time.Time) int {
-	n := 0
-	for _, a := range w.Acks() {
-		if a.Server == server && !a.At.Before(since) {
-			n++
-		}
-	}
-	return n
-}
-
-// firstFrom is when server first acknowledged an insert at or after since.
-func (w *writer) firstFrom(server string, since time.Time) time.Time {
-	for _, a := range w.Acks() {
-		if a.Server == server && !a.At.Before(since) {
-			return a.At
-		}
-	}
-	return time.Time{}
 }
 
 // Stop ends the writer (idempotent) and returns every acknowledgement.
@@ -709,28 +655,14 @@ func (w *writer) Stop() []ack {
 	return w.Acks()
 }
 
-// roleSample is one @@global.read_only answer (or failure) of a server.
-type roleSample struct {
-	Round     int
-	Node      string
-	Sent, Got time.Time
-	Reachable bool
-	// Writable: read_only is off, so the app account's writes commit.
-	Writable bool
-}
+// roleSample is one @@global.read_only answer (or failure) of a server;
+// Writable means read_only is off, so the app account's writes commit.
+type roleSample = dbtest.RoleSample
 
-// roleSampler asks both servers over the lan, concurrently, every interval
-// for @@global.read_only, on connections kept open between rounds.
-type roleSampler struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
-	s    []roleSample
-}
-
-func (l *myLab) startRoleSampler(interval time.Duration) *roleSampler {
+// startRoleSampler asks both servers over the lan, concurrently, every
+// interval for @@global.read_only, on connections kept open between rounds.
+func (l *myLab) startRoleSampler(interval time.Duration) *dbtest.RoleSampler {
 	l.t.Helper()
-	r := &roleSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	nodes := l.c.Nodes()
 	dbs := map[string]*sql.DB{}
 	for _, n := range nodes {
@@ -739,104 +671,23 @@ func (l *myLab) startRoleSampler(interval time.Duration) *roleSampler {
 		db.SetMaxIdleConns(1)
 		dbs[n] = db
 	}
-	go func() {
-		defer close(r.done)
-		defer func() {
-			for _, db := range dbs {
-				db.Close()
-			}
-		}()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for round := 1; ; round++ {
-			var wg sync.WaitGroup
-			for _, n := range nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s := roleSample{Round: round, Node: n, Sent: time.Now()}
-					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-					defer cancel()
-					var ro int
-					err := dbs[n].QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro)
-					s.Reachable, s.Writable = err == nil, err == nil && ro == 0
-					s.Got = time.Now()
-					r.mu.Lock()
-					r.s = append(r.s, s)
-					r.mu.Unlock()
-				}()
-			}
-			wg.Wait()
-			select {
-			case <-r.stop:
-				return
-			case <-tick.C:
-			}
+	// Registered before the sampler's own cleanup, so it runs after the
+	// sampler stopped.
+	l.t.Cleanup(func() {
+		for _, db := range dbs {
+			db.Close()
 		}
-	}()
-	l.t.Cleanup(func() { r.Stop() })
-	return r
-}
-
-// Stop ends the sampler (idempotent) and returns its samples.
-func (r *roleSampler) Stop() []roleSample {
-	select {
-	case <-r.stop:
-	default:
-		close(r.stop)
-	}
-	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]roleSample(nil), r.s...)
-}
-
-// dualPrimaryRounds lists the rounds in which both servers were writable.
-func dualPrimaryRounds(samples []roleSample) []int {
-	writable := map[int]int{}
-	for _, s := range samples {
-		if s.Writable {
-			writable[s.Round]++
-		}
-	}
-	var out []int
-	for round, n := range writable {
-		if n > 1 {
-			out = append(out, round)
-		}
-	}
-	sort.Ints(out)
-	return out
+	})
+	return dbtest.StartRoleSampler(l.t, nodes, interval, func(ctx context.Context, n string) (bool, error) {
+		var ro int
+		err := dbs[n].QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro)
+		return ro == 0, err
+	})
 }
 
 // roleTimeline summarises the samples as runs of equal state per node.
 func roleTimeline(samples []roleSample) string {
-	var b strings.Builder
-	last := map[string]string{}
-	for _, s := range samples {
-		state := "unreachable"
-		if s.Reachable {
-			state = "read-only"
-			if s.Writable {
-				state = "WRITABLE"
-			}
-		}
-		if last[s.Node] != state {
-			fmt.Fprintf(&b, "\n  %s %s: %s", s.Sent.Format("15:04:05.000"), s.Node, state)
-			last[s.Node] = state
-		}
-	}
-	return b.String()
-}
-
-// firstWritable is when node first answered writable at or after since.
-func firstWritable(samples []roleSample, node string, since time.Time) (time.Time, bool) {
-	for _, s := range samples {
-		if s.Node == node && s.Writable && !s.Sent.Before(since) {
-			return s.Sent, true
-		}
-	}
-	return time.Time{}, false
+	return dbtest.RoleTimeline(samples, "read-only", "WRITABLE")
 }
 
 // window is the client's write unavailability around a failover: the
@@ -891,32 +742,4 @@ func writeWindow(acks []ack, event time.Time, old, new string) (window, error) {
 		}
 	}
 	return w, nil
-}
-
-// lost lists acknowledged rows missing from present.
-func lost(acks []ack, present map[int64]bool) []int64 {
-	var out []int64
-	for _, a := range acks {
-		if !present[a.N] {
-			out = append(out, a.N)
-		}
-	}
-	return out
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := sorted(ds)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func sorted(ds []time.Duration) []time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/internal/clustertest"
+	"github.com/harules/harules/internal/dbtest"
 )
 
 // TestRejoinOldPrimaryAndMoveBack: node1 crashes and node2 takes over, as
@@ -89,7 +90,7 @@ func TestRejoinOldPrimaryAndMoveBack(t *testing.T) {
 	acked := w.Acks()
 	l.waitFor(30*time.Second, "node1 has every row acknowledged so far", func() bool {
 		present, err := l.rowsOn("node1")
-		return err == nil && len(lost(acked, present)) == 0
+		return err == nil && len(dbtest.Lost(acked, present)) == 0
 	})
 	t.Logf("node1 replicates node2: it has all %d rows acknowledged so far, %d of them by node2 after the rejoin",
 		len(acked), w.AcksFrom("node2", rejoinedAt))
@@ -115,7 +116,7 @@ func TestRejoinOldPrimaryAndMoveBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read the rows on node1: %v", err)
 	}
-	if missing := lost(acks, present); len(missing) > 0 {
+	if missing := dbtest.Lost(acks, present); len(missing) > 0 {
 		t.Errorf("%d of %d acknowledged rows are missing on node1 after the move back (first: %v)", len(missing), len(acks), missing[:min(len(missing), 10)])
 	} else {
 		t.Logf("all %d acknowledged rows (node1, then node2, then node1 again) are on node1: 0 lost", len(acks))
@@ -123,10 +124,10 @@ func TestRejoinOldPrimaryAndMoveBack(t *testing.T) {
 	if !strings.Contains(l.c.Log("node1"), "source is read-only; waiting until its binlog is received and applied") {
 		t.Errorf("node1's agent promoted without catching up with the fenced node2")
 	}
-	if dual := dualPrimaryRounds(samples); len(dual) > 0 {
+	if dual := dbtest.DualWritableRounds(samples); len(dual) > 0 {
 		t.Errorf("both servers were writable (read_only=0) in sampling rounds %v:%s", dual, roleTimeline(samples))
 	}
-	if _, ok := firstWritable(samples, "node1", moveAt); !ok {
+	if _, ok := dbtest.FirstWritable(samples, "node1", moveAt); !ok {
 		t.Errorf("the role sampler never saw node1 writable after the move back:%s", roleTimeline(samples))
 	}
 	t.Logf("server roles (@@global.read_only from the client namespace, every 50 ms):%s", roleTimeline(samples))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/internal/clustertest"
+	"github.com/harules/harules/internal/dbtest"
 )
 
 // TestCrashPromotesStandby: node1 loses power (links down, agent and
@@ -81,7 +82,7 @@ func repeat(t *testing.T, what string, event func(*pgLab) time.Time, after func(
 		})
 	}
 	t.Logf("%s, %d runs: write-unavailability window median %s (all %v); event to first write on the new primary median %s (all %v)",
-		what, len(gaps), median(gaps).Round(time.Millisecond), rounded(gaps), median(fromEvent).Round(time.Millisecond), rounded(fromEvent))
+		what, len(gaps), dbtest.Median(gaps).Round(time.Millisecond), rounded(gaps), dbtest.Median(fromEvent).Round(time.Millisecond), rounded(fromEvent))
 }
 
 func rounded(ds []time.Duration) []time.Duration {
@@ -113,7 +114,7 @@ func failover(t *testing.T, what string, event func(*pgLab) time.Time, after fun
 	l.waitFor(60*time.Second, "the client has 20 inserts acknowledged by node2 through the VIP", func() bool {
 		return w.AcksFrom("node2", at) >= 20
 	})
-	time.Sleep(time.Until(w.firstFrom("node2", at).Add(time.Second)))
+	time.Sleep(time.Until(w.FirstFrom("node2", at).Add(time.Second)))
 	l.c.WaitOwner("node2", group, "node2", 30*time.Second)
 	acks := w.Stop()
 	samples := roles.Stop()
@@ -133,19 +134,19 @@ func failover(t *testing.T, what string, event func(*pgLab) time.Time, after fun
 	if err != nil {
 		t.Fatalf("read the rows on node2: %v", err)
 	}
-	if missing := lost(acks, present); len(missing) > 0 {
+	if missing := dbtest.Lost(acks, present); len(missing) > 0 {
 		t.Errorf("%s: %d of %d acknowledged rows are missing on the new primary (first: %v)", what, len(missing), len(acks), missing[:min(len(missing), 10)])
 	} else {
 		t.Logf("%s: all %d acknowledged rows are on node2 (it has %d rows): 0 lost", what, len(acks), len(present))
 	}
 
-	if dual := dualPrimaryRounds(samples); len(dual) > 0 {
+	if dual := dbtest.DualWritableRounds(samples); len(dual) > 0 {
 		t.Errorf("%s: both servers said they were writable primaries in sampling rounds %v:%s", what, dual, roleTimeline(samples))
 	}
-	if _, ok := firstPrimary(samples, "node1", start); !ok {
+	if _, ok := dbtest.FirstWritable(samples, "node1", start); !ok {
 		t.Errorf("the role sampler never saw node1 as primary before the event; it proves nothing:%s", roleTimeline(samples))
 	}
-	if _, ok := firstPrimary(samples, "node2", at); !ok {
+	if _, ok := dbtest.FirstWritable(samples, "node2", at); !ok {
 		t.Errorf("the role sampler never saw node2 as primary after the event:%s", roleTimeline(samples))
 	}
 	t.Logf("server roles (from the client namespace, every 50 ms):%s", roleTimeline(samples))

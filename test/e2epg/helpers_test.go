@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/internal/clustertest"
+	"github.com/harules/harules/internal/dbtest"
 	"github.com/harules/harules/internal/netnstest"
 	"github.com/harules/harules/internal/pgtest"
 	"github.com/jackc/pgx/v5"
@@ -433,13 +433,9 @@ func nodeIndex(node string) int {
 	return i
 }
 
-// ack is one insert the client saw committed.
-type ack struct {
-	N  int64
-	At time.Time
-	// Server is the cluster_name of the server that committed it.
-	Server string
-}
+// ack is one insert the client saw committed (Server: the cluster_name of
+// the server that committed it).
+type ack = dbtest.Ack
 
 // writer inserts rows 1, 2, 3... through the VIP, each in its own
 // transaction, one at a time, and records the acknowledged ones. A failed
@@ -447,11 +443,7 @@ type ack struct {
 type writer struct {
 	stop chan struct{}
 	done chan struct{}
-
-	mu      sync.Mutex
-	acks    []ack
-	failed  int
-	lastErr string
+	dbtest.Writes
 }
 
 func (l *pgLab) startWriter() *writer {
@@ -483,7 +475,7 @@ func (w *writer) run(cfg *pgx.ConnConfig) {
 			c, err := pgx.ConnectConfig(ctx, cfg.Copy())
 			cancel()
 			if err != nil {
-				w.fail(err)
+				w.Fail(err)
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}
@@ -498,60 +490,15 @@ func (w *writer) run(cfg *pgx.ConnConfig) {
 		err := conn.QueryRow(ctx, "INSERT INTO rows (n) VALUES ($1) RETURNING current_setting('cluster_name')", n).Scan(&server)
 		cancel()
 		if err != nil {
-			w.fail(err)
+			w.Fail(err)
 			closeCtx, c2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			conn.Close(closeCtx)
 			c2()
 			conn = nil
 			continue
 		}
-		w.mu.Lock()
-		w.acks = append(w.acks, ack{N: n, At: time.Now(), Server: server})
-		w.mu.Unlock()
+		w.Add(ack{N: n, At: time.Now(), Server: server})
 	}
-}
-
-func (w *writer) fail(err error) {
-	w.mu.Lock()
-	w.failed++
-	w.lastErr = err.Error()
-	w.mu.Unlock()
-}
-
-// Failures counts failed inserts and connection attempts and returns the
-// last error.
-func (w *writer) Failures() (int, string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed, w.lastErr
-}
-
-// Acks returns a copy of the acknowledged inserts so far.
-func (w *writer) Acks() []ack {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]ack(nil), w.acks...)
-}
-
-// AcksFrom counts acknowledgements from server since t.
-func (w *writer) AcksFrom(server string, since time.Time) int {
-	n := 0
-	for _, a := range w.Acks() {
-		if a.Server == server && !a.At.Before(since) {
-			n++
-		}
-	}
-	return n
-}
-
-// firstFrom is when server first acknowledged an insert at or after since.
-func (w *writer) firstFrom(server string, since time.Time) time.Time {
-	for _, a := range w.Acks() {
-		if a.Server == server && !a.At.Before(since) {
-			return a.At
-		}
-	}
-	return time.Time{}
 }
 
 // Stop ends the writer (idempotent) and returns every acknowledgement.
@@ -565,153 +512,61 @@ func (w *writer) Stop() []ack {
 	return w.Acks()
 }
 
-// roleSample is one pg_is_in_recovery() answer (or failure) of a server.
-type roleSample struct {
-	Round     int
-	Node      string
-	Sent, Got time.Time
-	Reachable bool
-	Primary   bool
-}
+// roleSample is one pg_is_in_recovery() answer (or failure) of a server;
+// Writable means it was not in recovery (a primary).
+type roleSample = dbtest.RoleSample
 
-// roleSampler asks both servers over the lan, concurrently, every interval
-// whether they are in recovery, on connections kept open between rounds.
-type roleSampler struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
-	s    []roleSample
-}
-
-func (l *pgLab) startRoleSampler(interval time.Duration) *roleSampler {
+// startRoleSampler asks both servers over the lan, concurrently, every
+// interval whether they are in recovery, on connections kept open between
+// rounds.
+func (l *pgLab) startRoleSampler(interval time.Duration) *dbtest.RoleSampler {
 	l.t.Helper()
-	r := &roleSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	nodes := l.c.Nodes()
 	cfgs := map[string]*pgx.ConnConfig{}
 	for _, n := range nodes {
 		cfgs[n] = l.clientConfig(clustertest.LanAddr(nodeIndex(n)), 200*time.Millisecond)
 	}
-	go func() {
-		defer close(r.done)
-		conns := map[string]*pgx.Conn{}
-		defer func() {
-			for _, c := range conns {
-				c.Close(context.Background())
-			}
-		}()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for round := 1; ; round++ {
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			for _, n := range nodes {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					mu.Lock()
-					conn := conns[n]
-					mu.Unlock()
-					s := roleSample{Round: round, Node: n, Sent: time.Now()}
-					ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-					defer cancel()
-					var err error
-					if conn == nil {
-						conn, err = pgx.ConnectConfig(ctx, cfgs[n].Copy())
-					}
-					if err == nil {
-						var inRecovery bool
-						err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
-						s.Reachable, s.Primary = err == nil, err == nil && !inRecovery
-					}
-					s.Got = time.Now()
-					mu.Lock()
-					if err != nil && conn != nil {
-						go conn.Close(context.Background())
-						conn = nil
-					}
-					if conn == nil {
-						delete(conns, n)
-					} else {
-						conns[n] = conn
-					}
-					mu.Unlock()
-					r.mu.Lock()
-					r.s = append(r.s, s)
-					r.mu.Unlock()
-				}()
-			}
-			wg.Wait()
-			select {
-			case <-r.stop:
-				return
-			case <-tick.C:
-			}
+	var mu sync.Mutex
+	conns := map[string]*pgx.Conn{}
+	// Registered before the sampler's own cleanup, so it runs after the
+	// sampler stopped.
+	l.t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close(context.Background())
 		}
-	}()
-	l.t.Cleanup(func() { r.Stop() })
-	return r
-}
-
-// Stop ends the sampler (idempotent) and returns its samples.
-func (r *roleSampler) Stop() []roleSample {
-	select {
-	case <-r.stop:
-	default:
-		close(r.stop)
-	}
-	<-r.done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]roleSample(nil), r.s...)
-}
-
-// dualPrimaryRounds lists the rounds in which both servers said they were
-// writable primaries.
-func dualPrimaryRounds(samples []roleSample) []int {
-	primaries := map[int]int{}
-	for _, s := range samples {
-		if s.Primary {
-			primaries[s.Round]++
+	})
+	return dbtest.StartRoleSampler(l.t, nodes, interval, func(ctx context.Context, n string) (bool, error) {
+		mu.Lock()
+		conn := conns[n]
+		mu.Unlock()
+		var err error
+		if conn == nil {
+			conn, err = pgx.ConnectConfig(ctx, cfgs[n].Copy())
 		}
-	}
-	var out []int
-	for round, n := range primaries {
-		if n > 1 {
-			out = append(out, round)
+		var inRecovery bool
+		if err == nil {
+			err = conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
 		}
-	}
-	sort.Ints(out)
-	return out
+		mu.Lock()
+		if err != nil && conn != nil {
+			go conn.Close(context.Background())
+			conn = nil
+		}
+		if conn == nil {
+			delete(conns, n)
+		} else {
+			conns[n] = conn
+		}
+		mu.Unlock()
+		return !inRecovery, err
+	})
 }
 
 // roleTimeline summarises the samples as runs of equal state per node.
 func roleTimeline(samples []roleSample) string {
-	var b strings.Builder
-	last := map[string]string{}
-	for _, s := range samples {
-		state := "unreachable"
-		if s.Reachable {
-			state = "standby"
-			if s.Primary {
-				state = "PRIMARY"
-			}
-		}
-		if last[s.Node] != state {
-			fmt.Fprintf(&b, "\n  %s %s: %s", s.Sent.Format("15:04:05.000"), s.Node, state)
-			last[s.Node] = state
-		}
-	}
-	return b.String()
-}
-
-// firstPrimary is when node first answered as primary at or after since.
-func firstPrimary(samples []roleSample, node string, since time.Time) (time.Time, bool) {
-	for _, s := range samples {
-		if s.Node == node && s.Primary && !s.Sent.Before(since) {
-			return s.Sent, true
-		}
-	}
-	return time.Time{}, false
+	return dbtest.RoleTimeline(samples, "standby", "PRIMARY")
 }
 
 // window is the client's write unavailability around a failover.
@@ -751,27 +606,4 @@ func writeWindow(acks []ack, event time.Time, old, new string) (window, error) {
 		}
 	}
 	return w, fmt.Errorf("no insert was acknowledged by %s after the event", new)
-}
-
-// lost lists acknowledged rows missing from present.
-func lost(acks []ack, present map[int64]bool) []int64 {
-	var out []int64
-	for _, a := range acks {
-		if !present[a.N] {
-			out = append(out, a.N)
-		}
-	}
-	return out
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
