@@ -1,12 +1,10 @@
 package web
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -42,40 +40,8 @@ backup("conf", schedule = "0 3 * * *", kind = "files",
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addrCh := make(chan net.Addr, 1)
-	a, err := agent.New(agent.Config{PolicyPath: policy, Node: "solo1", StateDir: filepath.Join(dir, "state"),
-		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second,
-		WebListen: "127.0.0.1:0",
-		WebStart: func(ctx context.Context, listen string, a *agent.Agent) (func(), error) {
-			addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, Options{TokenFile: writeTokenFile(t, 0o600), Logger: quietLogger()})
-			if err == nil {
-				addrCh <- addr
-			}
-			return stop, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
-	var addr net.Addr
-	select {
-	case addr = <-addrCh:
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the agent did not start the console")
-	}
-	b := newBrowser(t, "http://"+addr.String())
+	a, b := startAgentConsole(t, agent.Config{PolicyPath: policy, Node: "solo1", StateDir: filepath.Join(dir, "state"),
+		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second}, Options{})
 	list := func() backupsView {
 		resp, body := b.call("GET", "/api/v1/backups", readToken, "", "")
 		var v backupsView
@@ -153,39 +119,10 @@ backup("dump", schedule = "0 4 * * *", kind = "exec",
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addrCh := make(chan net.Addr, 1)
-	a, err := agent.New(agent.Config{PolicyPath: policy, Node: "solo1", StateDir: ba.stateDir,
-		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second,
-		WebListen: "127.0.0.1:0",
-		WebStart: func(ctx context.Context, listen string, a *agent.Agent) (func(), error) {
-			addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, Options{TokenFile: writeTokenFile(t, 0o600), Logger: quietLogger(), RestoreRoot: dir})
-			if err == nil {
-				addrCh <- addr
-			}
-			return stop, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
-	select {
-	case addr := <-addrCh:
-		ba.b = newBrowser(t, "http://"+addr.String())
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the agent did not start the console")
-	}
+	a, b := startAgentConsole(t, agent.Config{PolicyPath: policy, Node: "solo1", StateDir: ba.stateDir,
+		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second},
+		Options{RestoreRoot: dir})
+	ba.b = b
 	ba.agent = a
 	waitFor(t, "the agent's first decision", func() bool { return a.Status() != nil })
 	return ba

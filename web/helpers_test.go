@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -364,4 +365,51 @@ func (f *fakeBackend) setPath(peer, path string, up bool) {
 		st.Recent = append(st.Recent, engine.Record{At: now, Node: st.Node, Kind: engine.RecAlert, Text: "path-down [warning] path " + path + " to " + peer + " is down"})
 	}
 	f.st = st
+}
+
+// startAgentConsole creates an agent from cfg with the console on a free
+// loopback port (opts: the console's options; the token file and logger
+// default to the test's), runs it until the test ends, and returns it with
+// a browser on its console.
+func startAgentConsole(t *testing.T, cfg agent.Config, opts Options) (*agent.Agent, *browser) {
+	t.Helper()
+	if opts.TokenFile == "" {
+		opts.TokenFile = writeTokenFile(t, 0o600)
+	}
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	addrCh := make(chan net.Addr, 1)
+	cfg.WebListen = "127.0.0.1:0"
+	cfg.WebStart = func(ctx context.Context, listen string, a *agent.Agent) (func(), error) {
+		addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, opts)
+		if err == nil {
+			addrCh <- addr
+		}
+		return stop, err
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+	select {
+	case addr := <-addrCh:
+		return a, newBrowser(t, "http://"+addr.String())
+	case err := <-done:
+		t.Fatalf("agent stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the agent did not start the console")
+	}
+	return nil, nil
 }

@@ -146,40 +146,8 @@ group("app", resources = [vip("198.51.100.10/24", interface = "eth0")], placemen
 		t.Fatal(err)
 	}
 	exec := &recordingExecutor{}
-	addrCh := make(chan net.Addr, 1)
-	a, err := agent.New(agent.Config{PolicyPath: policy, Node: "solo1", StateDir: filepath.Join(dir, "state"),
-		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), Executor: exec, HandoverTimeout: time.Second,
-		WebListen: "127.0.0.1:0",
-		WebStart: func(ctx context.Context, listen string, a *agent.Agent) (func(), error) {
-			addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, Options{TokenFile: writeTokenFile(t, 0o600), Logger: quietLogger()})
-			if err == nil {
-				addrCh <- addr
-			}
-			return stop, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
-	var addr net.Addr
-	select {
-	case addr = <-addrCh:
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the agent did not start the console")
-	}
-	b := newBrowser(t, "http://"+addr.String())
+	_, b := startAgentConsole(t, agent.Config{PolicyPath: policy, Node: "solo1", StateDir: filepath.Join(dir, "state"),
+		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), Executor: exec, HandoverTimeout: time.Second}, Options{})
 	holders := func() string {
 		resp, body := b.call("GET", "/api/v1/status", readToken, "", "")
 		if resp.StatusCode != http.StatusOK {

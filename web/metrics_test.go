@@ -333,45 +333,14 @@ backup("lost", schedule = "0 3 * * *", kind = "files", params = {"target": "`+st
 		t.Fatal(err)
 	}
 	ex := agent.NewExecutor("m1", quietLogger())
-	addrCh := make(chan net.Addr, 1)
-	a, err := agent.New(agent.Config{PolicyPath: policy, Node: "m1", StateDir: filepath.Join(dir, "state"),
-		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second,
-		Executor: slowResources{ex}, WebListen: "127.0.0.1:0",
-		WebStart: func(ctx context.Context, listen string, a *agent.Agent) (func(), error) {
-			addr, stop, err := Listen(ctx, a, ListenOptions{Addr: listen}, Options{TokenFile: writeTokenFile(t, 0o600), Logger: quietLogger()})
-			if err == nil {
-				addrCh <- addr
-			}
-			return stop, err
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := rules.Load(context.Background(), policy, rules.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ex.Policy = func() *policypkg.Policy { return p }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
-	var addr net.Addr
-	select {
-	case addr = <-addrCh:
-	case err := <-done:
-		t.Fatalf("agent stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("the agent did not start the console")
-	}
-	b := newBrowser(t, "http://"+addr.String())
+	_, b := startAgentConsole(t, agent.Config{PolicyPath: policy, Node: "m1", StateDir: filepath.Join(dir, "state"),
+		ControlSocket: filepath.Join(dir, "ctl.sock"), Logger: quietLogger(), HandoverTimeout: time.Second,
+		Executor: slowResources{ex}}, Options{})
 	var got map[string]metricSample
 	waitFor(t, "probes debounced and db started (after m2's startup grace)", func() bool {
 		got = scrapeSamples(t, b, readToken)
