@@ -5,100 +5,23 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/harules/harules/internal/pgtest"
 )
-
-// startPostgres runs a throwaway PostgreSQL server as a child process
-// (initdb and postgres refuse to run as root, so both run as user
-// postgres) listening only on a unix socket; it returns the socket dir.
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	needRoot(t, "the PostgreSQL dump/restore test (runs the server as user postgres)")
-	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(bins) == 0 {
-		t.Fatalf("PostgreSQL server not found: install the Debian package postgresql")
-	}
-	bin := filepath.Dir(bins[len(bins)-1])
-	needCommand(t, "pg_dump", "postgresql-client")
-	pg, err := user.Lookup("postgres")
-	if err != nil {
-		t.Fatalf("user postgres missing: install the Debian package postgresql: %v", err)
-	}
-	uid, _ := strconv.Atoi(pg.Uid)
-	gid, _ := strconv.Atoi(pg.Gid)
-	dir, err := os.MkdirTemp("", "harules-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	asPostgres := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		cmd.Dir = dir
-		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)},
-			Setpgid:    true, Pdeathsig: syscall.SIGKILL,
-		}
-		return cmd
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := asPostgres("initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	server := asPostgres("postgres", "-D", data, "-k", dir, "-c", "listen_addresses=", "-p", "5432", "-c", "fsync=off")
-	logFile, _ := os.Create(filepath.Join(dir, "server.log"))
-	server.Stdout, server.Stderr = logFile, logFile
-	if err := server.Start(); err != nil {
-		t.Fatalf("start postgres: %v", err)
-	}
-	t.Cleanup(func() {
-		server.Process.Signal(syscall.SIGINT) // fast shutdown
-		done := make(chan struct{})
-		go func() { server.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command("pg_isready", "-q", "-h", dir, "-p", "5432").Run() != nil {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			t.Fatalf("postgres did not become ready:\n%s", log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return dir
-}
-
-func psql(t *testing.T, sock, db, sql string) string {
-	t.Helper()
-	out, err := exec.Command("psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p", "5432", "-U", "postgres", "-d", db, "-c", sql).CombinedOutput()
-	if err != nil {
-		t.Fatalf("psql %q: %v\n%s", sql, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 func TestPostgresDumpRestore(t *testing.T) {
 	ctx := context.Background()
-	sock := startPostgres(t)
-	psql(t, sock, "postgres", "CREATE DATABASE src")
-	psql(t, sock, "src", `CREATE TABLE items (id int PRIMARY KEY, name text, blob bytea, at timestamptz);
+	pg := pgtest.StartNew(t, "pg_dump", "pg_restore", "psql")
+	sock := pg.Dir
+	pg.Psql(t, "postgres", "CREATE DATABASE src")
+	pg.Psql(t, "src", `CREATE TABLE items (id int PRIMARY KEY, name text, blob bytea, at timestamptz);
 		INSERT INTO items SELECT g, 'item ' || g || ' ünïcødé', decode(md5(g::text), 'hex'), '2026-01-01'::timestamptz + g * interval '1 minute'
 		FROM generate_series(1, 20000) g`)
 	const check = `SELECT count(*) || ' ' || md5(string_agg(id || name || encode(blob, 'hex') || at, ',' ORDER BY id)) FROM items`
-	want := psql(t, sock, "src", check)
+	want := pg.Psql(t, "src", check)
 
 	store := openStore(t, filepath.Join(t.TempDir(), "store"))
 	r := &Runner{Store: store, Log: quietLog()}
@@ -111,11 +34,11 @@ func TestPostgresDumpRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	psql(t, sock, "postgres", "CREATE DATABASE dst")
+	pg.Psql(t, "postgres", "CREATE DATABASE dst")
 	if err := store.RestoreStreamTo(ctx, "pg", rec.ID, PostgresRestore(dsn+"dst")); err != nil {
 		t.Fatalf("pg_restore: %v", err)
 	}
-	if got := psql(t, sock, "dst", check); got != want || !strings.HasPrefix(got, "20000 ") {
+	if got := pg.Psql(t, "dst", check); got != want || !strings.HasPrefix(got, "20000 ") {
 		t.Fatalf("restored table: %q, want %q", got, want)
 	}
 
@@ -131,11 +54,12 @@ func TestPostgresDumpRestore(t *testing.T) {
 // server holding the same data.
 func TestPostgresBasebackupRestoresAWholeCluster(t *testing.T) {
 	ctx := context.Background()
-	sock := startPostgres(t)
-	psql(t, sock, "postgres", "CREATE DATABASE phys")
-	psql(t, sock, "phys", `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
+	pg := pgtest.StartNew(t, "pg_dump", "pg_restore", "psql")
+	sock := pg.Dir
+	pg.Psql(t, "postgres", "CREATE DATABASE phys")
+	pg.Psql(t, "phys", `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
 	const check = `SELECT count(*) || ' ' || md5(string_agg(id || v, ',' ORDER BY id)) FROM t`
-	want := psql(t, sock, "phys", check)
+	want := pg.Psql(t, "phys", check)
 
 	store := openStore(t, filepath.Join(t.TempDir(), "store"))
 	r := &Runner{Store: store, Log: quietLog()}
@@ -151,15 +75,7 @@ func TestPostgresBasebackupRestoresAWholeCluster(t *testing.T) {
 	}
 
 	// Restore: extract into a fresh data directory and start a server on it.
-	pg, _ := user.Lookup("postgres")
-	uid, _ := strconv.Atoi(pg.Uid)
-	gid, _ := strconv.Atoi(pg.Gid)
-	dir, err := os.MkdirTemp("", "harules-pgphys-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	data := filepath.Join(dir, "data")
+	data := filepath.Join(pg.Dir, "restored-data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -178,11 +94,11 @@ func TestPostgresBasebackupRestoresAWholeCluster(t *testing.T) {
 	if err := tar.Wait(); err != nil {
 		t.Fatalf("tar -x: %v", err)
 	}
-	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+	if err := filepath.Walk(data, func(p string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, uid, gid)
+		return os.Lchown(p, pg.UID, pg.GID)
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -191,35 +107,10 @@ func TestPostgresBasebackupRestoresAWholeCluster(t *testing.T) {
 			t.Fatalf("restored data directory lacks %s: %v", f, err)
 		}
 	}
-	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
-	server := exec.Command(bins[len(bins)-1], "-D", data, "-k", dir, "-c", "listen_addresses=", "-p", "5433")
-	server.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	logFile, _ := os.Create(filepath.Join(dir, "server.log"))
-	server.Stdout, server.Stderr = logFile, logFile
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		server.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { server.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for exec.Command("pg_isready", "-q", "-h", dir, "-p", "5433").Run() != nil {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			t.Fatalf("the restored cluster did not start:\n%s", log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	out, err := exec.Command("psql", "-X", "-q", "-At", "-h", dir, "-p", "5433", "-U", "postgres", "-d", "phys", "-c", check).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != want {
-		t.Fatalf("restored cluster: %q, %v; want %q", out, err, want)
+	restored := *pg
+	restored.Port = 5433
+	restored.Start(t, data, false)
+	if got := restored.Psql(t, "phys", check); got != want {
+		t.Fatalf("restored cluster: %q; want %q", got, want)
 	}
 }

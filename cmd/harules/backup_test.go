@@ -7,10 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/harules/harules/agent"
 	"github.com/harules/harules/builtins/backup"
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/pgtest"
 	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/simulate"
@@ -482,94 +480,16 @@ expect_single_owner()
 	}
 }
 
-// startPostgres runs a throwaway PostgreSQL server (as user postgres, on a
-// unix socket only) and returns its socket directory.
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("HARULES_SKIP_ROOT_TESTS") == "1" {
-			t.Skip("SKIPPED LOUDLY: the PostgreSQL restore test runs the server as user postgres and needs root")
-		}
-		t.Fatal("the PostgreSQL restore test needs root (it runs the server as user postgres); set HARULES_SKIP_ROOT_TESTS=1 to skip")
-	}
-	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(bins) == 0 {
-		t.Fatal("PostgreSQL server not found: apt-get install postgresql")
-	}
-	for _, c := range []string{"pg_dump", "pg_restore", "psql", "pg_isready"} {
-		if _, err := exec.LookPath(c); err != nil {
-			t.Fatalf("%s not found: apt-get install postgresql-client", c)
-		}
-	}
-	bin := filepath.Dir(bins[len(bins)-1])
-	pg, err := user.Lookup("postgres")
-	if err != nil {
-		t.Fatalf("user postgres missing (apt-get install postgresql): %v", err)
-	}
-	uid, _ := strconv.Atoi(pg.Uid)
-	gid, _ := strconv.Atoi(pg.Gid)
-	dir, err := os.MkdirTemp("", "harules-cli-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	cmd := func(name string, args ...string) *exec.Cmd {
-		c := exec.Command(filepath.Join(bin, name), args...)
-		c.Dir = dir
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		return c
-	}
-	if out, err := cmd("initdb", "-D", filepath.Join(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync").CombinedOutput(); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	server := cmd("postgres", "-D", filepath.Join(dir, "data"), "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off")
-	logf, _ := os.Create(filepath.Join(dir, "server.log"))
-	server.Stdout, server.Stderr = logf, logf
-	if err := server.Start(); err != nil {
-		t.Fatalf("start postgres: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = server.Process.Signal(syscall.SIGINT)
-		waited := make(chan struct{})
-		go func() { _ = server.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-server.Process.Pid, syscall.SIGKILL)
-			<-waited
-		}
-	})
-	for deadline := time.Now().Add(30 * time.Second); exec.Command("pg_isready", "-q", "-h", dir).Run() != nil; {
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			t.Fatalf("postgres not ready after 30s:\n%s", log)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return dir
-}
-
-func psql(t *testing.T, sock, db, sql string) string {
-	t.Helper()
-	out, err := exec.Command("psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock, "-U", "postgres", "-d", db, "-c", sql).CombinedOutput()
-	if err != nil {
-		t.Fatalf("psql %q: %v\n%s", sql, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // TestBackupRestorePostgres: a postgres job's dump (made as the agent makes
 // it, from the policy) is restored with pg_restore into another database
 // through `backup restore --to-dsn`, and written out with --to-file.
 func TestBackupRestorePostgres(t *testing.T) {
-	sock := startPostgres(t)
-	psql(t, sock, "postgres", "CREATE DATABASE app")
-	psql(t, sock, "app", `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
+	pg := pgtest.StartNew(t, "pg_dump", "pg_restore", "psql")
+	sock := pg.Dir
+	pg.Psql(t, "postgres", "CREATE DATABASE app")
+	pg.Psql(t, "app", `CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g`)
 	const check = `SELECT count(*) || ' ' || md5(string_agg(id || v, ',' ORDER BY id)) FROM t`
-	want := psql(t, sock, "app", check)
+	want := pg.Psql(t, "app", check)
 
 	dir := t.TempDir()
 	target := filepath.Join(dir, "store")
@@ -599,12 +519,12 @@ backup("db", schedule = "0 2 * * *", kind = "postgres", params = {"target": %q, 
 		t.Fatalf("pg_dump backup: %v (%s)", err, rec.Stderr)
 	}
 
-	psql(t, sock, "postgres", "CREATE DATABASE restored")
+	pg.Psql(t, "postgres", "CREATE DATABASE restored")
 	code, out, errOut := harules(t, "backup", "restore", "--policy", pol, "db", "latest", "--to-dsn", dsn+"restored")
 	if code != exitOK || !strings.Contains(out, "restored db/"+rec.ID) {
 		t.Fatalf("restore --to-dsn: exit %d\n%s%s", code, out, errOut)
 	}
-	if got := psql(t, sock, "restored", check); got != want || !strings.HasPrefix(got, "5000 ") {
+	if got := pg.Psql(t, "restored", check); got != want || !strings.HasPrefix(got, "5000 ") {
 		t.Fatalf("restored table: %q, want %q", got, want)
 	}
 	dump := filepath.Join(dir, "db.dump")
