@@ -9,6 +9,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -87,6 +88,12 @@ func Decide(ctx context.Context, in Input) *Decision {
 	d.Alerts = append(d.Alerts, maintenanceAlerts(p, f, s)...)
 	d.Plan = buildPlan(p, f, s, constraints, d)
 	d.Backups = dueBackups(p, f, s, d)
+	for _, g := range slices.Sorted(maps.Keys(s.StopFailed)) {
+		sf := s.StopFailed[g]
+		d.Alerts = append(d.Alerts, Alert{Name: "stop-failed", Severity: "critical", Node: f.Self,
+			Message: fmt.Sprintf("stopping %s on %s failed (%s): it may still run there, so no other node starts it until a stop succeeds (retried at every decision)",
+				g, f.Self, sf.Error)})
+	}
 	for _, n := range f.Nodes {
 		if !n.Self && n.Alive() && n.PolicyHash != "" && n.PolicyHash != p.Hash {
 			d.Alerts = append(d.Alerts, Alert{Name: "policy-mismatch", Severity: "warning", Node: f.Self,
