@@ -223,6 +223,16 @@ func (n *Node) Complete(res Result) {
 			continue
 		}
 		key := a.Group + "/" + a.Resource
+		if a.Op == OpStop && o.Err != nil {
+			// A stop retried at every decision that keeps failing the same
+			// way is on the timeline once (the stop-failed alert stays up).
+			if n.stopErr[key] == o.Err.Error() {
+				continue
+			}
+			n.stopErr[key] = o.Err.Error()
+		} else if a.Op == OpStop {
+			delete(n.stopErr, key)
+		}
 		if again := errors.Is(o.Err, ErrRetry); !again || !n.refused[key] {
 			n.recAction(o.At, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, o.Err)
 			n.refused[key] = again

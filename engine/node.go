@@ -100,6 +100,9 @@ type Node struct {
 	// fencing marks the peers a job in flight is fencing.
 	inflight map[string]*Job
 	fencing  map[string]bool
+	// stopErr holds the last error of each group/resource stop that
+	// failed, so a stop retried at every decision is recorded once.
+	stopErr map[string]string
 }
 
 // NewNode builds the loop for node name, booted at boot.
@@ -110,7 +113,7 @@ func NewNode(p *policy.Policy, name string, boot time.Time, s *State, exec Execu
 	return &Node{Policy: p, Name: name, State: s, View: NewView(p, name, boot), Exec: exec, Record: record,
 		alerts: map[string]Alert{}, waits: map[string]string{}, targets: map[string]string{},
 		prevPaths: map[string]bool{}, prevPeers: map[string]string{}, refused: map[string]bool{},
-		inflight: map[string]*Job{}, fencing: map[string]bool{}}
+		inflight: map[string]*Job{}, fencing: map[string]bool{}, stopErr: map[string]string{}}
 }
 
 // Last returns the most recent decision (nil before the first Step).

@@ -1,0 +1,65 @@
+package simulate_test
+
+import (
+	"testing"
+)
+
+// TestSlowStartWhileOperatorMovesBackAndForth: node1's starts and stops of
+// web take 2 s each while an operator moves web back and forth faster than
+// that. Decisions go on during the actions (heartbeats keep arriving, no
+// peer is declared dead), a start in flight counts as held, so node2 never
+// starts beside it, and the group ends where the last request put it.
+func TestSlowStartWhileOperatorMovesBackAndForth(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "40s")
+at("5s", slow_actions("node1", "web", "2s"))
+at("5s", slow_actions("node2", "web", "2s"))
+at("6s", operator_move("web", "node2"))
+at("6.5s", operator_move("web", "node1"))
+at("7s", operator_move("web", "node2"))
+at("12s", operator_move("web", "node1"))
+at("13s", operator_move("web", "node2"))
+expect_single_owner()
+expect_owner("web", "node2", at = "39s")
+`)
+	mustOK(t, res)
+	if d := find(res, "", "peer", "is dead"); len(d) > 0 {
+		t.Errorf("a peer was declared dead during slow actions: %v", d)
+	}
+}
+
+// TestFailedStopKeepsGroupOnNode: node1 cannot stop web (fail_stops) when
+// an operator moves it away. What a failed stop was to end may still run,
+// so web stays held on node1 and node2 does not start it (no dual owner)
+// until a stop succeeds; then it moves.
+func TestFailedStopKeepsGroupOnNode(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "30s")
+at("5s", fail_stops("node1", "web"))
+at("6s", operator_move("web", "node2"))
+at("15s", fail_stops("node1", "web", fixed = True))
+expect_single_owner()
+expect_owner("web", "node1", at = "14s")
+expect_alert("stop-failed", node = "node1", at = "10s")
+expect_owner("web", "node2", at = "20s")
+`)
+	mustOK(t, res)
+}
+
+// TestFailedStartRollbackThatFailsBlocksTakeover: node1's start of web
+// fails and so does the stop undoing it; node2 must not start web while
+// node1 may still run it.
+func TestFailedStartRollbackThatFailsBlocksTakeover(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "30s", boot = ["node2"])
+at("1s", fail_starts("node1", "web"))
+at("1s", fail_stops("node1", "web"))
+at("2s", boot("node1"))
+at("2.5s", operator_move("web", "node1"))
+at("15s", fail_stops("node1", "web", fixed = True))
+expect_single_owner()
+expect_alert("stop-failed", node = "node1", at = "10s")
+expect_owner("web", "node2", at = "25s")
+`)
+	mustOK(t, res)
+}
