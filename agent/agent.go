@@ -454,10 +454,14 @@ func (a *Agent) loop(ctx context.Context) error {
 			dirty = a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate
 		case <-monitorTicker.C:
 			a.monitorHeld(ctx)
+			a.reconcile(ctx)
 		case <-retryCh:
 			dirty = true
 		case res := <-a.done:
 			a.node.Complete(res)
+			if res.Failed != nil {
+				a.reconcile(ctx) // what did the failed job leave behind?
+			}
 			dirty = true
 		case m := <-a.monitors:
 			// In maintenance a failed monitor is not acted on (unmanaged);
