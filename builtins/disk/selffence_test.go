@@ -12,7 +12,10 @@ import (
 func TestSelfFenceFallsBackToRebootAndNeverReturnsAsFenced(t *testing.T) {
 	var calls []string
 	f := SelfFence{Log: testLogger(io.Discard),
-		Sysrq:  func() error { calls = append(calls, "sysrq"); return errors.New("open /proc/sysrq-trigger: read-only file system") },
+		Sysrq: func() error {
+			calls = append(calls, "sysrq")
+			return errors.New("open /proc/sysrq-trigger: read-only file system")
+		},
 		Reboot: func() error { calls = append(calls, "reboot"); return errors.New("operation not permitted") }}
 	err := f.Fence(errors.New("lease lost"))
 	if got := strings.Join(calls, ","); got != "sysrq,reboot" {
