@@ -470,9 +470,15 @@ func (a *Agent) loop(ctx context.Context) error {
 }
 
 func (a *Agent) heartbeat(r heartbeat.Received) bool {
-	a.peerBack(r.Message.From, r.At)
 	prev := a.peerRpts[r.Message.From]
 	rep := prev.report
+	if rep != nil && r.Message.Incarnation < rep.Incarnation {
+		// A datagram of the peer's previous run (the shared replay guard
+		// rejects these on every path, as old_incarnation): it must not
+		// bring the old run's report back.
+		return false
+	}
+	a.peerBack(r.Message.From, r.At)
 	if rep != nil && rep.Incarnation != r.Message.Incarnation {
 		// The peer restarted and released everything its previous run
 		// held: the old report must not speak for the new run (it would
