@@ -51,6 +51,11 @@ type Config struct {
 	// serves it (cmd/harules passes web.Starter: package web imports agent).
 	WebListen string
 	WebStart  func(ctx context.Context, listen string, a *Agent) (stop func(), err error)
+	// Lock is the state directory's single-instance lock when the caller
+	// already holds it (the supervisor of `harules run`); nil: Run takes it
+	// (lock.go) and fails with a *LockedError, touching nothing, when
+	// another run holds it.
+	Lock *StateLock
 }
 
 // Defaults that fit a systemd service.
@@ -161,6 +166,15 @@ func New(cfg Config) (*Agent, error) {
 // (a planned switchover when a peer is alive) and releases everything; in
 // maintenance it leaves everything running instead (adopt.go).
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Lock == nil {
+		// Before anything is touched: a second run would release what the
+		// first holds.
+		lock, err := LockStateDir(a.cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close() // last: after the handover and the release
+	}
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -509,9 +523,15 @@ func (a *Agent) runJob(j *engine.Job) {
 }
 
 func (a *Agent) heartbeat(r heartbeat.Received) bool {
-	a.peerBack(r.Message.From, r.At)
 	prev := a.peerRpts[r.Message.From]
 	rep := prev.report
+	if rep != nil && r.Message.Incarnation < rep.Incarnation {
+		// A datagram of the peer's previous run (the shared replay guard
+		// rejects these on every path, as old_incarnation): it must not
+		// bring the old run's report back.
+		return false
+	}
+	a.peerBack(r.Message.From, r.At)
 	if rep != nil && rep.Incarnation != r.Message.Incarnation {
 		// The peer restarted and released everything its previous run
 		// held: the old report must not speak for the new run (it would

@@ -346,8 +346,14 @@ func ineligible(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *po
 			return "moved away by " + ruleReason(mv)
 		}
 	}
-	if t, ok := f.Group(g.Name).FailedOn[n.Name]; ok && p.Cluster.FailureTimeout > 0 && f.Now.Sub(t) < p.Cluster.FailureTimeout {
-		return fmt.Sprintf("failed there %s ago (failure_timeout %s)", f.Now.Sub(t).Round(time.Millisecond), p.Cluster.FailureTimeout)
+	if t, ok := f.Group(g.Name).FailedOn[n.Name]; ok {
+		// failure_timeout 0: a failure never expires (only an operator
+		// cleanup forgets it), as the node's report keeps it for ever.
+		if timeout := p.Cluster.FailureTimeout; timeout == 0 {
+			return fmt.Sprintf("failed there %s ago (failure_timeout 0: until an operator cleanup)", f.Now.Sub(t).Round(time.Millisecond))
+		} else if f.Now.Sub(t) < timeout {
+			return fmt.Sprintf("failed there %s ago (failure_timeout %s)", f.Now.Sub(t).Round(time.Millisecond), timeout)
+		}
 	}
 	if node.Capacity > 0 && used[n.Name]+g.Placement.Weight > node.Capacity {
 		return fmt.Sprintf("no capacity (%d of %d used, group weighs %d)", used[n.Name], node.Capacity, g.Placement.Weight)

@@ -21,6 +21,7 @@ const (
 	exitFailed   = 1 // an expectation failed, or check found errors
 	exitUsage    = 2 // bad flags, an invalid policy or scenario given to simulate
 	exitInternal = 3
+	exitLocked   = 4 // run: another harules run holds the state directory
 )
 
 // exitError carries an exit code through urfave/cli.
@@ -82,7 +83,8 @@ Start here:
   harules status | move GROUP NODE | standby NODE | online NODE   steer the running agents
 
 Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
-invalid input, 3 internal error.`,
+invalid input, 3 internal error, 4 another harules run holds the state
+directory (run, release).`,
 		Commands: []*cli.Command{checkCommand(), simulateCommand(), demoCommand(), withAgentRuntime(runCommand(), os.Getenv), statusCommand(),
 			operatorCommand("move", "run a group on a node (sticks until moved again; NODE \"\" clears the pin and lets placement decide)", "GROUP NODE", 2, "move"),
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -24,6 +25,10 @@ import (
 )
 
 const supervisedEnv = "HARULES_SUPERVISED"
+
+// lockFDEnv tells the supervised agent which file descriptor is the state
+// directory's lock, taken by the supervisor (agent/lock.go).
+const lockFDEnv = "HARULES_STATE_LOCK_FD"
 
 var controlFlag = &cli.StringFlag{Name: "control", Value: agent.DefaultControlSocket, Usage: "control socket of the local agent", EnvVars: []string{"HARULES_CONTROL"}}
 
@@ -41,6 +46,12 @@ harules' label and stops the policy's services, so a crashed agent never
 leaves an address the peer is taking over; then it exits with the agent's
 status so systemd restarts it. On start the agent releases whatever a
 previous run left and takes groups only through the normal decision.
+
+One run per state directory: before touching anything, run takes an
+exclusive lock on STATE-DIR/run.lock (held by the supervisor and the agent
+for their life; the file holds the supervisor's pid). A second run on the
+node exits at once with status 4 and "another harules run (pid N) holds
+...", releasing nothing.
 
 Signals: SIGTERM/SIGINT hand the node's groups over (the peer takes them as
 soon as they are stopped here) and release everything; SIGHUP reloads the
@@ -81,8 +92,12 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			if !c.Bool("no-supervisor") && os.Getenv(supervisedEnv) == "" {
 				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"))
 			}
+			lock, err := inheritedLock(c.String("state-dir"))
+			if err != nil {
+				return lockFailure(err)
+			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
-				ControlSocket: c.String("control"), Logger: log,
+				ControlSocket: c.String("control"), Logger: log, Lock: lock,
 				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), RestoreRoot: c.String("web-restore-root"), Logger: log})})
 			if err != nil {
 				return fail(exitUsage, "%v", err)
@@ -100,11 +115,35 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				}
 			}()
 			if err := a.Run(c.Context); err != nil {
-				return fail(exitFailed, "%v", err)
+				return lockFailure(err)
 			}
 			return nil
 		},
 	}
+}
+
+// inheritedLock is the state lock the supervisor handed down (nil when run
+// without a supervisor: agent.Run takes the lock itself).
+func inheritedLock(stateDir string) (*agent.StateLock, error) {
+	v := os.Getenv(lockFDEnv)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q is not a file descriptor", lockFDEnv, v)
+	}
+	return agent.InheritStateLock(os.NewFile(uintptr(fd), "state lock"), stateDir)
+}
+
+// lockFailure maps an error of run to its exit status: exitLocked when
+// another run holds the state directory, exitFailed otherwise.
+func lockFailure(err error) error {
+	var le *agent.LockedError
+	if errors.As(err, &le) {
+		return fail(exitLocked, "%v", err)
+	}
+	return fail(exitFailed, "%v", err)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -127,8 +166,17 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 	if err != nil {
 		return fail(exitInternal, "supervisor: %v", err)
 	}
+	// The supervisor holds the state lock for its life and hands it to the
+	// agent: a second run fails here, before its agent could release what
+	// the first holds, and its supervisor never releases after it either.
+	lock, err := agent.LockStateDir(stateDir)
+	if err != nil {
+		return lockFailure(err)
+	}
+	defer lock.Close()
 	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), supervisedEnv+"=1")
+	cmd.Env = append(os.Environ(), supervisedEnv+"=1", lockFDEnv+"=3")
+	cmd.ExtraFiles = []*os.File{lock.File()} // fd 3 in the agent
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	// The agent gets SIGTERM (a planned handover) if the supervisor dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -209,7 +257,11 @@ ExecStopPost=, so the node holds nothing once the service is down.
 
 A node in maintenance (its saved state in --state-dir says so) is left
 alone: nothing is released, so harules can be restarted or upgraded while
-the services keep running. --force releases anyway.`,
+the services keep running. --force releases anyway.
+
+While a harules run holds --state-dir (its lock, STATE-DIR/run.lock), release
+touches nothing and exits with status 4: it would tear down the running
+agent's VIPs and services.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
 			&cli.StringFlag{Name: "node", Usage: "this node's name (default: the host name)"},
@@ -222,6 +274,19 @@ the services keep running. --force releases anyway.`,
 				node, _ = os.Hostname()
 			}
 			log, _ := newLogger(c.App.ErrWriter, "info")
+			// Held while releasing, so no run starts meanwhile either.
+			lock, err := agent.LockStateDir(c.String("state-dir"))
+			var locked *agent.LockedError
+			switch {
+			case errors.As(err, &locked):
+				return fail(exitLocked, "release: %v", err)
+			case err != nil:
+				// No lock file (a read-only state dir?): no agent can have
+				// taken it either; releasing is the safe side.
+				log.Warn("release: cannot take the state lock; releasing anyway", "error", err.Error())
+			default:
+				defer lock.Close()
+			}
 			if maintenanceSaysKeep(log, c.String("state-dir"), c.Bool("force")) {
 				return nil
 			}
