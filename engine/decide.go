@@ -307,6 +307,19 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 			}
 		}
 	}
+	// A handover never stops the source before the target may start: a
+	// target whose own rules keep it in standby for now (a quorum still
+	// settling after it rejoined) would leave the group stopped until they
+	// lift. The holder keeps it meanwhile, if it still may.
+	if holder != "" && best.node != holder {
+		if bn := f.Node(best.node); bn != nil && !bn.Self && bn.RuleStandby {
+			for _, cd := range cands {
+				if cd.node == holder {
+					return holder, fmt.Sprintf("stays on %s until %s may start it (a rule of %s keeps it in standby for now)", holder, best.node, best.node)
+				}
+			}
+		}
+	}
 	reason := fmt.Sprintf("score %d", best.score)
 	if best.node == holder {
 		reason = fmt.Sprintf("holds it (score %d with stickiness %d)", best.score, g.Placement.Stickiness)

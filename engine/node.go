@@ -129,6 +129,7 @@ func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
 	n.recordTransitions(f)
 	d := Decide(ctx, Input{Policy: n.Policy, Facts: f, State: n.State})
 	n.State.RulePending = d.RulePending
+	n.State.RuleStandby = selfStandby(d, n.Name)
 	n.recordDecision(now, d)
 	n.dispatch(ctx, now, d)
 	n.runBackups(ctx, now, d)
@@ -244,6 +245,16 @@ func ruleOf(a Alert) string {
 	return ""
 }
 
+// selfStandby reports whether a fired rule put node in standby.
+func selfStandby(d *Decision, node string) bool {
+	for _, dec := range d.Fired {
+		if dec.Kind == policy.Standby && dec.Node == node {
+			return true
+		}
+	}
+	return false
+}
+
 // movedAway reports whether a fired rule moved group away from node.
 func movedAway(d *Decision, group, node string) bool {
 	for _, dec := range d.Fired {
@@ -292,7 +303,7 @@ func (n *Node) Report() *Report {
 		}
 	}
 	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(), Starting: n.Starting(), Hears: n.View.Hears(),
-		Standby: n.State.Leaving, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
+		Standby: n.State.Leaving, RuleStandby: n.State.RuleStandby, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
 		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast), BackupOK: maps.Clone(n.State.BackupOK)}
 	n.report = r
 	return r

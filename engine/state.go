@@ -27,6 +27,12 @@ type State struct {
 	// gives away what it holds (a planned handover), without the lasting
 	// effect of an operator's standby.
 	Leaving bool `json:"-"`
+	// RuleStandby is set while a rule of the last decision put this node
+	// in standby (quorum settling, no quorum, a self-fence). Peers learn it
+	// from the report: a holder keeps a group it could hand over to this
+	// node until this node may start it (a planned move never stops the
+	// source before the target may start).
+	RuleStandby bool `json:"-"`
 	// Starting marks the groups in Holds only because their start job is
 	// still running (engine/jobs.go); a restart forgets it with the holds.
 	Starting map[string]bool `json:"-"`

@@ -21,8 +21,11 @@ type Report struct {
 	Starting []string `json:"starting,omitempty"`
 	// Hears is the sorted list of peers the node considers alive; never
 	// nil in a report this version builds (an older agent's report lacks it).
-	Hears       []string             `json:"hears"`
-	Standby     bool                 `json:"standby,omitempty"`
+	Hears   []string `json:"hears"`
+	Standby bool     `json:"standby,omitempty"`
+	// RuleStandby: a rule of the node puts it in standby now (it would
+	// not start a group placed on it).
+	RuleStandby bool                 `json:"rule_standby,omitempty"`
 	Maintenance bool                 `json:"maintenance,omitempty"`
 	Probes      []*facts.Probe       `json:"probes,omitempty"`
 	Failed      map[string]time.Time `json:"failed,omitempty"`
@@ -314,6 +317,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 				nf.Hears = r.Hears
 				nf.Maintenance = r.Maintenance
 				nf.Standby = r.Standby
+				nf.RuleStandby = r.RuleStandby
 				for _, pr := range r.Probes {
 					if f.Probes[pr.Probe] != nil {
 						f.Probes[pr.Probe][n.Name] = pr

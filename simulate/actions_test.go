@@ -2,6 +2,7 @@ package simulate_test
 
 import (
 	"testing"
+	"time"
 )
 
 // TestSlowStartWhileOperatorMovesBackAndForth: node1's starts and stops of
@@ -62,4 +63,39 @@ expect_alert("stop-failed", node = "node1", at = "10s")
 expect_owner("web", "node2", at = "25s")
 `)
 	mustOK(t, res)
+}
+
+const threeNodesQuorum = `
+load("@stdlib//placement.star", "active_standby")
+load("@stdlib//rules.star", "quorum")
+cluster(name = "q")
+node("node1", address = "198.51.100.1")
+node("node2", address = "198.51.100.2")
+node("node3", address = "198.51.100.3")
+heartbeat("lan", interval = "200ms", misses = 5)
+group("web", resources = [vip("198.51.100.10/24", interface = "eth0")],
+      placement = active_standby(["node1", "node2", "node3"], failback = "manual"))
+rule("quorum", when = quorum(settle = "1s"))
+`
+
+// TestPlannedMoveWaitsForTargetQuorumSettle: an operator moves web to a
+// node that has just rejoined and whose quorum rule still keeps it in
+// standby (settling). The holder must keep web until the target may start
+// it, then hand it over: no outage. Before, the holder stopped at once and
+// web was down until the target's settle ended (1.7 s).
+func TestPlannedMoveWaitsForTargetQuorumSettle(t *testing.T) {
+	res := simulateSrc(t, threeNodesQuorum, `
+scenario(duration = "30s")
+at("5s", crash("node3"))
+at("10s", boot("node3"))
+at("10.3s", operator_move("web", "node3"))
+expect_owner("web", "node3", at = "20s")
+expect_single_owner()
+`)
+	mustOK(t, res)
+	for _, o := range res.Outages {
+		if time.Duration(o.Start) > 5*time.Second && o.End > o.Start {
+			t.Errorf("web was down from %s to %s during a planned move", time.Duration(o.Start), time.Duration(o.End))
+		}
+	}
 }

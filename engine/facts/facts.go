@@ -50,8 +50,11 @@ type Node struct {
 	Self  bool
 	State string // Alive, Dead or Unknown
 	// Since is when State last changed.
-	Since       time.Time
-	Standby     bool
+	Since   time.Time
+	Standby bool
+	// RuleStandby (peers only): a rule of the node itself puts it in
+	// standby now, as its last report said.
+	RuleStandby bool
 	Maintenance bool
 	Paths       []*Path
 	// Holds lists the groups the node reports holding (for a dead node: what
