@@ -30,6 +30,13 @@ fi
 case $version in [0-9]*) ;; *) echo "package.sh: version $version must start with a digit (Debian)" >&2; exit 2 ;; esac
 
 arch=$(go env GOARCH)
+# Files in the package carry the commit's time, so a rebuild is identical.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+  export SOURCE_DATE_EPOCH
+fi
+# dist/ keeps only the newest package, so ./dist/harules_*.deb names one file.
+rm -f dist/harules_*.deb
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

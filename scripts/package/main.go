@@ -23,8 +23,8 @@ import (
 	"strings"
 
 	"github.com/goreleaser/nfpm/v2"
-	"github.com/goreleaser/nfpm/v2/files"
 	_ "github.com/goreleaser/nfpm/v2/deb" // registers the "deb" packager
+	"github.com/goreleaser/nfpm/v2/files"
 )
 
 func main() {
