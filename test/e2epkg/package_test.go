@@ -26,6 +26,9 @@ const (
 	secretPath  = "/etc/harules/secret"
 	wantsLink   = "/etc/systemd/system/multi-user.target.wants/harules.service"
 	aptLock     = "DPkg::Lock::Timeout=300" // other jobs on the machine may hold the dpkg lock
+	// marker exists while this test has the package installed: a run killed
+	// before its cleanup (go test -timeout) is cleaned up by the next one.
+	marker = "/run/lock/harules-e2epkg.installed"
 )
 
 func TestDebianPackage(t *testing.T) {
@@ -37,11 +40,7 @@ func TestDebianPackage(t *testing.T) {
 	// package purged, whatever happened in between.
 	var debPath string
 	t.Cleanup(func() {
-		if status(t) != "" {
-			cmd(t, "", "apt-get", "-o", aptLock, "purge", "-y", "-q", "harules").run()
-		}
-		os.Remove(secretPath)
-		os.Remove(confDir) // only if empty: never someone else's files
+		restore(t)
 		if debPath != "" {
 			os.Remove(debPath)
 		}
@@ -57,6 +56,9 @@ func TestDebianPackage(t *testing.T) {
 	version := strings.TrimSpace(cmd(t, "", "dpkg-deb", "-f", debPath, "Version").must())
 
 	// Install (README: apt-get install ./dist/harules_*.deb) and time it up to the first check.
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	cmd(t, repoRoot, "sh", "-c", "apt-get -o "+aptLock+" install -y -q ./dist/harules_*.deb").must()
 	installed := time.Since(start)
@@ -127,6 +129,16 @@ func TestDebianPackage(t *testing.T) {
 	}
 
 	checkCompletion(t)
+
+	// A conffile the operator changed survives a reinstall (dpkg keeps it).
+	edited := []byte("# edited by the operator\n")
+	if err := os.WriteFile(exampleConf, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd(t, repoRoot, "sh", "-c", "apt-get -o "+aptLock+" install -y -q --reinstall ./dist/harules_*.deb").must()
+	if got, _ := os.ReadFile(exampleConf); !bytes.Equal(got, edited) {
+		t.Errorf("reinstall replaced the edited conffile %s: %q", exampleConf, got)
+	}
 
 	// Remove: only the conffiles stay.
 	owned := strings.Fields(cmd(t, "", "dpkg-query", "-L", "harules").must())
@@ -222,9 +234,28 @@ func lockMachine(t *testing.T) {
 	t.Cleanup(func() { f.Close() })
 }
 
+// restore purges the package and removes what the test created (the
+// secret; /etc/harules only if nothing else is left in it).
+func restore(t *testing.T) {
+	if status(t) != "" {
+		if res := cmd(t, "", "apt-get", "-o", aptLock, "purge", "-y", "-q", "harules").run(); res.code != 0 {
+			t.Errorf("cleanup: apt-get purge harules: exit %d\n%s", res.code, res.out)
+			return
+		}
+	}
+	os.Remove(secretPath)
+	os.Remove(confDir) // only if empty: never someone else's files
+	os.Remove(marker)
+}
+
 // preflight refuses a machine where harules is already installed or
 // configured: the test would change, then purge, someone's installation.
+// What an earlier run of this test left (it was killed) is removed.
 func preflight(t *testing.T) {
+	if _, err := os.Stat(marker); err == nil {
+		t.Logf("an earlier run left the package installed (%s exists): purging it", marker)
+		restore(t)
+	}
 	if st := status(t); st != "" {
 		t.Fatalf("the harules package is already on this machine (dpkg status %q); this test installs and purges it: run `apt-get purge harules` first", st)
 	}
