@@ -24,6 +24,10 @@ _harules() {
     else
         opts=$("${words[@]}" --generate-bash-completion 2>/dev/null)
     fi
+    # After a command, urfave/cli offers its help sub-command: file names are likelier.
+    if ((COMP_CWORD > 1)); then
+        opts=$(grep -vxE 'help|h' <<<"$opts")
+    fi
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
 }
 complete -o bashdefault -o default -F _harules harules
@@ -44,6 +48,8 @@ _harules() {
     else
         opts=("${(@f)$(${words[1,CURRENT-1]} --generate-bash-completion 2>/dev/null)}")
     fi
+    # After a command, urfave/cli offers its help sub-command: file names are likelier.
+    ((CURRENT > 2)) && opts=(${opts:#(help|h)})
     if [[ -n ${opts[1]} ]]; then
         compadd -a opts
     else

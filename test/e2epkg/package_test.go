@@ -193,6 +193,10 @@ func checkCompletion(t *testing.T) {
 	if got := complete("harules", "secret", "new", "--f"); got != "--file --force" {
 		t.Errorf("bash: harules secret new --f<TAB> = %q, want --file --force", got)
 	}
+	// After a command with no sub-commands: nothing, so bash falls back to file names.
+	if got := complete("harules", "check", ""); got != "" {
+		t.Errorf("bash: harules check <TAB> = %q, want nothing (file names)", got)
+	}
 	// Completing must never run the command it completes.
 	if res := cmd(t, "", "harules", "check", "/nonexistent.star", "--generate-bash-completion").run(); res.code != 0 || strings.Contains(res.out, "nonexistent") {
 		t.Errorf("completing `harules check /nonexistent.star` ran the check: exit %d, %s", res.code, res.out)
