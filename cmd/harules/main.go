@@ -49,7 +49,10 @@ func main() {
 // to stdout and stderr (parameters so tests can capture them).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, interspersed(app, args))
+	if !completing(args) {
+		args = interspersed(app, args)
+	}
+	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
@@ -90,8 +93,10 @@ directory (run, release).`,
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),
 			operatorCommand("standby", "make a node give away its groups and take none", "NODE", 1, "standby"),
 			operatorCommand("online", "end a node's standby", "NODE", 1, "online"),
-			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand()},
-		ExitErrHandler: func(*cli.Context, error) {},
+			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand(),
+			secretCommand(), completionCommand(), manCommand()},
+		EnableBashCompletion: true, // harules completion bash|zsh
+		ExitErrHandler:       func(*cli.Context, error) {},
 	}
 }
 
@@ -112,6 +117,16 @@ func interspersed(app *cli.App, args []string) []string {
 	}
 	if cmd == nil {
 		return args
+	}
+	// Descend into subcommands (`secret new --file F`): their flags are the ones to move.
+	for descended := true; descended && i+1 < len(args); {
+		descended = false
+		for _, sub := range cmd.Subcommands {
+			if sub.HasName(args[i+1]) {
+				cmd, i, descended = sub, i+1, true
+				break
+			}
+		}
 	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
