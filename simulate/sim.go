@@ -101,6 +101,9 @@ type simNode struct {
 	// pausedUntil: the node is frozen (an overloaded host, a paused VM) and
 	// runs nothing, sends nothing and loses what arrives until then.
 	pausedUntil time.Time
+	// wakeAt is the instant the last decision asked to be made again
+	// (Decision.WakeAt), as the agent's wake timer does.
+	wakeAt time.Time
 }
 
 func (sn *simNode) paused(now time.Time) bool { return now.Before(sn.pausedUntil) }
@@ -337,6 +340,24 @@ func (s *sim) scheduleReevaluate(sn *simNode, incarn uint64) {
 	})
 }
 
+// scheduleWake decides again at the instant a time-dependent condition of
+// the last decision changes (a threshold of down_for, a for_ timer, ...).
+// Only the latest request counts, like the agent's single timer.
+func (s *sim) scheduleWake(sn *simNode, at time.Time) {
+	if at.IsZero() || at.Equal(sn.wakeAt) {
+		return
+	}
+	sn.wakeAt = at
+	incarn := sn.incarn
+	s.schedule(at, func() {
+		if !sn.up || sn.incarn != incarn || !sn.wakeAt.Equal(at) {
+			return
+		}
+		sn.wakeAt = time.Time{}
+		s.dirty[sn.name] = true
+	})
+}
+
 // flush runs the decision of every node whose facts changed at this instant.
 func (s *sim) flush() {
 	for i := 0; i < 4 && len(s.dirty) > 0; i++ {
@@ -349,8 +370,9 @@ func (s *sim) flush() {
 				continue
 			}
 			before := sn.node.Report()
-			sn.node.Step(s.ctx, s.now)
+			d := sn.node.Step(s.ctx, s.now)
 			s.res.Stats.Decisions++
+			s.scheduleWake(sn, d.WakeAt)
 			if sn.node.Report() != before {
 				// The node changed what it holds or reports: like the agent
 				// (which kicks its heartbeat senders), it tells its peers at
