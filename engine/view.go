@@ -187,6 +187,33 @@ func (v *View) Probes() []*facts.Probe {
 	return out
 }
 
+// NextDeadline is the earliest instant at which Update would declare a
+// path down or a peer dead if no heartbeat arrives meanwhile (zero: none);
+// never before a hold ends. The agent's detection timer and the simulator
+// judge at that instant rather than at their next tick.
+func (v *View) NextDeadline() time.Time {
+	var next time.Time
+	take := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, pv := range v.peers {
+		if pv.state == facts.Unknown {
+			take(v.boot.Add(v.policy.StartupGrace()))
+		}
+		for _, h := range v.policy.Paths {
+			if p := pv.paths[h.Name]; p.known && p.up {
+				take(p.lastSeen.Add(h.DetectionTime()))
+			}
+		}
+	}
+	if !next.IsZero() && next.Before(v.hold) {
+		next = v.hold
+	}
+	return next
+}
+
 // Update advances the failure detector to now and reports whether any path
 // or peer changed state.
 func (v *View) Update(now time.Time) bool {
