@@ -20,6 +20,8 @@ import (
 //	f.node(name)      a node
 //	f.owner(group)    the node holding the group (alive or unknown), or None
 //	f.probe(name, node=f.self)  the probe's result on that node, or None if unknown
+//	f.probe_spec(name)  the probe's timing: every, timeout, rise, fall
+//	f.heartbeats      dict: path name -> interval, misses, detection_time
 //
 // node: name, self, alive, state ("alive"/"dead"/"unknown"), since,
 // up_for / down_for (durations, zero when not in that state), standby,
@@ -28,6 +30,10 @@ import (
 // group: name, owner, holders, since, held_for, failed_on (list of nodes).
 // probe: name, node, ok, state ("ok"/"failing"/"unknown"), since, duration,
 // failing_for, ok_for, value, text.
+//
+// The durations that grow with time (up_for, down_for, last_seen_ago,
+// held_for, duration, failing_for, ok_for) record in the facts' Clock the
+// thresholds they are compared with (elapsed.go).
 type FactsValue struct {
 	f      *facts.Facts
 	clk    *Clock
