@@ -454,7 +454,8 @@ func (a *Agent) loop(ctx context.Context) error {
 			// A time-dependent rule condition (down_for < 2s, a for_
 			// timer, ...) changes its answer now.
 			a.wake.fired()
-			dirty = a.drainInbox(detect) || true
+			a.drainInbox(detect)
+			dirty = true
 		case m := <-a.monitors:
 			// In maintenance a failed monitor is not acted on (unmanaged);
 			// the first monitor after leaving it sees the state then.
