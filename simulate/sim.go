@@ -105,6 +105,10 @@ type simNode struct {
 	// detectAt is when the pending failure-detector check runs (zero:
 	// none), like the agent's detection timer.
 	detectAt time.Time
+	// decided is the node's report as of its last decision: what its
+	// heartbeats carry, as the agent's senders carry the payload its last
+	// step built (nil before the first decision).
+	decided *engine.Report
 	// wakeAt is the instant the last decision asked to be made again
 	// (Decision.WakeAt), as the agent's wake timer does.
 	wakeAt time.Time
@@ -249,7 +253,7 @@ func (s *sim) record(r engine.Record) { s.res.Records = append(s.res.Records, r)
 func (s *sim) boot(sn *simNode) {
 	sn.up = true
 	sn.incarn++
-	sn.detectAt, sn.wakeAt = time.Time{}, time.Time{}
+	sn.detectAt, sn.wakeAt, sn.decided = time.Time{}, time.Time{}, nil
 	st := engine.NewState(sn.incarn)
 	sn.node = engine.NewNode(s.p, sn.name, s.now, st, &recorder{s: s, sn: sn}, s.record)
 	for _, pr := range s.p.Probes {
@@ -297,7 +301,13 @@ func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
 // send delivers one heartbeat from sn to every peer on each path (or
 // schedules it when the scenario sets a latency).
 func (s *sim) send(sn *simNode, paths []*policy.HeartbeatPath) {
-	rep := sn.node.Report()
+	// A heartbeat carries what the node last decided with, not a view it
+	// has not decided on yet: a report that hears a peer must mean the
+	// node took that peer into account (self_fence relies on it).
+	rep := sn.decided
+	if rep == nil {
+		rep = sn.node.Report()
+	}
 	for _, h := range paths {
 		for _, peer := range s.order {
 			if peer == sn {
@@ -406,7 +416,8 @@ func (s *sim) flush() {
 			d := sn.node.Step(s.ctx, s.now)
 			s.res.Stats.Decisions++
 			s.scheduleWake(sn, d.WakeAt)
-			if sn.node.Report() != before {
+			sn.decided = sn.node.Report()
+			if sn.decided != before {
 				// The node changed what it holds or reports: like the agent
 				// (which kicks its heartbeat senders), it tells its peers at
 				// once instead of at the next interval.
