@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/agent"
+	"github.com/harules/harules/internal/version"
 )
 
 type pageTemplate = *template.Template
@@ -74,6 +75,10 @@ type pageData struct {
 	// backups page while a run is in progress).
 	Refresh int
 }
+
+// Version is the build the console runs, shown in every page's footer
+// (the same line as harules version).
+func (pageData) Version() string { return version.Get().String() }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, p *principal, title string, data any) {
 	pd := pageData{Title: title, Nav: name, Data: data}

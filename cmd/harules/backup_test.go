@@ -17,6 +17,7 @@ import (
 	"github.com/harules/harules/builtins/backup"
 	"github.com/harules/harules/engine"
 	"github.com/harules/harules/internal/pgtest"
+	"github.com/harules/harules/internal/version"
 	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/simulate"
@@ -346,6 +347,12 @@ func TestBackupRunThroughAgent(t *testing.T) {
 	var st agent.Status
 	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || len(st.Backups) != 1 || st.Backups[0].Outcome != "ok" {
 		t.Errorf("status after the run: exit %d, %+v", code, st.Backups)
+	}
+	if st.Version != version.Get().Version {
+		t.Errorf("status --json version %q, want %q", st.Version, version.Get().Version)
+	}
+	if _, out, _ := harules(t, "status", "--control", sock); !strings.Contains(out, "harules "+version.Get().Version+")") {
+		t.Errorf("status does not name the agent's version:\n%s", out)
 	}
 	// A failing job: --wait exits 1, and the alert is in the status.
 	code, _, errOut = harules(t, "backup", "run", "hourly", "--control", sock, "--wait")

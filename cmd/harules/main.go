@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/harules/harules/internal/version"
 )
 
 // Exit codes, documented in --help.
@@ -35,8 +37,6 @@ func (e *exitError) Unwrap() error { return e.err }
 func fail(code int, format string, args ...any) error {
 	return &exitError{code: code, err: fmt.Errorf(format, args...)}
 }
-
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -69,7 +69,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		Name:      "harules",
 		Usage:     "high availability whose failover policy is code",
-		Version:   version,
+		Version:   version.Get().String(),
 		Description: `harules keeps a virtual IP, disks, services and databases running on one
 node of a cluster and moves them when a node, its network, its application
 or its database fails. The failover policy is a Starlark file (policy.star).
@@ -88,7 +88,7 @@ invalid input, 3 internal error.`,
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),
 			operatorCommand("standby", "make a node give away its groups and take none", "NODE", 1, "standby"),
 			operatorCommand("online", "end a node's standby", "NODE", 1, "online"),
-			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand()},
+			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand(), versionCommand()},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }

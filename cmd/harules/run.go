@@ -313,7 +313,7 @@ output instead of the text; --quiet writes only the picture.`,
 }
 
 func printStatus(w io.Writer, st *agent.Status) {
-	fmt.Fprintf(w, "cluster %s, seen from %s (policy %s, incarnation %d)\n\n", st.Cluster, st.Node, st.PolicyHash, st.Incarnation)
+	fmt.Fprintf(w, "cluster %s, seen from %s (policy %s, incarnation %d, harules %s)\n\n", st.Cluster, st.Node, st.PolicyHash, st.Incarnation, orDash(st.Version))
 	// The control API fills in the heartbeat counters, with the RTT each
 	// path measured to each peer.
 	rtt := map[string]float64{}
