@@ -95,7 +95,10 @@ invalid input, 3 internal error.`,
 
 // interspersed moves a command's flags in front of its positional arguments,
 // so `harules simulate policy.star --scenario s.star` works as operators type
-// it (urfave/cli stops parsing flags at the first positional argument).
+// it (urfave/cli stops parsing flags at the first positional argument). For
+// a command with subcommands (backup list, disk status...) the subcommand
+// is the first positional argument, and flags given before it (the form of
+// the days before subcommands: backup --policy P list) move after it.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 3 {
 		return args
@@ -111,20 +114,43 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	out := append([]string{}, args[:i+1]...)
+	rest := args[i+1:]
+	if len(cmd.Subcommands) > 0 {
+		all := append([]cli.Flag{}, cmd.Flags...)
+		for _, sc := range cmd.Subcommands {
+			all = append(all, sc.Flags...)
+		}
+		flags, positional := splitFlags(all, rest)
+		if len(positional) == 0 || positional[0] == "--" {
+			return append(out, rest...)
+		}
+		sub := cmd.Command(positional[0])
+		if sub == nil {
+			return append(out, rest...)
+		}
+		cmd = sub
+		out = append(out, positional[0])
+		rest = append(flags, positional[1:]...)
+	}
+	flags, positional := splitFlags(cmd.Flags, rest)
+	return append(append(out, flags...), positional...)
+}
+
+// splitFlags separates the flags (with their values) of args from the
+// positional arguments; everything after "--" is positional.
+func splitFlags(known []cli.Flag, args []string) (flags, positional []string) {
 	takesValue := map[string]bool{}
-	for _, f := range cmd.Flags {
+	for _, f := range known {
 		_, isBool := f.(*cli.BoolFlag)
 		for _, n := range f.Names() {
 			takesValue[n] = !isBool
 		}
 	}
-	out := append([]string{}, args[:i+1]...)
-	var flags, positional []string
-	rest := args[i+1:]
-	for j := 0; j < len(rest); j++ {
-		a := rest[j]
+	for j := 0; j < len(args); j++ {
+		a := args[j]
 		if a == "--" {
-			positional = append(positional, rest[j:]...)
+			positional = append(positional, args[j:]...)
 			break
 		}
 		if !strings.HasPrefix(a, "-") || a == "-" {
@@ -133,10 +159,10 @@ func interspersed(app *cli.App, args []string) []string {
 		}
 		flags = append(flags, a)
 		name := strings.TrimLeft(a, "-")
-		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
-			flags = append(flags, rest[j+1])
+		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(args) {
+			flags = append(flags, args[j+1])
 			j++
 		}
 	}
-	return append(append(out, flags...), positional...)
+	return flags, positional
 }
