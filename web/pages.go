@@ -38,6 +38,13 @@ func parsePages() (map[string]pageTemplate, error) {
 	funcs := template.FuncMap{
 		"join":  strings.Join,
 		"lower": strings.ToLower,
+		// plural: {{plural .Groups "group"}} is "1 group", "2 groups".
+		"plural": func(n int, noun string) string {
+			if n == 1 {
+				return "1 " + noun
+			}
+			return strconv.Itoa(n) + " " + noun + "s"
+		},
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/overview_body.html")
 	if err != nil {

@@ -23,6 +23,11 @@ const (
 	exitFailed   = 1 // an expectation failed, or check found errors
 	exitUsage    = 2 // bad flags, an invalid policy or scenario given to simulate
 	exitInternal = 3
+	// exitConfig (sysexits' EX_CONFIG): run refused a policy that cannot run
+	// on this node before touching anything. The supervisor and harules
+	// release (ExecStopPost) release nothing after it, and the unit does not
+	// restart on it (RestartPreventExitStatus=78).
+	exitConfig = 78
 )
 
 // exitError carries an exit code through urfave/cli.
@@ -82,7 +87,8 @@ Start here:
   harules status | move GROUP NODE | standby NODE | online NODE   steer the running agents
 
 Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
-invalid input, 3 internal error.`,
+invalid input, 3 internal error, 78 run refused a policy that cannot run on
+this node (nothing was touched).`,
 		Commands: []*cli.Command{checkCommand(), simulateCommand(), demoCommand(), withAgentRuntime(runCommand(), os.Getenv), statusCommand(),
 			operatorCommand("move", "run a group on a node (sticks until moved again; NODE \"\" clears the pin and lets placement decide)", "GROUP NODE", 2, "move"),
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),
