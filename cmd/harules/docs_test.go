@@ -212,7 +212,6 @@ func TestDocsCommandOutputs(t *testing.T) {
 	t.Logf("%d shown command outputs verified", verified)
 }
 
-
 // TestDocsExampleLists: every examples/NAME is listed in the README's
 // Examples section and in docs/policy.md's list, and no listed one is
 // missing.
