@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package version says which build of harules is running: the module
 // version, VCS revision and dirty flag the Go toolchain records in the
 // binary (runtime/debug.ReadBuildInfo), each overridable at link time:
