@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -209,5 +210,29 @@ func TestReleaseAfterARefusedRun(t *testing.T) {
 	t.Setenv("EXIT_STATUS", "1")
 	if code, _, errOut := harules(t, "release", "--policy", missing, "--node", "n1", "--state-dir", t.TempDir()); code != exitFailed {
 		t.Fatalf("release after exit 1 must try (and here fail on the missing policy): exit %d: %s", code, errOut)
+	}
+}
+
+// TestPidFile: the pid file holds this process's pid while it runs and is
+// removed at the end, unless another process has written its own there.
+func TestPidFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run", "harules.pid")
+	log, _ := newLogger(&strings.Builder{}, "info")
+	remove := writePidFile(log, path)
+	b, err := os.ReadFile(path)
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+		t.Fatalf("pid file %q, %v; want %d", b, err, os.Getpid())
+	}
+	remove()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("pid file not removed: %v", err)
+	}
+	remove = writePidFile(log, path)
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil { // another run took the file over
+		t.Fatal(err)
+	}
+	remove()
+	if b, _ := os.ReadFile(path); string(b) != "1\n" {
+		t.Fatalf("another process's pid file was removed or changed: %q", b)
 	}
 }
