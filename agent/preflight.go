@@ -130,8 +130,17 @@ func (pf *Preflight) CheckNode(p *policy.Policy, node, stateDir string) {
 			continue
 		}
 		mayRun[g.Name] = true
+		// What lives on the group's shared disks is there only once they
+		// are mounted (on the holder): a program or directory under a
+		// mountpoint is not looked for.
+		var mounts []string
 		for _, r := range g.Resources {
-			pf.checkResource(r)
+			if m := r.Params["mountpoint"]; r.Kind == policy.KindDisk && filepath.IsAbs(m) {
+				mounts = append(mounts, filepath.Clean(m))
+			}
+		}
+		for _, r := range g.Resources {
+			pf.checkResource(r, mounts)
 		}
 	}
 	for _, h := range p.Paths {
@@ -155,7 +164,7 @@ func (pf *Preflight) CheckNode(p *policy.Policy, node, stateDir string) {
 	}
 }
 
-func (pf *Preflight) checkResource(r *policy.Resource) {
+func (pf *Preflight) checkResource(r *policy.Resource, mounts []string) {
 	switch r.Kind {
 	case policy.KindVIP:
 		iface := r.Params["interface"]
@@ -177,6 +186,9 @@ func (pf *Preflight) checkResource(r *policy.Resource) {
 		if err != nil {
 			return
 		}
+		if underAny(spec.Dir, mounts) || underAny(firstWord(spec.Argv), mounts) || underAny(firstWord(spec.Start), mounts) {
+			return
+		}
 		if err := service.CheckInstalled(spec); err != nil {
 			pf.errorf(r.Pos, "service %s: %v", r.Name, err)
 		}
@@ -186,6 +198,27 @@ func (pf *Preflight) checkResource(r *policy.Resource) {
 			pf.checkDevice(r.Pos, "disk "+r.Name+" lease_device", d)
 		}
 	}
+}
+
+// underAny reports whether path is one of dirs or inside one.
+func underAny(path string, dirs []string) bool {
+	if !filepath.IsAbs(path) {
+		return false
+	}
+	path = filepath.Clean(path)
+	for _, d := range dirs {
+		if path == d || strings.HasPrefix(path, d+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func firstWord(argv []string) string {
+	if len(argv) == 0 {
+		return ""
+	}
+	return argv[0]
 }
 
 func (pf *Preflight) checkDevice(pos policy.Pos, what, dev string) {

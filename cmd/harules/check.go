@@ -33,7 +33,9 @@ that fails these, exit 78, before it touches anything):
   with --node NAME, the facts of that node (run check on it): interfaces
   named in vip() exist, service programs and OCF agents exist and are
   executable, disk devices exist, --state-dir and the backup stores are
-  writable. Only the groups and backups NAME may run count.
+  writable. Only the groups and backups NAME may run count; a program or
+  service dir under a disk() mountpoint of the same group is not looked
+  for (it is there once the disk is mounted).
 Not being root, what cannot be read or written is a warning, not an error.
 --policy-only skips these (a policy checked away from its nodes, e.g. in CI).
 

@@ -164,6 +164,12 @@ func TestCheckNodeGood(t *testing.T) {
     service("prog", command = "sleep 1000"),
     service("scripts", start = "exec /bin/true", stop = "/bin/true", monitor = "true"),
   ], placement = active_standby(["n1", "n2"]))
+# The program lives on the shared disk, mounted only on the holder: not
+# looked for (the device is, and exists here).
+group("shared", resources = [
+    disk("/dev/null", "/srv/harules-test-shared"),
+    service("app", command = "/srv/harules-test-shared/bin/app --serve"),
+  ], placement = active_standby(["n1", "n2"]))
 backup("b", schedule = "0 3 * * *", group = "g", kind = "files", params = {"target": "`+dir+`/store/x", "source": "/etc"})
 `)
 	code, out, errOut := harules(t, "check", "--node", "n1", "--state-dir", filepath.Join(dir, "state"), pol)
