@@ -37,8 +37,9 @@ func backupCommand() *cli.Command {
 		}
 	}
 	return &cli.Command{
-		Name:  "backup",
-		Usage: "list, run, verify and restore the policy's backup jobs",
+		Name:      "backup",
+		Usage:     "list, run, verify and restore the policy's backup jobs",
+		UsageText: "harules backup list|run|verify|restore [options] [arguments...]   (harules backup SUBCOMMAND --help)",
 		Description: `The backup jobs are the policy's backup(...) declarations; their backups
 live in the store directory params["target"] (and copies in params["copy_to"]).
 Each subcommand has its own help: harules backup list --help.

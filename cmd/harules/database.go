@@ -16,9 +16,10 @@ import (
 
 func databaseCommand() *cli.Command {
 	return &cli.Command{
-		Name:    "database",
-		Aliases: []string{"db"},
-		Usage:   "database chores the agent does not do by itself",
+		Name:      "database",
+		Aliases:   []string{"db"},
+		Usage:     "database chores the agent does not do by itself",
+		UsageText: "harules database rejoin [options] RESOURCE   (harules database rejoin --help)",
 		Description: `Each subcommand has its own help: harules database rejoin --help.
 
 Exit codes: 0 ok, 1 failed, 2 usage error.`,

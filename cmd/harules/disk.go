@@ -29,8 +29,9 @@ func diskCommand() *cli.Command {
 		}
 	}
 	return &cli.Command{
-		Name:  "disk",
-		Usage: "prepare a shared disk and show its lease area",
+		Name:      "disk",
+		Usage:     "prepare a shared disk and show its lease area",
+		UsageText: "harules disk format|format-area|status|clear [options] DEVICE   (harules disk SUBCOMMAND --help)",
 		Description: `A disk(...) resource is guarded by a lease area in the last 1 MiB of its
 device (or of its lease_device): one slot per node for the lease and one for
 the disk heartbeat. Each subcommand has its own help: harules disk status --help.
