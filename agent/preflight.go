@@ -189,7 +189,7 @@ func (pf *Preflight) checkResource(r *policy.Resource, mounts []string) {
 		if underAny(spec.Dir, mounts) || underAny(firstWord(spec.Argv), mounts) || underAny(firstWord(spec.Start), mounts) {
 			return
 		}
-		if err := service.CheckInstalled(spec); err != nil {
+		for _, err := range service.CheckInstalled(spec) {
 			pf.errorf(r.Pos, "service %s: %v", r.Name, err)
 		}
 	case policy.KindDisk:

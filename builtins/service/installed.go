@@ -5,9 +5,11 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 )
 
 // CheckInstalled reports what a node lacks to run the service: its
@@ -15,8 +17,8 @@ import (
 // executable. `harules check --node` and the agent's start call it, so a
 // missing program is found before the group is started, not at failover.
 // A command run through /bin/sh is checked for the shell only: its words
-// mean what the shell makes of them.
-func CheckInstalled(spec Spec) error {
+// mean what the shell makes of them. Each problem is one error.
+func CheckInstalled(spec Spec) []error {
 	var problems []error
 	switch spec.Kind {
 	case KindProcess:
@@ -36,7 +38,7 @@ func CheckInstalled(spec Spec) error {
 			problems = append(problems, err)
 		}
 	}
-	return errors.Join(problems...)
+	return slices.DeleteFunc(problems, func(err error) bool { return err == nil })
 }
 
 // checkProgram says whether argv's program can be run from dir.
@@ -48,11 +50,16 @@ func checkProgram(what string, argv []string, dir string) error {
 	if dir != "" && !filepath.IsAbs(prog) && filepath.Base(prog) != prog {
 		prog = filepath.Join(dir, prog) // "./run" runs from the service's dir
 	}
-	if _, err := exec.LookPath(prog); err != nil {
-		if errors.Is(err, exec.ErrNotFound) && filepath.Base(prog) == prog {
-			return fmt.Errorf("%s: program %q is not in $PATH (%s)", what, prog, os.Getenv("PATH"))
-		}
-		return fmt.Errorf("%s: %w", what, err)
+	_, err := exec.LookPath(prog)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, exec.ErrNotFound) && filepath.Base(prog) == prog:
+		return fmt.Errorf("%s: program %q is not in $PATH (%s)", what, prog, os.Getenv("PATH"))
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: program %s does not exist", what, prog)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%s: program %s is not executable", what, prog)
 	}
-	return nil
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -117,7 +117,7 @@ backup("b2", schedule = "0 3 * * *", group = "only2", kind = "files", params = {
 	}
 	for _, want := range []string{
 		pol + `:7:8: vip 198.51.100.7: interface "nosuch0" does not exist on this node`,
-		pol + `:8:12: service prog: command: exec: "/nonexistent/bin/prog": stat /nonexistent/bin/prog: no such file or directory`,
+		pol + `:8:12: service prog: command: program /nonexistent/bin/prog does not exist`,
 		pol + `:9:12: service ocf1: OCF agent ocf:heartbeat:NoSuchAgentXyz not found at /usr/lib/ocf/resource.d/heartbeat/NoSuchAgentXyz`,
 		pol + `:10:12: service scripts: start: program "no-such-program-xyz" is not in $PATH`,
 		pol + `:11:9: disk data: device /dev/nonexistent-harules: no such file or directory`,
