@@ -169,6 +169,9 @@ func New(cfg Config) (*Agent, error) {
 // (a planned switchover when a peer is alive) and releases everything; in
 // maintenance it leaves everything running instead (adopt.go).
 func (a *Agent) Run(ctx context.Context) error {
+	if err := a.preflight(); err != nil {
+		return err // nothing touched yet: no release before this exit (preflight.go)
+	}
 	if a.cfg.Lock == nil {
 		// Before anything is touched: a second run would release what the
 		// first holds.
