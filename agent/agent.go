@@ -105,6 +105,8 @@ type Agent struct {
 	maintPeers map[string]*engine.Report
 	// metrics are updated as things happen (metrics.go).
 	metrics *Metrics
+	// dbpos: this node's and its peers' database positions (dbpositions.go).
+	dbpos *dbPositions
 }
 
 type backupOK struct {
@@ -148,7 +150,7 @@ func New(cfg Config) (*Agent, error) {
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
-		metrics: NewMetrics(cfg.Node, cfg.Now)}
+		metrics: NewMetrics(cfg.Node, cfg.Now), dbpos: newDBPositions()}
 	return a, nil
 }
 
@@ -174,6 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.real.Incarnation = incarnation
 		a.real.SetVerifyLog(StateVerifyLog(a.cfg.StateDir)) // backup(params={"verify": "after"}) records its checks there
 		a.real.Policy = func() *policy.Policy { return a.node.Policy }
+		a.real.PeerPositions = a.PeerPositions // a database start compares with them
 		// A live holder answers an ARP probe within a millisecond on a LAN;
 		// the window is kept short because it adds to every crash failover.
 		if d := a.policy.DetectionTime() / 10; d > 0 {
@@ -284,11 +287,9 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	// The first heartbeats carry a real report (holding nothing: everything
 	// was released above), so a peer never has to guess what a payload-less
 	// heartbeat of a new incarnation means.
-	initial, err := json.Marshal(a.node.Report())
-	if err != nil {
+	if err := a.publishReport(a.node.Report()); err != nil {
 		return fmt.Errorf("initial report: %w", err)
 	}
-	a.payload.Store(&initial)
 	byInterval := map[time.Duration][]*heartbeat.Endpoint{}
 	var intervals []time.Duration
 	for _, h := range a.policy.Paths {
@@ -485,6 +486,9 @@ func (a *Agent) heartbeat(r heartbeat.Received) bool {
 		var fresh engine.Report
 		if err := json.Unmarshal(r.Message.Payload, &fresh); err != nil || fresh.Node != r.Message.From {
 			a.log.Warn("heartbeat payload unreadable; keeping the peer's previous view", "peer", r.Message.From, "error", err)
+		} else if a.takePeerPositions(&fresh, rep) {
+			// Only its database positions changed: no news for the engine.
+			a.peerRpts[r.Message.From] = peerReport{raw: bytes.Clone(r.Message.Payload), report: rep}
 		} else {
 			a.reannounceReleased(rep, &fresh)
 			rep = &fresh
@@ -533,8 +537,8 @@ func (a *Agent) step(ctx context.Context) {
 	rep := a.node.Report()
 	if rep != a.lastRpt {
 		a.lastRpt = rep
-		if b, err := json.Marshal(rep); err == nil {
-			a.payload.Store(&b)
+		if err := a.publishReport(rep); err != nil {
+			a.log.Error("cannot publish the report", "error", err)
 		}
 		a.kick()
 	}

@@ -1,0 +1,176 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/harules/harules/builtins/database"
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/policy"
+)
+
+// dbPositions keeps database positions (how far each server's history has
+// got): this node's own, observed every second and published in its
+// heartbeat report, and the last ones each peer reported, which a start
+// of a database resource compares its server with (database.StartInfo).
+//
+// Positions are kept apart from the engine's view of a peer: a primary's
+// position moves with every write, and a new report for the engine means
+// a new decision.
+type dbPositions struct {
+	mu sync.Mutex
+	// own: database name -> this node's position.
+	own map[string]engine.DBPosition
+	// peers: peer -> database name -> its last reported position. A peer's
+	// positions outlive its death and restarts (its data does not vanish);
+	// a newer report of the same database replaces them.
+	peers map[string]map[string]engine.DBPosition
+	// report is the engine's last report, marshalled; the payload is it
+	// plus own.
+	report []byte
+	// busy: observations under way, by database name.
+	busy map[string]bool
+}
+
+func newDBPositions() *dbPositions {
+	return &dbPositions{own: map[string]engine.DBPosition{}, peers: map[string]map[string]engine.DBPosition{}, busy: map[string]bool{}}
+}
+
+// payload returns report with own positions added (as "db"); report is a
+// JSON object without "db" (the engine never fills it).
+func (d *dbPositions) payload(report []byte) []byte {
+	if len(d.own) == 0 {
+		return report
+	}
+	db, err := json.Marshal(d.own)
+	if err != nil {
+		return report
+	}
+	body := bytes.TrimSuffix(bytes.TrimSpace(report), []byte("}"))
+	out := make([]byte, 0, len(body)+len(db)+8)
+	out = append(append(append(out, body...), `,"db":`...), db...)
+	return append(out, '}')
+}
+
+// publishReport stores the heartbeat payload for the engine's report rep.
+func (a *Agent) publishReport(rep *engine.Report) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	a.dbpos.mu.Lock()
+	defer a.dbpos.mu.Unlock()
+	a.dbpos.report = b
+	p := a.dbpos.payload(b)
+	a.payload.Store(&p)
+	return nil
+}
+
+// setOwnPosition records an observation of this node's server; the next
+// heartbeats carry it.
+func (a *Agent) setOwnPosition(name string, pos engine.DBPosition) {
+	a.dbpos.mu.Lock()
+	defer a.dbpos.mu.Unlock()
+	if old, ok := a.dbpos.own[name]; ok && old == pos {
+		return
+	}
+	a.dbpos.own[name] = pos
+	if a.dbpos.report != nil {
+		p := a.dbpos.payload(a.dbpos.report)
+		a.payload.Store(&p)
+	}
+}
+
+// takePeerPositions records the positions in a peer's fresh report and
+// takes them out of it; it reports whether the rest equals the report the
+// engine has (then the engine's view need not change).
+func (a *Agent) takePeerPositions(fresh, current *engine.Report) bool {
+	if len(fresh.DB) > 0 {
+		a.dbpos.mu.Lock()
+		m := a.dbpos.peers[fresh.Node]
+		if m == nil {
+			m = map[string]engine.DBPosition{}
+			a.dbpos.peers[fresh.Node] = m
+		}
+		maps.Copy(m, fresh.DB)
+		a.dbpos.mu.Unlock()
+	}
+	fresh.DB = nil
+	return current != nil && reflect.DeepEqual(current, fresh)
+}
+
+// PeerPositions returns the positions peers last reported for database
+// name, by peer (what Executor.PeerPositions is set to).
+func (a *Agent) PeerPositions(name string) map[string]engine.DBPosition {
+	a.dbpos.mu.Lock()
+	defer a.dbpos.mu.Unlock()
+	out := map[string]engine.DBPosition{}
+	for peer, m := range a.dbpos.peers {
+		if pos, ok := m[name]; ok {
+			out[peer] = pos
+		}
+	}
+	return out
+}
+
+// observeDatabases reads the position of this node's server of every
+// database the policy declares, whether it holds the group or not (a
+// standby's position counts as much as a primary's), each in its own
+// goroutine and at most one at a time per database. A server that does
+// not answer keeps its last position.
+func (a *Agent) observeDatabases(ctx context.Context) {
+	seen := map[string]bool{}
+	for _, g := range a.policy.Groups {
+		for _, r := range g.Resources {
+			if r.Kind != policy.KindDatabase || seen[r.Name] {
+				continue
+			}
+			seen[r.Name] = true
+			a.dbpos.mu.Lock()
+			busy := a.dbpos.busy[r.Name]
+			a.dbpos.busy[r.Name] = true
+			a.dbpos.mu.Unlock()
+			if busy {
+				continue
+			}
+			go func(r *policy.Resource) {
+				defer func() {
+					a.dbpos.mu.Lock()
+					delete(a.dbpos.busy, r.Name)
+					a.dbpos.mu.Unlock()
+				}()
+				pos, err := observePosition(ctx, r)
+				if err != nil {
+					a.log.Debug("database position not observed", "database", r.Name, "error", err)
+					return
+				}
+				a.setOwnPosition(r.Name, pos)
+			}(r)
+		}
+	}
+}
+
+// observePosition asks this node's server of database r how far it has got.
+func observePosition(ctx context.Context, r *policy.Resource) (engine.DBPosition, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	db, err := database.New(r.Name, r.Params, nil)
+	if err != nil {
+		return engine.DBPosition{}, err
+	}
+	p, ok := db.(database.Positioner)
+	if !ok {
+		return engine.DBPosition{}, fmt.Errorf("database %s: its engine reports no position", r.Name)
+	}
+	pos, err := p.Position(ctx)
+	if err != nil {
+		return engine.DBPosition{}, err
+	}
+	return engine.DBPosition(pos), nil
+}
