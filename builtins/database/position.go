@@ -95,12 +95,18 @@ func behind(local, peer Position) bool {
 // what is refused ("promote", "start as primary"); engine and name prefix
 // the message like the drivers' other errors.
 func checkPeers(engine, name, verb string, local Position, peers map[string]Position) error {
+	return refuseBehind(engine, name, verb, "local "+local.String(), func(peer Position) bool { return behind(local, peer) }, peers)
+}
+
+// refuseBehind is checkPeers with the local side given as a description
+// and a test of whether it is behind a peer's position.
+func refuseBehind(engine, name, verb, local string, isBehind func(Position) bool, peers map[string]Position) error {
 	for _, node := range slices.Sorted(maps.Keys(peers)) {
 		peer := peers[node]
-		if !behind(local, peer) {
+		if !isBehind(peer) {
 			continue
 		}
-		return fmt.Errorf("%s %s: refusing to %s: %w: local %s is behind %s's last reported %s; "+
+		return fmt.Errorf("%s %s: refusing to %s: %w: %s is behind %s's last reported %s; "+
 			"make this node a replica of the primary that has that history (harules database rejoin %s --primary ...) "+
 			"or, if %s's data is lost for good and losing it is accepted, set force=true on the database(...) and reload",
 			engine, name, verb, ErrBehindPeer, local, node, peer, name, node)

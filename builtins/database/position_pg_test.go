@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
@@ -96,16 +97,17 @@ func TestPostgresStartRefusesPositionBehindPeer(t *testing.T) {
 	}
 
 	// The old primary a is stopped: Start would bring it up as a primary
-	// of timeline 1, which b left.
+	// of timeline 1, which b left. It is refused without being started.
+	starts := strings.Count(a.serverLog(), "ready to accept connections")
 	err = a.res.StartWith(ctx30(t), StartInfo{Peers: map[string]Position{"b": bNew}})
 	a.track()
 	if !errors.Is(err, ErrBehindPeer) || !strings.Contains(err.Error(), "refusing to start as primary: ") ||
-		!strings.Contains(err.Error(), "timeline 1 LSN") || !strings.Contains(err.Error(), "b's last reported timeline 2 LSN "+bNew.LSN) {
+		!strings.Contains(err.Error(), "timeline 1 (pg_control; not started)") || !strings.Contains(err.Error(), "b's last reported timeline 2 LSN "+bNew.LSN) {
 		t.Fatalf("Start of the stale old primary: %v, want ErrBehindPeer (timeline 1 behind b's timeline 2)", err)
 	}
 	t.Logf("refused as expected: %v", err)
-	if a.running() {
-		t.Fatal("the stale primary Start started was left running")
+	if a.running() || strings.Count(a.serverLog(), "ready to accept connections") != starts {
+		t.Fatal("the stale primary was started")
 	}
 
 	// Already running as a primary (started by hand): refused as well.
@@ -128,6 +130,31 @@ func TestPostgresStartRefusesPositionBehindPeer(t *testing.T) {
 	if err := a.res.StartWith(ctx30(t), StartInfo{Peers: map[string]Position{"b": bNew}}); err != nil {
 		t.Fatalf("Start with force: %v", err)
 	}
+
+	// A stopped primary on the peer's timeline but behind its LSN can only
+	// be told once it runs: Start starts it, refuses it and shuts it down.
+	if err := b.res.Stop(ctx30(t)); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := ParseLSN(bNew.LSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := Position{Timeline: 2, LSN: fmt.Sprintf("%X/%X", (lsn+1<<20)>>32, uint32(lsn+1<<20))}
+	err = b.res.StartWith(ctx30(t), StartInfo{Peers: map[string]Position{"a": ahead}})
+	b.track()
+	if !errors.Is(err, ErrBehindPeer) || !strings.Contains(err.Error(), "local timeline 2 LSN") {
+		t.Fatalf("Start of a stopped primary behind a's LSN on its timeline: %v, want ErrBehindPeer", err)
+	}
+	if b.running() {
+		t.Fatal("the refused primary Start started was left running")
+	}
+}
+
+// serverLog is the node's server log (pg_ctl -l).
+func (n *pgNode) serverLog() string {
+	b, _ := os.ReadFile(n.res.cfg.LogFile)
+	return string(b)
 }
 
 // A primary with a streaming standby reports what the standby has

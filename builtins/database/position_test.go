@@ -36,3 +36,13 @@ func TestParseLSN(t *testing.T) {
 		}
 	}
 }
+
+func TestControlTimeline(t *testing.T) {
+	out := "pg_control version number:            1300\nLatest checkpoint location:           0/3028000\nLatest checkpoint's TimeLineID:       3\nLatest checkpoint's PrevTimeLineID:   2\n"
+	if tli, err := controlTimeline(out); err != nil || tli != 3 {
+		t.Errorf("controlTimeline = %d, %v; want 3", tli, err)
+	}
+	if _, err := controlTimeline("Latest checkpoint location: 0/1\n"); err == nil {
+		t.Error("controlTimeline without the line passed")
+	}
+}

@@ -271,13 +271,19 @@ func (p *Postgres) Start(ctx context.Context) error { return p.StartWith(ctx, St
 // (info.Peers): a lower timeline, or the same timeline and a lower LSN. A
 // server that is already primary (or comes up as one) is checked as well:
 // an old primary on the timeline a standby elsewhere has since left is
-// stale. A server Start started itself and then refused as a primary is
-// shut down again, so it takes no writes.
+// stale. A stopped server that would come up as a primary (no
+// standby.signal) has its timeline checked before it is started, from
+// pg_control, so a stale one never takes a write; its LSN can only be told
+// once it runs (after a crash, WAL goes on past the last checkpoint), and a
+// server Start started and then refuses is shut down again.
 func (p *Postgres) StartWith(ctx context.Context, info StartInfo) error {
 	started := false
 	if _, running := postmasterPID(p.cfg.DataDir); !running {
 		if err := waitPostmasterGone(ctx, p.cfg.DataDir); err != nil {
 			return fmt.Errorf("postgres %s: %w", p.cfg.Name, err)
+		}
+		if err := p.checkStoppedTimeline(ctx, info.Peers); err != nil {
+			return err
 		}
 		if err := p.pgctlStart(ctx); err != nil {
 			return err
@@ -354,6 +360,47 @@ func (p *Postgres) checkPeers(ctx context.Context, conn *pgx.Conn, st PostgresSt
 		return nil
 	}
 	return err
+}
+
+// checkStoppedTimeline refuses to start a stopped server that would come up
+// as a primary when a peer reported a later timeline than its pg_control
+// has (ErrBehindPeer). A standby starts as one whatever its position, and
+// takes no writes; Force skips the check (the check after the start logs).
+func (p *Postgres) checkStoppedTimeline(ctx context.Context, peers map[string]Position) error {
+	if len(peers) == 0 || p.cfg.Force {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(p.cfg.DataDir, "standby.signal")); err == nil {
+		return nil
+	}
+	out, err := p.run(ctx, "pg_controldata", "-D", p.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("postgres %s: reading the stopped server's timeline before starting it: %w\n%s", p.cfg.Name, err, out)
+	}
+	tli, err := controlTimeline(out)
+	if err != nil {
+		return fmt.Errorf("postgres %s: pg_controldata: %w", p.cfg.Name, err)
+	}
+	return refuseBehind("postgres", p.cfg.Name, "start as primary",
+		fmt.Sprintf("the stopped server's timeline %d (pg_control; not started)", tli),
+		func(peer Position) bool { return peer.GTID == "" && peer.LSN != "" && peer.Timeline > tli }, peers)
+}
+
+// controlTimeline reads "Latest checkpoint's TimeLineID" out of
+// pg_controldata's output (LC_ALL=C).
+func controlTimeline(out string) (uint32, error) {
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) != "Latest checkpoint's TimeLineID" {
+			continue
+		}
+		tli, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("Latest checkpoint's TimeLineID %q: %w", strings.TrimSpace(v), err)
+		}
+		return uint32(tli), nil
+	}
+	return 0, errors.New("no \"Latest checkpoint's TimeLineID\" line")
 }
 
 // localPosition is everything this server has: a primary's flushed WAL on
