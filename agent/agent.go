@@ -150,7 +150,7 @@ func New(cfg Config) (*Agent, error) {
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
-		metrics: NewMetrics(cfg.Node, cfg.Now), dbpos: newDBPositions()}
+		metrics: NewMetrics(cfg.Node, cfg.Now), dbpos: newDBPositions(filepath.Join(cfg.StateDir, peerDBFile))}
 	return a, nil
 }
 

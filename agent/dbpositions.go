@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"maps"
+	"log/slog"
+	"os"
 	"reflect"
 	"sync"
 	"time"
 
 	"github.com/harules/harules/builtins/database"
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/atomicfile"
 	"github.com/harules/harules/policy"
 )
 
@@ -23,8 +26,18 @@ import (
 // Positions are kept apart from the engine's view of a peer: a primary's
 // position moves with every write, and a new report for the engine means
 // a new decision.
+//
+// The peers' positions are saved in the state directory (peerDBFile), so a
+// restarted agent still knows a peer that is down had a later timeline: at
+// once when a timeline or the set of positions changes, otherwise at most
+// every peerDBSaveEvery (a slightly older LSN or GTID only makes the check
+// less strict).
 type dbPositions struct {
-	mu sync.Mutex
+	mu   sync.Mutex
+	path string    // where the peers' positions are saved
+	load sync.Once // reads path on first use
+	// saved is when the peers' positions were last saved.
+	saved time.Time
 	// own: database name -> this node's position.
 	own map[string]engine.DBPosition
 	// peers: peer -> database name -> its last reported position. A peer's
@@ -38,8 +51,58 @@ type dbPositions struct {
 	busy map[string]bool
 }
 
-func newDBPositions() *dbPositions {
-	return &dbPositions{own: map[string]engine.DBPosition{}, peers: map[string]map[string]engine.DBPosition{}, busy: map[string]bool{}}
+// peerDBFile holds the peers' last database positions in the state
+// directory; peerDBSaveEvery bounds how often moving positions are saved.
+const (
+	peerDBFile      = "db-positions.json"
+	peerDBSaveEvery = 5 * time.Second
+)
+
+func newDBPositions(path string) *dbPositions {
+	return &dbPositions{path: path, own: map[string]engine.DBPosition{}, peers: map[string]map[string]engine.DBPosition{}, busy: map[string]bool{}}
+}
+
+// loadPeers reads the saved peers' positions once (d.mu held). A missing
+// file is a first start; an unreadable one is logged and ignored.
+func (d *dbPositions) loadPeers(log *slog.Logger) {
+	d.load.Do(func() {
+		if d.path == "" {
+			return
+		}
+		b, err := os.ReadFile(d.path)
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		var saved map[string]map[string]engine.DBPosition
+		if err == nil {
+			err = json.Unmarshal(b, &saved)
+		}
+		if err != nil {
+			log.Warn("saved database positions of peers unreadable; starting without them", "file", d.path, "error", err)
+			return
+		}
+		for peer, m := range saved {
+			if d.peers[peer] == nil {
+				d.peers[peer] = m
+			}
+		}
+	})
+}
+
+// savePeers writes the peers' positions (d.mu held).
+func (d *dbPositions) savePeers(now time.Time, log *slog.Logger) {
+	if d.path == "" {
+		return
+	}
+	b, err := json.Marshal(d.peers)
+	if err == nil {
+		err = atomicfile.Write(d.path, b, 0o600)
+	}
+	if err != nil {
+		log.Error("cannot save the peers' database positions", "file", d.path, "error", err)
+		return
+	}
+	d.saved = now
 }
 
 // payload returns report with own positions added (as "db"); report is a
@@ -92,27 +155,40 @@ func (a *Agent) setOwnPosition(name string, pos engine.DBPosition) {
 // engine has (then the engine's view need not change).
 func (a *Agent) takePeerPositions(fresh, current *engine.Report) bool {
 	if len(fresh.DB) > 0 {
-		a.dbpos.mu.Lock()
-		m := a.dbpos.peers[fresh.Node]
+		d := a.dbpos
+		d.mu.Lock()
+		d.loadPeers(a.log)
+		m := d.peers[fresh.Node]
 		if m == nil {
 			m = map[string]engine.DBPosition{}
-			a.dbpos.peers[fresh.Node] = m
+			d.peers[fresh.Node] = m
 		}
-		maps.Copy(m, fresh.DB)
-		a.dbpos.mu.Unlock()
+		urgent, moved := false, false
+		for name, pos := range fresh.DB {
+			old, ok := m[name]
+			urgent = urgent || !ok || old.Timeline != pos.Timeline
+			moved = moved || old != pos
+			m[name] = pos
+		}
+		if now := a.now(); urgent || moved && now.Sub(d.saved) >= peerDBSaveEvery {
+			d.savePeers(now, a.log)
+		}
+		d.mu.Unlock()
 	}
 	fresh.DB = nil
 	return current != nil && reflect.DeepEqual(current, fresh)
 }
 
 // PeerPositions returns the positions peers last reported for database
-// name, by peer (what Executor.PeerPositions is set to).
+// name, by peer (what Executor.PeerPositions is set to). Only nodes the
+// policy declares count: a node removed from the cluster no longer does.
 func (a *Agent) PeerPositions(name string) map[string]engine.DBPosition {
 	a.dbpos.mu.Lock()
 	defer a.dbpos.mu.Unlock()
+	a.dbpos.loadPeers(a.log)
 	out := map[string]engine.DBPosition{}
 	for peer, m := range a.dbpos.peers {
-		if pos, ok := m[name]; ok {
+		if pos, ok := m[name]; ok && a.policy.Node(peer) != nil {
 			out[peer] = pos
 		}
 	}

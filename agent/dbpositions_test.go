@@ -25,7 +25,12 @@ func twoNodeAgent(t *testing.T) *Agent {
 // twoNodeAgentWith is twoNodeAgent whose database pg has dsn and dataDir.
 func twoNodeAgentWith(t *testing.T, dsn, dataDir string) *Agent {
 	t.Helper()
-	dir := t.TempDir()
+	return twoNodeAgentIn(t, t.TempDir(), dsn, dataDir)
+}
+
+// twoNodeAgentIn is twoNodeAgentWith with policy and state in dir.
+func twoNodeAgentIn(t *testing.T, dir, dsn, dataDir string) *Agent {
+	t.Helper()
 	pol := filepath.Join(dir, "policy.star")
 	if err := os.WriteFile(pol, []byte(fmt.Sprintf(`load("@stdlib//placement.star", "active_standby")
 cluster(name = "c")
@@ -127,6 +132,45 @@ func TestPeerPositionsKeptApartFromEngineView(t *testing.T) {
 	}
 	if got := a.PeerPositions("other"); len(got) != 0 {
 		t.Errorf("PeerPositions(other) = %v, want none", got)
+	}
+}
+
+// The peers' positions are saved in the state directory: a restarted
+// agent still compares with a peer that is down. A saved node the policy
+// no longer declares does not count.
+func TestPeerPositionsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	a := twoNodeAgentIn(t, dir, "host=/nonexistent", "/nonexistent")
+	p := engine.DBPosition{Timeline: 2, LSN: "0/5000100"}
+	b, err := json.Marshal(engine.Report{Node: "b", Incarnation: 7, Hears: []string{"a"}, DB: map[string]engine.DBPosition{"pg": p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.heartbeat(heartbeat.Received{Message: heartbeat.Message{From: "b", Path: "lan", Incarnation: 7, Payload: b}, Path: "lan", At: time.Unix(1001, 0)})
+
+	again := twoNodeAgentIn(t, dir, "host=/nonexistent", "/nonexistent")
+	if got := again.PeerPositions("pg"); got["b"] != p || len(got) != 1 {
+		t.Fatalf("after a restart: PeerPositions(pg) = %v, want b: %v", got, p)
+	}
+
+	saved, err := os.ReadFile(filepath.Join(dir, peerDBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]map[string]engine.DBPosition
+	if err := json.Unmarshal(saved, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["gone"] = map[string]engine.DBPosition{"pg": {Timeline: 9, LSN: "0/1"}}
+	if saved, err = json.Marshal(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, peerDBFile), saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := twoNodeAgentIn(t, dir, "host=/nonexistent", "/nonexistent")
+	if got := third.PeerPositions("pg"); len(got) != 1 || got["b"] != p {
+		t.Fatalf("with an undeclared node saved: PeerPositions(pg) = %v, want only b: %v", got, p)
 	}
 }
 
