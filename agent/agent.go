@@ -117,6 +117,11 @@ type Agent struct {
 	// wake fires when the last decision's time-dependent conditions
 	// change (wake.go); armed by step.
 	wake *wakeTimer
+	// live is the running policy for other goroutines (the executor's
+	// workers); a.policy is the loop's own copy. Both change on reload.
+	live atomic.Pointer[policy.Policy]
+	// dbpos: this node's and its peers' database positions (dbpositions.go).
+	dbpos *dbPositions
 }
 
 type backupOK struct {
@@ -161,7 +166,8 @@ func New(cfg Config) (*Agent, error) {
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
 		done: make(chan engine.Result, 1024), jobCtx: context.Background(),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
-		metrics: NewMetrics(cfg.Node, cfg.Now)}
+		metrics: NewMetrics(cfg.Node, cfg.Now), dbpos: newDBPositions(filepath.Join(cfg.StateDir, peerDBFile))}
+	a.live.Store(p)
 	return a, nil
 }
 
@@ -198,7 +204,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.real = NewExecutor(a.cfg.Node, a.log)
 		a.real.Incarnation = incarnation
 		a.real.SetVerifyLog(StateVerifyLog(a.cfg.StateDir)) // backup(params={"verify": "after"}) records its checks there
-		a.real.Policy = func() *policy.Policy { return a.node.Policy }
+		a.real.Policy = a.live.Load                         // read by job workers, so not a.node.Policy
+		a.real.PeerPositions = a.PeerPositions              // a database start compares with them
 		// A live holder answers an ARP probe within a millisecond on a LAN;
 		// the window is kept short because it adds to every crash failover.
 		if d := a.policy.DetectionTime() / 10; d > 0 {
@@ -310,11 +317,9 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	// The first heartbeats carry a real report (holding nothing: everything
 	// was released above), so a peer never has to guess what a payload-less
 	// heartbeat of a new incarnation means.
-	initial, err := json.Marshal(a.node.Report())
-	if err != nil {
+	if err := a.publishReport(a.node.Report()); err != nil {
 		return fmt.Errorf("initial report: %w", err)
 	}
-	a.payload.Store(&initial)
 	byInterval := map[time.Duration][]*heartbeat.Endpoint{}
 	var intervals []time.Duration
 	for _, h := range a.policy.Paths {
@@ -558,6 +563,9 @@ func (a *Agent) heartbeat(r heartbeat.Received) bool {
 		var fresh engine.Report
 		if err := json.Unmarshal(r.Message.Payload, &fresh); err != nil || fresh.Node != r.Message.From {
 			a.log.Warn("heartbeat payload unreadable; keeping the peer's previous view", "peer", r.Message.From, "error", err)
+		} else if a.takePeerPositions(&fresh, rep) {
+			// Only its database positions changed: no news for the engine.
+			a.peerRpts[r.Message.From] = peerReport{raw: bytes.Clone(r.Message.Payload), report: rep}
 		} else {
 			a.reannounceReleased(rep, &fresh)
 			rep = &fresh
@@ -609,8 +617,8 @@ func (a *Agent) step(ctx context.Context) {
 	rep := a.node.Report()
 	if rep != a.lastRpt {
 		a.lastRpt = rep
-		if b, err := json.Marshal(rep); err == nil {
-			a.payload.Store(&b)
+		if err := a.publishReport(rep); err != nil {
+			a.log.Error("cannot publish the report", "error", err)
 		}
 		a.kick()
 	}
@@ -647,6 +655,7 @@ func (a *Agent) reloadPolicy() error {
 		return err
 	}
 	a.policy = p
+	a.live.Store(p)
 	a.node.SetPolicy(p)
 	a.notifyPolicy()
 	a.backupPeer.setPolicy(p)

@@ -233,6 +233,7 @@ func (a *Agent) monitorHeld(ctx context.Context) {
 	if a.real == nil {
 		return
 	}
+	a.observeDatabases(ctx) // for the heartbeat reports, held or not
 	for _, g := range a.node.State.HeldGroups() {
 		grp := a.policy.Group(g)
 		if grp == nil || a.node.Busy(g) {
