@@ -221,6 +221,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.backupPeer.close()
 	a.startProbes(loopCtx)
+	a.watchLinks(loopCtx) // carrier loss under a held VIP fails its group here (link.go)
 	srv, err := a.serveControl()
 	if err != nil {
 		return err

@@ -34,6 +34,12 @@ type Executor struct {
 	// Incarnation identifies this run in disk lease slots.
 	Incarnation uint64
 
+	// CarrierSettle is how long after a VIP interface's carrier came back
+	// no VIP is taken over on it (link.go); links is the carrier book the
+	// agent's link watcher keeps (nil: not watched).
+	CarrierSettle time.Duration
+	links         *carrierBook
+
 	bk        backups
 	disks     *disk.Manager
 	leases    leaseWaits       // disk starts waiting for a lease (disk.go)
@@ -42,6 +48,8 @@ type Executor struct {
 	vips      map[string]*vip.Manager
 	services  map[string]service.Runner
 	announces map[netip.Prefix]context.CancelFunc
+	// heldVIPs are the VIPs started or monitored here (link.go).
+	heldVIPs map[netip.Prefix]heldVIP
 }
 
 var _ engine.Executor = (*Executor)(nil)
@@ -77,7 +85,11 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		}
 		if a.Op == engine.OpStop {
 			e.stopAnnouncing(v)
+			e.forgetVIP(v)
 			return m.Remove(ctx, v)
+		}
+		if err := e.carrierGate(m, v, a.Takeover); err != nil {
+			return err
 		}
 		if a.Takeover {
 			// RFC 5227: a previous owner that is alive but cut off from us
@@ -93,6 +105,7 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		if err := m.Add(ctx, v); err != nil {
 			return err
 		}
+		e.noteVIP(v, a.Group, r.ID())
 		e.announceLater(r, v)
 		return nil
 	case policy.KindService:
@@ -132,6 +145,8 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 		if err != nil {
 			return err
 		}
+		e.stopAnnouncing(v)
+		e.forgetVIP(v)
 		return m.Remove(ctx, v)
 	case policy.KindService:
 		run, err := e.service("", r)
@@ -174,6 +189,17 @@ func (e *Executor) Monitor(ctx context.Context, group string, r *policy.Resource
 		}
 		if !ok {
 			return fmt.Errorf("VIP %s is no longer configured on %s", v.Address, v.Interface)
+		}
+		e.noteVIP(v, group, r.ID())
+		// An address on an interface without carrier is configured but
+		// unreachable (link.go reports the loss at once; this catches what
+		// a missed notification would leave).
+		up, state, err := m.Carrier(v.Interface)
+		if err != nil {
+			return err
+		}
+		if !up {
+			return fmt.Errorf("interface %s has no carrier (%s): VIP %s cannot be reached there", v.Interface, state, v.Address)
 		}
 	case policy.KindService:
 		run, err := e.service(group, r)
