@@ -1,0 +1,63 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harules/harules/builtins/vip"
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/netnstest"
+)
+
+// TestCarrierGate: no VIP is added on an interface without carrier (a
+// failure, so the group goes elsewhere), and right after the carrier came
+// back a takeover waits (ErrRetry) while a plain start does not.
+func TestCarrierGate(t *testing.T) {
+	lab := netnstest.New(t)
+	lab.Bridge("sw")
+	lab.Host("n1")
+	lab.Connect("n1", "sw", "eth0", "198.51.100.1/24")
+	port := strings.SplitN(strings.Fields(lab.MustExec("sw", "ip", "-o", "link", "show", "master", "br0"))[1], "@", 2)[0]
+	m, err := vip.New(vip.Options{NetNS: lab.NS("n1"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	v := vip.VIP{Address: netip.MustParsePrefix("198.51.100.100/24"), Interface: "eth0"}
+
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := NewExecutor("n1", slog.New(slog.DiscardHandler))
+	e.now = func() time.Time { return now }
+	e.links = &carrierBook{}
+	e.CarrierSettle = 1500 * time.Millisecond
+	e.links.set("eth0", true, now)
+	if err := e.carrierGate(m, v, true); err != nil {
+		t.Fatalf("carrier up since the agent started: takeover refused: %v", err)
+	}
+
+	lab.SetLink("sw", port, false)
+	e.links.set("eth0", false, now)
+	err = e.carrierGate(m, v, false)
+	if err == nil || errors.Is(err, engine.ErrRetry) || !strings.Contains(err.Error(), "no carrier") {
+		t.Fatalf("no carrier: got %v, want a plain failure saying there is no carrier", err)
+	}
+
+	lab.SetLink("sw", port, true)
+	now = now.Add(10 * time.Second)
+	e.links.set("eth0", true, now)
+	now = now.Add(time.Second)
+	if err := e.carrierGate(m, v, true); !errors.Is(err, engine.ErrRetry) {
+		t.Errorf("takeover 1s after the carrier came back (settle 1.5s): got %v, want ErrRetry", err)
+	}
+	if err := e.carrierGate(m, v, false); err != nil {
+		t.Errorf("plain start 1s after the carrier came back: %v, want it allowed", err)
+	}
+	now = now.Add(time.Second)
+	if err := e.carrierGate(m, v, true); err != nil {
+		t.Errorf("takeover 2s after the carrier came back: %v, want it allowed", err)
+	}
+}
