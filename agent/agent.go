@@ -97,6 +97,8 @@ type Agent struct {
 
 	// lastHeard is when each peer's last heartbeat arrived (reannounce.go).
 	lastHeard map[string]time.Time
+	// reannounce queues VIP announcements until after the next decision (reannounce.go).
+	reannounce reannounces
 	// notify sends the policy's notifications (notify.go).
 	notify notifyHook
 	// backupPeer receives other nodes' backup copies (backup_peer.go).
@@ -530,6 +532,7 @@ func probeFact(f probes.Fact) facts.Probe {
 func (a *Agent) step(ctx context.Context) {
 	now := a.now()
 	d := a.node.Step(ctx, now)
+	a.announceHeld() // only what is still held after this decision (reannounce.go)
 	a.keepRetryWaits(d)
 	rep := a.node.Report()
 	if rep != a.lastRpt {
