@@ -93,7 +93,12 @@ func TestCarrierLossMovesVIP(t *testing.T) {
 // back, only node2 may hold the VIP: zero 20 ms samples and zero ARP
 // rounds with both nodes.
 func TestIsolatedByCarrierLossHealsWithoutDualHolder(t *testing.T) {
-	c := startCluster(t, clustertest.Options{})
+	t.Run("100ms heartbeats", func(t *testing.T) { isolatedByCarrierLoss(t, clustertest.PolicyOptions{}) })
+	t.Run("1s heartbeats", func(t *testing.T) { isolatedByCarrierLoss(t, clustertest.PolicyOptions{Interval: "1s", Misses: 3}) })
+}
+
+func isolatedByCarrierLoss(t *testing.T, po clustertest.PolicyOptions) {
+	c := startCluster(t, clustertest.Options{Policy: po})
 	o := carrierObservers(t, c)
 
 	cutAt := time.Now()
