@@ -37,8 +37,11 @@ type carrierBook struct {
 type carrierState struct {
 	up    bool
 	since time.Time
-	// back: the carrier came back while watched (up after down).
+	// back: the carrier came back while watched (up after a notified down).
 	back bool
+	// initial: the state comes from the first look (the kernel may still
+	// report a link that just came up as oper "down" for up to a second).
+	initial bool
 }
 
 // set records ifname's carrier at now and returns the previous state (ok
@@ -51,7 +54,7 @@ func (b *carrierBook) set(ifname string, up bool, now time.Time) (prev carrierSt
 	}
 	prev, ok = b.links[ifname]
 	if !ok || prev.up != up {
-		b.links[ifname] = carrierState{up: up, since: now, back: ok && up}
+		b.links[ifname] = carrierState{up: up, since: now, back: ok && up && !prev.initial, initial: !ok}
 	}
 	return prev, ok
 }
@@ -213,7 +216,7 @@ func (a *Agent) linkChanged(ctx context.Context, u netlink.LinkUpdate) {
 				return
 			}
 		}
-	case up && seen && !prev.up:
+	case up && seen && !prev.up && !prev.initial:
 		// Tell peers at once that this node is back on that link; what it
 		// took over stays where it is (failure_timeout), and takeovers wait
 		// CarrierSettle (carrierGate).

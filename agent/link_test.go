@@ -61,3 +61,26 @@ func TestCarrierGate(t *testing.T) {
 		t.Errorf("takeover 2s after the carrier came back: %v, want it allowed", err)
 	}
 }
+
+// TestCarrierBookCountsOnlyNotifiedReturns: a link first seen without
+// carrier (the kernel reports oper "down" for a moment after a link comes
+// up) is not "back" when it comes up; one that went down while watched is.
+func TestCarrierBookCountsOnlyNotifiedReturns(t *testing.T) {
+	var b carrierBook
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b.set("eth1", false, at)
+	b.set("eth1", true, at.Add(time.Second))
+	if _, ok := b.backSince("eth1"); ok {
+		t.Errorf("eth1 first seen down, then up: counted as a carrier that came back")
+	}
+	b.set("eth0", true, at)
+	b.set("eth0", false, at.Add(time.Second))
+	b.set("eth0", true, at.Add(2*time.Second))
+	if since, ok := b.backSince("eth0"); !ok || !since.Equal(at.Add(2*time.Second)) {
+		t.Errorf("eth0 up, down, up: backSince = %v, %v; want %v, true", since, ok, at.Add(2*time.Second))
+	}
+	b.set("eth0", true, at.Add(3*time.Second)) // no change: since stays
+	if since, _ := b.backSince("eth0"); !since.Equal(at.Add(2 * time.Second)) {
+		t.Errorf("a repeated up moved backSince to %v", since)
+	}
+}
