@@ -88,7 +88,7 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 			e.forgetVIP(v)
 			return m.Remove(ctx, v)
 		}
-		if err := e.carrierGate(m, v, a.Takeover); err != nil {
+		if err := e.carrierGate(m, v, a.Takeover, a.Group); err != nil {
 			return err
 		}
 		if a.Takeover {

@@ -3,12 +3,15 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/harules/harules/builtins/vip"
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/engine/facts"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -32,6 +35,31 @@ const linkResubscribe = time.Second
 type carrierBook struct {
 	mu    sync.Mutex
 	links map[string]carrierState
+	// failed lists, per interface, the groups that failed here because it
+	// had no carrier (forgotten when it comes back: forgetCarrierFailures).
+	failed map[string]map[string]bool
+}
+
+// noteFailed records that group failed here for want of ifname's carrier.
+func (b *carrierBook) noteFailed(ifname, group string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failed == nil {
+		b.failed = map[string]map[string]bool{}
+	}
+	if b.failed[ifname] == nil {
+		b.failed[ifname] = map[string]bool{}
+	}
+	b.failed[ifname][group] = true
+}
+
+// takeFailed returns and forgets the groups noted for ifname.
+func (b *carrierBook) takeFailed(ifname string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	groups := slices.Sorted(maps.Keys(b.failed[ifname]))
+	delete(b.failed, ifname)
+	return groups
 }
 
 type carrierState struct {
@@ -112,23 +140,32 @@ func (e *Executor) vipsOn(ifname string) []heldVIP {
 
 // carrierGate refuses to add v on an interface without carrier (a failure:
 // the group goes elsewhere) and, for CarrierSettle after the carrier came
-// back, refuses a takeover for now (ErrRetry): a peer declared dead while
-// the link was down is probably alive and about to be heard again.
-func (e *Executor) carrierGate(m *vip.Manager, v vip.VIP, takeover bool) error {
+// back, refuses the start for now (ErrRetry): a peer declared dead while
+// the link was down is probably alive and about to be heard again, and
+// peers that also lost their carrier (a switch restarted) need a few
+// heartbeats to agree again on who runs what.
+func (e *Executor) carrierGate(m *vip.Manager, v vip.VIP, takeover bool, group string) error {
 	up, state, err := m.Carrier(v.Interface)
 	if err != nil {
 		return fmt.Errorf("vip %s: %w", v, err)
 	}
 	if !up {
+		if e.links != nil && group != "" {
+			e.links.noteFailed(v.Interface, group)
+		}
 		return fmt.Errorf("interface %s has no carrier (%s): VIP %s is not added there", v.Interface, state, v.Address)
 	}
-	if !takeover || e.links == nil || e.CarrierSettle <= 0 {
+	if e.links == nil || e.CarrierSettle <= 0 {
 		return nil
 	}
 	if back, ok := e.links.backSince(v.Interface); ok {
 		if ago := e.now().Sub(back); ago < e.CarrierSettle {
-			return fmt.Errorf("carrier on %s came back %s ago: no takeover of %s before %s, so peers behind that link are heard first (%w)",
-				v.Interface, ago.Round(time.Millisecond), v.Address, e.CarrierSettle, engine.ErrRetry)
+			what := "no VIP is added"
+			if takeover {
+				what = "no takeover"
+			}
+			return fmt.Errorf("carrier on %s came back %s ago: %s on it before %s, so peers behind that link are heard first (%w)",
+				v.Interface, ago.Round(time.Millisecond), what, e.CarrierSettle, engine.ErrRetry)
 		}
 	}
 	return nil
@@ -208,6 +245,7 @@ func (a *Agent) linkChanged(ctx context.Context, u netlink.LinkUpdate) {
 			return
 		}
 		for _, h := range held {
+			a.real.links.noteFailed(attrs.Name, h.group)
 			err := fmt.Errorf("interface %s lost its carrier (%s): the VIP cannot be reached there", attrs.Name, state)
 			a.log.Warn("carrier lost under a held VIP; failing its group here", "dev", attrs.Name, "state", state, "group", h.group, "resource", h.resource)
 			select {
@@ -217,11 +255,53 @@ func (a *Agent) linkChanged(ctx context.Context, u netlink.LinkUpdate) {
 			}
 		}
 	case up && seen && !prev.up && !prev.initial:
-		// Tell peers at once that this node is back on that link; what it
-		// took over stays where it is (failure_timeout), and takeovers wait
-		// CarrierSettle (carrierGate).
+		// Tell peers at once that this node is back on that link; a group
+		// that moved away stays where it is (failure_timeout), and starts
+		// on that interface wait CarrierSettle (carrierGate).
 		a.log.Info("carrier back", "dev", attrs.Name, "state", state, "down_for", a.now().Sub(prev.since).Round(time.Millisecond).String(),
-			"takeovers_wait", a.real.CarrierSettle.String())
+			"starts_wait", a.real.CarrierSettle.String())
 		a.kick()
+		if groups := a.real.links.takeFailed(attrs.Name); len(groups) > 0 {
+			req := controlRequest{op: opCarrierBack, node: attrs.Name, groups: groups, reply: make(chan error, 1)}
+			select {
+			case a.control <- req:
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// opCarrierBack is the loop's internal request (never reachable through
+// the control API) to forget the failures of groups that failed here only
+// because an interface had no carrier (request.node is the interface).
+const opCarrierBack = "carrier-back"
+
+// forgetCarrierFailures runs on the loop goroutine when ifname's carrier
+// is back: a group that failed here for want of it and runs on no live
+// node now may run here again (after CarrierSettle: carrierGate), instead
+// of staying down until failure_timeout ends (every node lost its carrier:
+// a switch restarted). A group a live node holds stays there
+// (failure_timeout, stickiness).
+func (a *Agent) forgetCarrierFailures(now time.Time, ifname string, groups []string) {
+	f := a.node.View.Facts(now, a.node.State)
+	for _, g := range groups {
+		failedAt, failed := a.node.State.Failed[g]
+		if !failed {
+			continue
+		}
+		runs := false
+		if gf := f.Group(g); gf != nil {
+			for _, h := range gf.Holders {
+				if n := f.Node(h); n != nil && (n.Self || n.State == facts.Alive) {
+					runs = true
+				}
+			}
+		}
+		if runs {
+			continue
+		}
+		delete(a.node.State.Failed, g)
+		a.record(engine.Record{At: now, Node: a.cfg.Node, Kind: engine.RecEvent, Group: g,
+			Text: fmt.Sprintf("carrier back on %s: the failure of %s on %s at %s is forgotten (it runs on no live node)", ifname, g, a.cfg.Node, failedAt.UTC().Format(time.RFC3339))})
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // TestCarrierGate: no VIP is added on an interface without carrier (a
 // failure, so the group goes elsewhere), and right after the carrier came
-// back a takeover waits (ErrRetry) while a plain start does not.
+// back every start on it waits (ErrRetry) for the settle time.
 func TestCarrierGate(t *testing.T) {
 	lab := netnstest.New(t)
 	lab.Bridge("sw")
@@ -35,13 +35,13 @@ func TestCarrierGate(t *testing.T) {
 	e.links = &carrierBook{}
 	e.CarrierSettle = 1500 * time.Millisecond
 	e.links.set("eth0", true, now)
-	if err := e.carrierGate(m, v, true); err != nil {
+	if err := e.carrierGate(m, v, true, "web"); err != nil {
 		t.Fatalf("carrier up since the agent started: takeover refused: %v", err)
 	}
 
 	lab.SetLink("sw", port, false)
 	e.links.set("eth0", false, now)
-	err = e.carrierGate(m, v, false)
+	err = e.carrierGate(m, v, false, "web")
 	if err == nil || errors.Is(err, engine.ErrRetry) || !strings.Contains(err.Error(), "no carrier") {
 		t.Fatalf("no carrier: got %v, want a plain failure saying there is no carrier", err)
 	}
@@ -50,14 +50,14 @@ func TestCarrierGate(t *testing.T) {
 	now = now.Add(10 * time.Second)
 	e.links.set("eth0", true, now)
 	now = now.Add(time.Second)
-	if err := e.carrierGate(m, v, true); !errors.Is(err, engine.ErrRetry) {
+	if err := e.carrierGate(m, v, true, "web"); !errors.Is(err, engine.ErrRetry) {
 		t.Errorf("takeover 1s after the carrier came back (settle 1.5s): got %v, want ErrRetry", err)
 	}
-	if err := e.carrierGate(m, v, false); err != nil {
-		t.Errorf("plain start 1s after the carrier came back: %v, want it allowed", err)
+	if err := e.carrierGate(m, v, false, "web"); !errors.Is(err, engine.ErrRetry) {
+		t.Errorf("plain start 1s after the carrier came back (settle 1.5s): got %v, want ErrRetry", err)
 	}
 	now = now.Add(time.Second)
-	if err := e.carrierGate(m, v, true); err != nil {
+	if err := e.carrierGate(m, v, true, "web"); err != nil {
 		t.Errorf("takeover 2s after the carrier came back: %v, want it allowed", err)
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,4 +134,61 @@ func TestHealKeeperAnnouncesAfterRelease(t *testing.T) {
 	if want := []string{"198.51.100.100/24", "198.51.100.100/24"}; !slices.Equal(r.sent, want) {
 		t.Errorf("after node2's release node1 announced %v, want %v (once more after the release)", r.sent, want)
 	}
+}
+
+// TestCarrierBackForgetsCarrierFailure: web failed on node1 because its
+// VIP interface lost its carrier, and no other node can run it (node2 is
+// in standby). When the carrier is back, node1 forgets that failure and
+// starts web again at once, instead of after failure_timeout (1 min). A
+// group that a live peer holds stays there.
+func TestCarrierBackForgetsCarrierFailure(t *testing.T) {
+	for _, peerHolds := range []bool{false, true} {
+		r := newHealRig(t, "node1")
+		r.beat("node2")
+		r.step(0)
+		if !r.holds() {
+			t.Fatalf("node1 did not start web; actions %v", r.exec.done())
+		}
+		// The watcher's report, as the loop handles it (agent.go, monitors).
+		r.a.node.ResourceFailed(r.now, "web", "vip:198.51.100.100", errors.New("interface eth0 lost its carrier"))
+		r.step(0)
+		if r.holds() {
+			t.Fatalf("node1 still holds web after its failure")
+		}
+		r.now = r.now.Add(100 * time.Millisecond)
+		if peerHolds {
+			r.beat("node2", "web")
+		} else {
+			r.beatStandby("node2")
+		}
+		r.step(0)
+
+		r.now = r.now.Add(5 * time.Second)
+		if err := r.a.handleControl(controlRequest{op: opCarrierBack, node: "eth0", groups: []string{"web"}}); err != nil {
+			t.Fatal(err)
+		}
+		r.beat("node2", map[bool][]string{true: {"web"}}[peerHolds]...)
+		if peerHolds {
+			r.step(0)
+			if r.holds() {
+				t.Errorf("carrier back while node2 holds web: node1 took it back; actions %v", r.exec.done())
+			}
+			continue
+		}
+		r.beatStandby("node2")
+		r.step(0)
+		if !r.holds() {
+			t.Errorf("carrier back, web runs nowhere: node1 did not start it again; actions %v", r.exec.done())
+		}
+	}
+}
+
+func (r *healRig) beatStandby(peer string) {
+	r.t.Helper()
+	rep := engine.Report{Node: peer, Incarnation: 1, PolicyHash: r.a.policy.Hash, Standby: true}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.a.heartbeat(heartbeat.Received{Message: heartbeat.Message{From: peer, Path: "lan", Incarnation: 1, Payload: b}, Path: "lan", At: r.now})
 }

@@ -149,3 +149,37 @@ func isolatedByCarrierLoss(t *testing.T, po clustertest.PolicyOptions) {
 		t.Errorf("node1 answered the client after the heal: %v", a)
 	}
 }
+
+// TestSwitchRestartOneHolderAgain: the lan switch goes away for both nodes
+// (both eth0 lose their carrier; the backnet keeps them talking). The
+// group runs nowhere meanwhile (a VIP is never added on an interface
+// without carrier). When the carrier is back the carrier failures are
+// forgotten and one node, node1, serves again within a few seconds
+// (not after failure_timeout); the VIP is never on both nodes.
+func TestSwitchRestartOneHolderAgain(t *testing.T) {
+	c := startCluster(t, clustertest.Options{})
+	o := carrierObservers(t, c)
+
+	c.CutCable("node1", "eth0", true)
+	c.CutCable("node2", "eth0", true)
+	c.WaitFor(15*time.Second, "the VIP is on no node", func() bool { return len(c.VIPHolders()) == 0 })
+	time.Sleep(2 * time.Second)
+	if h := c.VIPHolders(); len(h) > 0 {
+		t.Fatalf("the VIP was added on %v while every lan interface had no carrier", h)
+	}
+
+	backAt := time.Now()
+	c.CutCable("node1", "eth0", false)
+	c.CutCable("node2", "eth0", false)
+	c.WaitFor(20*time.Second, "one node holds the VIP again", func() bool { return len(c.VIPHolders()) == 1 })
+	t.Logf("the VIP was back on %v %s after the carrier", c.VIPHolders(), time.Since(backAt).Round(time.Millisecond))
+	c.WaitOwner("node1", clustertest.Group, "node1", 10*time.Second)
+	c.WaitOwner("node2", clustertest.Group, "node1", 10*time.Second)
+	holdsFor(t, c, 3*time.Second, "node1", "node1", "node2")
+	ob := o.stop()
+	assertNeverDual(t, ob)
+	_, after := splitAt(ob.samples, backAt)
+	if a := clustertest.Answerers(after, time.Time{}); a["node1"] == 0 || a["node2"] > 0 {
+		t.Errorf("answers after the carrier came back: %v, want node1 only", a)
+	}
+}
