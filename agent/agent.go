@@ -106,6 +106,8 @@ type Agent struct {
 
 	// lastHeard is when each peer's last heartbeat arrived (reannounce.go).
 	lastHeard map[string]time.Time
+	// reannounce queues VIP announcements until after the next decision (reannounce.go).
+	reannounce reannounces
 	// notify sends the policy's notifications (notify.go).
 	notify notifyHook
 	// backupPeer receives other nodes' backup copies (backup_peer.go).
@@ -254,6 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.backupPeer.close()
 	a.startProbes(loopCtx)
+	a.watchLinks(loopCtx) // carrier loss under a held VIP fails its group here (link.go)
 	srv, err := a.serveControl()
 	if err != nil {
 		return err
@@ -610,6 +613,7 @@ func probeFact(f probes.Fact) facts.Probe {
 func (a *Agent) step(ctx context.Context) {
 	now := a.now()
 	d := a.node.Step(ctx, now)
+	a.announceHeld() // only what is still held after this decision (reannounce.go)
 	if a.wake != nil {
 		a.wake.arm(a.now(), d.WakeAt)
 	}

@@ -178,12 +178,14 @@ func (s *signal) notify() {
 }
 
 type controlRequest struct {
-	op    string // move, standby, online, maintenance, cleanup, backup
-	job   string // backup
-	group string
-	node  string
-	on    bool
-	reply chan error
+	op  string // move, standby, online, maintenance, cleanup, backup
+	job string // backup
+	// groups: the groups of opCarrierBack (link.go), whose node is the interface.
+	groups []string
+	group  string
+	node   string
+	on     bool
+	reply  chan error
 }
 
 func (a *Agent) handleControl(req controlRequest) error {
@@ -202,6 +204,9 @@ func (a *Agent) handleControl(req controlRequest) error {
 		return a.node.Cleanup(now, req.group)
 	case "backup":
 		return a.backupNow(now, req.job)
+	case opCarrierBack:
+		a.forgetCarrierFailures(now, req.node, req.groups)
+		return nil
 	}
 	return fmt.Errorf("unknown operation %q", req.op)
 }

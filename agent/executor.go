@@ -38,6 +38,11 @@ type Executor struct {
 	// database (by its name), by peer; a database start refuses a server
 	// behind one of them. Nil: no comparison.
 	PeerPositions func(database string) map[string]engine.DBPosition
+	// CarrierSettle is how long after a VIP interface's carrier came back
+	// no VIP is taken over on it (link.go); links is the carrier book the
+	// agent's link watcher keeps (nil: not watched).
+	CarrierSettle time.Duration
+	links         *carrierBook
 
 	bk        backups
 	disks     *disk.Manager
@@ -47,6 +52,8 @@ type Executor struct {
 	vips      map[string]*vip.Manager
 	services  map[string]service.Runner
 	announces map[netip.Prefix]context.CancelFunc
+	// heldVIPs are the VIPs started or monitored here (link.go).
+	heldVIPs map[netip.Prefix]heldVIP
 }
 
 var _ engine.Executor = (*Executor)(nil)
@@ -82,7 +89,11 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		}
 		if a.Op == engine.OpStop {
 			e.stopAnnouncing(v)
+			e.forgetVIP(v)
 			return m.Remove(ctx, v)
+		}
+		if err := e.carrierGate(m, v, a.Takeover, a.Group); err != nil {
+			return err
 		}
 		if a.Takeover {
 			// RFC 5227: a previous owner that is alive but cut off from us
@@ -98,6 +109,7 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		if err := m.Add(ctx, v); err != nil {
 			return err
 		}
+		e.noteVIP(v, a.Group, r.ID())
 		e.announceLater(r, v)
 		return nil
 	case policy.KindService:
@@ -137,6 +149,8 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 		if err != nil {
 			return err
 		}
+		e.stopAnnouncing(v)
+		e.forgetVIP(v)
 		return m.Remove(ctx, v)
 	case policy.KindService:
 		run, err := e.service("", r)
@@ -179,6 +193,17 @@ func (e *Executor) Monitor(ctx context.Context, group string, r *policy.Resource
 		}
 		if !ok {
 			return fmt.Errorf("VIP %s is no longer configured on %s", v.Address, v.Interface)
+		}
+		e.noteVIP(v, group, r.ID())
+		// An address on an interface without carrier is configured but
+		// unreachable (link.go reports the loss at once; this catches what
+		// a missed notification would leave).
+		up, state, err := m.Carrier(v.Interface)
+		if err != nil {
+			return err
+		}
+		if !up {
+			return fmt.Errorf("interface %s has no carrier (%s): VIP %s cannot be reached there", v.Interface, state, v.Address)
 		}
 	case policy.KindService:
 		run, err := e.service(group, r)

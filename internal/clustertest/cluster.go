@@ -320,9 +320,11 @@ func (c *Cluster) KillAgent(node string) time.Time {
 	return at
 }
 
-// Crash simulates a node losing power: its links go down first (nothing it
-// does afterwards reaches the network), then every process in its namespace
-// (supervisor, agent, services) gets SIGKILL. The VIP stays configured in
+// Crash simulates a node losing power: every process in its namespace
+// (supervisor, agent, services) is frozen first, so it cannot react to
+// what follows (an agent drops a VIP whose link loses its carrier and
+// tells its peer on the links still up); then its links go down and the
+// processes get SIGKILL. The VIP stays configured in
 // the dead namespace, like RAM state of a frozen machine; Recover "reboots"
 // it. It returns the time the links went down.
 func (c *Cluster) Crash(node string) time.Time {
@@ -335,6 +337,7 @@ func (c *Cluster) Crash(node string) time.Time {
 	c.mu.Lock()
 	c.crashed[node] = true
 	c.mu.Unlock()
+	c.signalNamespace(node, syscall.SIGSTOP)
 	for _, ifname := range []string{"eth0", "eth1"} {
 		c.Lab.SetLink(node, ifname, false)
 	}
@@ -408,10 +411,19 @@ func (c *Cluster) Recover(node string) {
 // supervisor dies (Pdeathsig), and a crash must not turn into a planned
 // handover.
 func (c *Cluster) killNamespace(node string) {
+	pids := c.signalNamespace(node, syscall.SIGSTOP)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// signalNamespace sends sig to every process in node's namespace and
+// returns their pids.
+func (c *Cluster) signalNamespace(node string, sig syscall.Signal) []int {
 	out, err := exec.Command("ip", "netns", "pids", c.NS(node)).Output()
 	if err != nil {
 		c.t.Errorf("clustertest: ip netns pids %s: %v", c.NS(node), err)
-		return
+		return nil
 	}
 	var pids []int
 	for _, f := range strings.Fields(string(out)) {
@@ -420,11 +432,9 @@ func (c *Cluster) killNamespace(node string) {
 		}
 	}
 	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		_ = syscall.Kill(pid, sig)
 	}
-	for _, pid := range pids {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+	return pids
 }
 
 // Stop sends SIGTERM (planned handover) to node's supervisor and waits up
