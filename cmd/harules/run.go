@@ -20,6 +20,7 @@ import (
 	"github.com/harules/harules/agent"
 	"github.com/harules/harules/internal/atomicfile"
 	"github.com/harules/harules/internal/statesvg"
+	"github.com/harules/harules/rules"
 	"github.com/harules/harules/web"
 )
 
@@ -63,6 +64,8 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			&cli.StringFlag{Name: "web-cert", Usage: "TLS certificate file of the web console (with --web-key)"},
 			&cli.StringFlag{Name: "web-key", Usage: "TLS key file of the web console"},
 			&cli.BoolFlag{Name: "web-metrics-public", Usage: "serve /metrics without a token"},
+			&cli.StringFlag{Name: "watchdog-device", Usage: "arm this watchdog device (e.g. /dev/watchdog, softdog) and write to it while the decision loop makes progress: the machine reboots if the agent stops doing so for --watchdog-timeout (default: off)"},
+			&cli.DurationFlag{Name: "watchdog-timeout", Value: agent.DefaultWatchdogTimeout, Usage: "timeout set on --watchdog-device; it must cover an agent restart"},
 			&cli.StringFlag{Name: "web-restore-root", Value: "/var/lib/harules/restore", Usage: "console and API restores write only under this directory (restore elsewhere with 'harules backup restore' as root)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -82,7 +85,8 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"))
 			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
-				ControlSocket: c.String("control"), Logger: log,
+				ControlSocket: c.String("control"), Logger: log, Systemd: agent.TakeSystemdEnv(),
+				WatchdogDevice: c.String("watchdog-device"), WatchdogTimeout: c.Duration("watchdog-timeout"),
 				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), RestoreRoot: c.String("web-restore-root"), Logger: log})})
 			if err != nil {
 				return fail(exitUsage, "%v", err)
@@ -128,7 +132,11 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 		return fail(exitInternal, "supervisor: %v", err)
 	}
 	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), supervisedEnv+"=1")
+	// systemd's notify socket and watchdog are the agent's (it knows when
+	// the decision loop makes progress), not the services' the supervisor
+	// stops after a crash.
+	sd := agent.TakeSystemdEnv()
+	cmd.Env = append(append(os.Environ(), supervisedEnv+"=1"), sd.Environ()...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	// The agent gets SIGTERM (a planned handover) if the supervisor dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -137,7 +145,7 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 	}
 	log.Info("supervisor started the agent", "pid", cmd.Process.Pid)
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGABRT)
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -145,6 +153,14 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 	for {
 		select {
 		case s := <-sigs:
+			if s == syscall.SIGABRT {
+				// systemd's watchdog (WatchdogSec=) fired: the agent stopped
+				// petting it, so it is stuck beyond its own exit. Kill it;
+				// the death below releases and announces as after a crash.
+				log.Error("SIGABRT (systemd's watchdog): the agent is stuck; killing it", "pid", cmd.Process.Pid)
+				_ = cmd.Process.Kill()
+				continue
+			}
 			if s != syscall.SIGHUP {
 				stopping = true
 			}
@@ -168,16 +184,33 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 				return fail(code, "agent exited: %v", err)
 			}
 			log.Error("agent died; releasing its VIPs and services", "error", fmt.Sprint(err), "exit_code", raw)
-			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			start := time.Now()
-			if rerr := agent.Release(rctx, policyPath, node, log); rerr != nil {
-				log.Error("release after agent death failed", "error", rerr.Error())
-			}
-			log.Info("released after agent death", "took", time.Since(start).String())
+			releaseAfterDeath(log, policyPath, node, stateDir)
 			return fail(code, "agent exited: %v", err)
 		}
 	}
+}
+
+// releaseAfterDeath releases everything the dead agent may have held and,
+// once that succeeded, tells the peers (AnnounceReleased), so they take
+// over at once rather than after the detection time.
+func releaseAfterDeath(log *slog.Logger, policyPath, node, stateDir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	p, err := rules.Load(ctx, policyPath, rules.Options{})
+	if err != nil {
+		log.Error("release after agent death failed: cannot load the policy", "policy", policyPath, "error", err.Error())
+		return
+	}
+	if err := agent.ReleasePolicy(ctx, p, node, log); err != nil {
+		log.Error("release after agent death incomplete; not announcing it to the peers (they take over after the detection time)", "error", err.Error())
+		return
+	}
+	released := time.Since(start)
+	if err := agent.AnnounceReleased(ctx, agent.AnnounceConfig{Policy: p, PolicyPath: policyPath, Node: node, StateDir: stateDir, Logger: log}); err != nil {
+		log.Error("cannot announce the release to the peers; they take over after the detection time", "error", err.Error())
+	}
+	log.Info("released after agent death", "took", released.String(), "announced_after", time.Since(start).String())
 }
 
 // maintenanceSaysKeep reports whether the node's saved state says it is

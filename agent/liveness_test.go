@@ -1,0 +1,239 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/harules/harules/engine"
+	"github.com/harules/harules/heartbeat"
+	"github.com/harules/harules/policy"
+)
+
+// arrivals records when a peer received each heartbeat.
+type arrivals struct {
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (r *arrivals) add(t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at = append(r.at, t)
+}
+
+// in returns the arrivals in [from, to).
+func (r *arrivals) in(from, to time.Time) []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Time
+	for _, t := range r.at {
+		if !t.Before(from) && t.Before(to) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TestWedgedLoopSilencesHeartbeats blocks the real agent's decision loop
+// (a SIGHUP reload reading a policy file that hangs: a FIFO standing in
+// for a hung mount) and watches its heartbeats from a peer's socket: they
+// must stop within the gate (half the detection time), stay away long
+// enough for the peer to declare the node dead, come back once the loop
+// is unblocked, and a loop stuck for the abort time must make the agent
+// give up (exit, so the supervisor releases). Before the liveness gate the
+// sender kept beating for ever while the loop was stuck.
+func TestWedgedLoopSilencesHeartbeats(t *testing.T) {
+	dir := t.TempDir()
+	port := freeUDPPort(t)
+	const interval = 50 * time.Millisecond
+	src := fmt.Sprintf(`cluster(name = "wedge", secret_file = "secret", reevaluate = "1s")
+node("a", address = "127.0.0.1")
+node("b", address = "127.0.0.2")
+heartbeat("lan", interval = "50ms", misses = 3, port = %d)
+`, port)
+	pol := filepath.Join(dir, "policy.star")
+	secret := []byte("0123456789abcdef-wedge-test-secret")
+	if err := os.WriteFile(pol, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secret"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Peer b: only a socket that records a's heartbeats.
+	codec, err := heartbeat.NewCodec("wedge", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heard := &arrivals{}
+	ep, err := heartbeat.Listen(t.Context(), heartbeat.EndpointConfig{Path: "lan", Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), uint16(port)),
+		Peers: map[string]netip.AddrPort{"a": netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))}, Codec: codec,
+		Logger: quietLogger(), Deliver: func(r heartbeat.Received) { heard.add(r.At) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+
+	wedged := make(chan time.Duration, 4)
+	a, err := New(Config{PolicyPath: pol, Node: "a", StateDir: filepath.Join(dir, "state"), ControlSocket: filepath.Join(dir, "ctl.sock"),
+		Logger: quietLogger(), Executor: noopExecutor{}, HandoverTimeout: time.Second,
+		OnWedged: func(stuck time.Duration) { wedged <- stuck }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	// A cleanup, not a defer: the wedges' cleanups (registered later, run
+	// first) unblock the loop even when the test fails.
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+	p := a.policy
+	gate, abort := livenessTimes(p)
+	detection := p.DetectionTime()
+	waitUntil(t, 10*time.Second, "a's first heartbeats", func() bool { return len(heard.in(time.Time{}, time.Now())) >= 3 })
+
+	// wedge blocks the loop in a reload until the returned function writes
+	// the policy into the FIFO.
+	wedge := func() (t0 time.Time, unblock func()) {
+		if err := os.Remove(pol); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mkfifo(pol, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		reloaded := make(chan error, 1)
+		go func() { reloaded <- a.Reload(context.Background()) }()
+		t0 = time.Now()
+		var once sync.Once
+		unblock = func() {
+			once.Do(func() {
+				f, err := os.OpenFile(pol, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, werr := f.WriteString(src)
+				if err := errors.Join(werr, f.Close()); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-reloaded; err != nil {
+					t.Fatalf("reload after unblocking: %v", err)
+				}
+				// Back to a regular file for the next wedge and for Run's end.
+				if err := os.Remove(pol); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(pol, []byte(src), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+		t.Cleanup(unblock)
+		return t0, unblock
+	}
+
+	// A loop stuck for less than the abort time: heartbeats stop within the
+	// gate (plus one interval for a round already due and a margin) and
+	// stay silent longer than the detection time, so the peer declares the
+	// node dead; once the loop runs again they resume.
+	t0, unblock := wedge()
+	silentFrom := t0.Add(gate + interval + 100*time.Millisecond)
+	silentTo := silentFrom.Add(detection + 100*time.Millisecond)
+	if silentTo.Sub(t0) >= abort {
+		t.Fatalf("test timing: silence window ends %s after the wedge, past the abort time %s", silentTo.Sub(t0), abort)
+	}
+	time.Sleep(time.Until(silentTo))
+	if got := heard.in(silentFrom, silentTo); len(got) > 0 {
+		t.Fatalf("%d heartbeats arrived %s..%s after the loop got stuck (gate %s, detection %s): peers keep trusting a node that no longer acts",
+			len(got), silentFrom.Sub(t0), silentTo.Sub(t0), gate, detection)
+	}
+	unblocked := time.Now()
+	unblock()
+	waitUntil(t, 10*time.Second, "heartbeats after the loop was unblocked", func() bool { return len(heard.in(unblocked, time.Now())) > 0 })
+	select {
+	case stuck := <-wedged:
+		t.Fatalf("gave up after %s although the loop was stuck for less than the abort time %s", stuck, abort)
+	default:
+	}
+
+	// A loop stuck past the abort time: the agent gives up.
+	t0, unblock = wedge()
+	select {
+	case stuck := <-wedged:
+		if took := time.Since(t0); stuck < abort || took < abort {
+			t.Errorf("gave up after %s (stuck %s), before the abort time %s", took, stuck, abort)
+		}
+	case <-time.After(abort + 10*time.Second):
+		t.Fatalf("a loop stuck for %s did not make the agent give up (abort time %s)", time.Since(t0), abort)
+	}
+	unblock()
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type noopExecutor struct{}
+
+func (noopExecutor) Execute(context.Context, engine.Action) error            { return nil }
+func (noopExecutor) Backup(context.Context, engine.BackupRun) error          { return nil }
+func (noopExecutor) Monitor(context.Context, string, *policy.Resource) error { return nil }
+
+func TestLivenessTimes(t *testing.T) {
+	p := &policy.Policy{Cluster: policy.Cluster{Reevaluate: time.Second}, Paths: []*policy.HeartbeatPath{{Name: "lan", Interval: time.Second, Misses: 3}}}
+	if gate, abort := livenessTimes(p); gate != 2*time.Second || abort != 4*time.Second {
+		// D/2 = 1.5s is below two ticks (2s): idle passes come once a tick.
+		t.Errorf("1s x 3: gate %s abort %s, want 2s and 4s", gate, abort)
+	}
+	p.Paths[0].Interval, p.Paths[0].Misses = 100*time.Millisecond, 10
+	if gate, abort := livenessTimes(p); gate != 500*time.Millisecond || abort != time.Second {
+		t.Errorf("100ms x 10: gate %s abort %s, want 500ms and 1s", gate, abort)
+	}
+}
+
+func TestActionBudget(t *testing.T) {
+	p := &policy.Policy{Cluster: policy.Cluster{FenceTimeout: 30 * time.Second}}
+	svc := &policy.Resource{Kind: policy.KindService, Name: "app", Params: map[string]string{"start_timeout": "20s", "stop_timeout": "5s", "command": "sleep 1"}}
+	if got := actionBudget(engine.OpStart, svc, p); got != 35*time.Second {
+		t.Errorf("service budget %s, want 20s+5s+10s", got)
+	}
+	if got := actionBudget(engine.OpFence, nil, p); got != 40*time.Second {
+		t.Errorf("fence budget %s, want 30s+10s", got)
+	}
+}
