@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/harules/harules/agent"
 	"github.com/harules/harules/internal/atomicfile"
 	"github.com/harules/harules/internal/statesvg"
+	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/web"
 )
@@ -144,6 +146,20 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 		return fail(exitInternal, "supervisor: start agent: %v", err)
 	}
 	log.Info("supervisor started the agent", "pid", cmd.Process.Pid)
+	// The policy the release needs is loaded now and at every SIGHUP, as
+	// the agent does, not when the agent dies: a policy file that cannot
+	// be read then (a hung mount, which may be what wedged the agent) must
+	// not keep the VIPs up, and the release is faster.
+	var pol atomic.Pointer[policy.Policy]
+	loadPolicy := func() {
+		p, err := rules.Load(context.Background(), policyPath, rules.Options{})
+		if err != nil {
+			log.Warn("supervisor: policy not loaded; the release after an agent death uses the previous one", "policy", policyPath, "error", err.Error())
+			return
+		}
+		pol.Store(p)
+	}
+	go loadPolicy()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGABRT)
 	defer signal.Stop(sigs)
@@ -163,6 +179,8 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 			}
 			if s != syscall.SIGHUP {
 				stopping = true
+			} else {
+				go loadPolicy()
 			}
 			_ = cmd.Process.Signal(s)
 		case <-ctx.Done():
@@ -184,7 +202,7 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 				return fail(code, "agent exited: %v", err)
 			}
 			log.Error("agent died; releasing its VIPs and services", "error", fmt.Sprint(err), "exit_code", raw)
-			releaseAfterDeath(log, policyPath, node, stateDir)
+			releaseAfterDeath(log, pol.Load(), policyPath, node, stateDir)
 			return fail(code, "agent exited: %v", err)
 		}
 	}
@@ -192,15 +210,18 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 
 // releaseAfterDeath releases everything the dead agent may have held and,
 // once that succeeded, tells the peers (AnnounceReleased), so they take
-// over at once rather than after the detection time.
-func releaseAfterDeath(log *slog.Logger, policyPath, node, stateDir string) {
+// over at once rather than after the detection time. p is the supervisor's
+// copy of the policy (nil: none loaded yet, so it is loaded now).
+func releaseAfterDeath(log *slog.Logger, p *policy.Policy, policyPath, node, stateDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	p, err := rules.Load(ctx, policyPath, rules.Options{})
-	if err != nil {
-		log.Error("release after agent death failed: cannot load the policy", "policy", policyPath, "error", err.Error())
-		return
+	if p == nil {
+		var err error
+		if p, err = rules.Load(ctx, policyPath, rules.Options{}); err != nil {
+			log.Error("release after agent death failed: cannot load the policy", "policy", policyPath, "error", err.Error())
+			return
+		}
 	}
 	if err := agent.ReleasePolicy(ctx, p, node, log); err != nil {
 		log.Error("release after agent death incomplete; not announcing it to the peers (they take over after the detection time)", "error", err.Error())
