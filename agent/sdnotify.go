@@ -18,9 +18,9 @@ import (
 // the services the agent starts do not inherit them (a service speaking
 // sd_notify would otherwise report READY or STOPPING for harules' unit).
 const (
-	envNotifySocket  = "NOTIFY_SOCKET"
-	envWatchdogUSec  = "WATCHDOG_USEC"
-	envWatchdogPID   = "WATCHDOG_PID"
+	envNotifySocket = "NOTIFY_SOCKET"
+	envWatchdogUSec = "WATCHDOG_USEC"
+	envWatchdogPID  = "WATCHDOG_PID"
 )
 
 // SystemdEnv is what systemd told this process about notifications.
