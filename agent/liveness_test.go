@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,5 +236,147 @@ func TestActionBudget(t *testing.T) {
 	}
 	if got := actionBudget(engine.OpFence, nil, p); got != 40*time.Second {
 		t.Errorf("fence budget %s, want 30s+10s", got)
+	}
+}
+
+// TestLivenessMonitorPetsOnlyWhileTheLoopProgresses runs the monitor with a
+// notify socket and a regular file standing in for /dev/watchdog (never
+// the real device in a test): READY=1 after the first pass, WATCHDOG=1
+// and device writes while the loop passes, none once it is stuck, the
+// wedge reported after the abort time, and a magic close at the end.
+func TestLivenessMonitorPetsOnlyWhileTheLoopProgresses(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	notes := make(chan string, 1024)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			notes <- string(buf[:n])
+		}
+	}()
+	dogPath := filepath.Join(dir, "watchdog")
+	if err := os.WriteFile(dogPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &policy.Policy{Cluster: policy.Cluster{Reevaluate: time.Second}, Paths: []*policy.HeartbeatPath{{Name: "lan", Interval: 50 * time.Millisecond, Misses: 3}}}
+	wedged := make(chan time.Duration, 4)
+	l := newLiveness(quietLogger(), time.Now, p, func(d time.Duration) { wedged <- d })
+	l.sd = newSDNotifier(SystemdEnv{NotifySocket: sock, Watchdog: 400 * time.Millisecond})
+	if l.dog, err = openWatchdog(dogPath, 2*time.Second, quietLogger()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	monitorDone := make(chan struct{})
+	go func() { defer close(monitorDone); l.run(ctx) }()
+
+	// Progress for 600 ms: a pass every 20 ms.
+	var lastPass time.Time
+	for range 30 {
+		lastPass = time.Now()
+		l.passed(lastPass)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := <-notes; got != "READY=1\nSTATUS=deciding" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	pets := 0
+	for len(notes) > 0 {
+		if n := <-notes; n != "WATCHDOG=1" {
+			t.Fatalf("notification %q, want WATCHDOG=1", n)
+		}
+		pets++
+	}
+	if pets < 3 { // every 100 ms (a quarter of 400 ms) over 600 ms
+		t.Errorf("%d WATCHDOG=1 in 600 ms of progress, want about 6", pets)
+	}
+	if !l.alive() {
+		t.Error("gate closed while the loop passes")
+	}
+
+	// Stuck: the gate closes, the wedge is reported after the abort time
+	// and nothing is petted from then on.
+	stuckAt := lastPass
+	_, abort := livenessTimes(p)
+	time.Sleep(200 * time.Millisecond)
+	if l.alive() {
+		t.Error("gate open 200 ms into a stuck loop (gate 100 ms)")
+	}
+	select {
+	case d := <-wedged:
+		if d < abort || time.Since(stuckAt) < abort {
+			t.Errorf("wedge reported after %s (stuck %s), before the abort time %s", time.Since(stuckAt), d, abort)
+		}
+	case <-time.After(abort + 5*time.Second):
+		t.Fatal("a stuck loop was never reported")
+	}
+	for len(notes) > 0 {
+		<-notes
+	}
+	info, err := os.Stat(dogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(notes) > 0 {
+		t.Errorf("systemd's watchdog petted while the loop is stuck: %q", <-notes)
+	}
+	if again, _ := os.Stat(dogPath); again.Size() != info.Size() {
+		t.Errorf("the watchdog device was written while the loop is stuck (%d -> %d bytes)", info.Size(), again.Size())
+	}
+	if info.Size() < 3 {
+		t.Errorf("the watchdog device got %d writes during progress, want several", info.Size())
+	}
+
+	// A pass ends the episode; a clean stop disarms the device.
+	l.passed(time.Now())
+	if !l.alive() {
+		t.Error("gate still closed after a pass")
+	}
+	cancel()
+	<-monitorDone
+	if err := l.dog.disarm(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(dogPath)
+	if err != nil || len(b) == 0 || b[len(b)-1] != 'V' {
+		t.Errorf("device contents end %q, want the magic close 'V'", b[max(len(b)-3, 0):])
+	}
+}
+
+func TestTakeSystemdEnv(t *testing.T) {
+	t.Setenv(envNotifySocket, "@/org/freedesktop/systemd1/notify")
+	t.Setenv(envWatchdogUSec, "30000000")
+	t.Setenv(envWatchdogPID, fmt.Sprint(os.Getpid()))
+	env := TakeSystemdEnv()
+	if env.NotifySocket != "@/org/freedesktop/systemd1/notify" || env.Watchdog != 30*time.Second {
+		t.Errorf("got %+v", env)
+	}
+	for _, k := range []string{envNotifySocket, envWatchdogUSec, envWatchdogPID} {
+		if _, ok := os.LookupEnv(k); ok {
+			t.Errorf("%s left in the environment: services would inherit it", k)
+		}
+	}
+	// Handed to the agent child: no PID, so the child takes it.
+	for _, kv := range env.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	if got := TakeSystemdEnv(); got != env {
+		t.Errorf("child got %+v, want %+v", got, env)
+	}
+	// Another process's watchdog is not ours.
+	t.Setenv(envWatchdogUSec, "30000000")
+	t.Setenv(envWatchdogPID, "1")
+	if got := TakeSystemdEnv(); got.Watchdog != 0 {
+		t.Errorf("watchdog of pid 1 taken: %+v", got)
 	}
 }

@@ -41,13 +41,23 @@ actions (VIPs with netlink + gratuitous ARP, services, OCF agents).
 harules run is two processes: a small supervisor and the agent. If the agent
 dies (crash, kill -9), the supervisor at once removes every VIP carrying
 harules' label and stops the policy's services, so a crashed agent never
-leaves an address the peer is taking over; then it exits with the agent's
-status so systemd restarts it. On start the agent releases whatever a
-previous run left and takes groups only through the normal decision.
+leaves an address the peer is taking over; once released it tells the
+peers (an authenticated heartbeat: holds nothing, leaving), so they take
+over at once; then it exits with the agent's status so systemd restarts it.
+On start the agent releases whatever a previous run left and takes groups
+only through the normal decision.
+
+Liveness: the agent stops its heartbeats when its decision loop made no
+pass for half the detection time, and exits (status 70) when it made none
+for the detection time (at least 1 s), so the supervisor releases. Under
+systemd (Type=notify) it sends READY=1 after the loop's first pass and
+WATCHDOG=1 while the loop makes progress. --watchdog-device arms a watchdog
+device as SBD does (docs/operations.md, "Processes, signals and liveness").
 
 Signals: SIGTERM/SIGINT hand the node's groups over (the peer takes them as
 soon as they are stopped here) and release everything; SIGHUP reloads the
-policy (a policy that fails check is refused and the old one keeps running).
+policy (a policy that fails check is refused and the old one keeps running);
+SIGABRT to the supervisor (systemd's watchdog) kills the agent and releases.
 
 In maintenance (harules maintenance on) none of this releases anything: a
 stop leaves the resources running, the supervisor does not release after
