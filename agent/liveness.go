@@ -64,6 +64,11 @@ type liveness struct {
 	// stuck for the abort time; the default dumps every goroutine's stack
 	// and exits with WedgedExitCode.
 	onWedged func(stuck time.Duration)
+	// onResume is called when progress follows a closed gate: the agent
+	// kicks its senders, so peers hear it again at once rather than up to
+	// an interval later (at fast intervals that interval could complete
+	// a detection time of silence).
+	onResume func()
 	sd       *sdNotifier     // nil: not run by systemd with a notify socket
 	dog      *watchdogDevice // nil: no hardware/softdog watchdog armed
 	ready    sync.Once
@@ -119,7 +124,12 @@ func (l *liveness) passed(now time.Time) {
 }
 
 // stamp records progress at now.
-func (l *liveness) stamp(now time.Time) { l.lastPass.Store(now.UnixNano()) }
+func (l *liveness) stamp(now time.Time) {
+	prev := l.lastPass.Swap(now.UnixNano())
+	if now.UnixNano()-prev >= l.gate.Load() && l.onResume != nil {
+		l.onResume()
+	}
+}
 
 // alive is the heartbeat sender's gate: false once the loop has made no
 // pass for the gate time (outside a running action's budget).
@@ -270,6 +280,7 @@ func (a *Agent) liveActions(exec engine.Executor) engine.Executor {
 // may take as long as stopping every service.
 func (a *Agent) startLiveness() (stop func(), err error) {
 	a.live.sd = newSDNotifier(a.cfg.Systemd)
+	a.live.onResume = a.kick
 	if a.cfg.WatchdogDevice != "" {
 		if a.live.dog, err = openWatchdog(a.cfg.WatchdogDevice, a.cfg.WatchdogTimeout, a.log); err != nil {
 			return nil, err
