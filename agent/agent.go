@@ -199,7 +199,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startNotify(incarnation)
 	defer a.stopNotify() // after the handover: its events are sent too
 	a.live = newLiveness(a.log, a.now, a.policy, a.cfg.OnWedged)
-	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.instrument(a.liveActions(a.exec)), a.record)
+	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.liveActions(a.instrument(a.exec)), a.record)
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
 		br.OnBackupRecord(a.record) // refused and failed backups show in the records
 	}

@@ -43,6 +43,11 @@ const (
 	// WedgedExitCode is the agent's exit status when its decision loop
 	// stayed stuck past the abort time (EX_SOFTWARE).
 	WedgedExitCode = 70
+	// diskActionBudget covers a disk's defaults (lease settle and I/O
+	// timeouts on start, the grace for its users and their kill on stop)
+	// with room to spare; fsckActionBudget a file system check.
+	diskActionBudget = 5 * time.Minute
+	fsckActionBudget = time.Hour
 )
 
 // liveness tracks the decision loop's passes. passed and alive are called
@@ -252,11 +257,19 @@ func (e liveExecutor) Execute(ctx context.Context, a engine.Action) error {
 
 // actionBudget is how long an action may take before the loop running it
 // counts as stuck: its declared timeouts (every duration parameter of the
-// resource, or the fencing timeout) plus actionSlack.
+// resource, or the fencing timeout) plus actionSlack; a disk also gets
+// diskActionBudget (lease waits, killing its users), or fsckActionBudget
+// when it checks the file system first.
 func actionBudget(op string, r *policy.Resource, p *policy.Policy) time.Duration {
 	budget := actionSlack
 	if op == engine.OpFence && p != nil {
 		return budget + p.Cluster.FenceTimeout
+	}
+	if r != nil && r.Kind == policy.KindDisk {
+		budget += diskActionBudget
+		if r.Params["fsck"] == "true" {
+			budget += fsckActionBudget
+		}
 	}
 	if r != nil {
 		for _, v := range r.Params {

@@ -234,6 +234,10 @@ func TestActionBudget(t *testing.T) {
 	if got := actionBudget(engine.OpStart, svc, p); got != 35*time.Second {
 		t.Errorf("service budget %s, want 20s+5s+10s", got)
 	}
+	dsk := &policy.Resource{Kind: policy.KindDisk, Name: "/srv", Params: map[string]string{"device": "/dev/vdb", "fsck": "true"}}
+	if got := actionBudget(engine.OpStart, dsk, p); got != 10*time.Second+5*time.Minute+time.Hour {
+		t.Errorf("disk with fsck budget %s, want 10s+5m+1h", got)
+	}
 	if got := actionBudget(engine.OpFence, nil, p); got != 40*time.Second {
 		t.Errorf("fence budget %s, want 30s+10s", got)
 	}
