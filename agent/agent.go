@@ -63,6 +63,11 @@ type Config struct {
 	// OnWedged replaces what the agent does when its decision loop made no
 	// progress for the abort time (default: exit with WedgedExitCode).
 	OnWedged func(stuck time.Duration)
+	// Lock is the state directory's single-instance lock when the caller
+	// already holds it (the supervisor of `harules run`); nil: Run takes it
+	// (lock.go) and fails with a *LockedError, touching nothing, when
+	// another run holds it.
+	Lock *StateLock
 }
 
 // Defaults that fit a systemd service.
@@ -92,6 +97,10 @@ type Agent struct {
 	// gossips them (engine.Node.BackupSucceeded).
 	backupOK chan backupOK
 	reload   chan chan error
+	// done carries the results of the jobs run by runJob; jobCtx is their
+	// context (cancelled only after the handover).
+	done   chan engine.Result
+	jobCtx context.Context
 
 	payload atomic.Pointer[[]byte]
 	status  atomic.Pointer[Status]
@@ -161,6 +170,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
+		done: make(chan engine.Result, 1024), jobCtx: context.Background(),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
 		metrics: NewMetrics(cfg.Node, cfg.Now)}
 	return a, nil
@@ -170,6 +180,15 @@ func New(cfg Config) (*Agent, error) {
 // (a planned switchover when a peer is alive) and releases everything; in
 // maintenance it leaves everything running instead (adopt.go).
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Lock == nil {
+		// Before anything is touched: a second run would release what the
+		// first holds.
+		lock, err := LockStateDir(a.cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close() // last: after the handover and the release
+	}
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
@@ -199,7 +218,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startNotify(incarnation)
 	defer a.stopNotify() // after the handover: its events are sent too
 	a.live = newLiveness(a.log, a.now, a.policy, a.cfg.OnWedged)
-	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.liveActions(a.instrument(a.exec)), a.record)
+	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.instrument(a.exec), a.record)
+	a.node.Dispatch = a.runJob
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
 		br.OnBackupRecord(a.record) // refused and failed backups show in the records
 	}
@@ -327,12 +347,7 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 		}
 		ep, err := heartbeat.Listen(ctx, heartbeat.EndpointConfig{Path: h.Name, Listen: netip.AddrPortFrom(self.AddressOn(h.Name), uint16(h.Port)),
 			Peers: peers, Codec: codec, Guard: guard, Now: a.now, Logger: a.log, Self: self.Name,
-			Deliver: func(r heartbeat.Received) {
-				select {
-				case a.inbox <- r:
-				default: // the loop is busy; a later heartbeat carries the same news
-				}
-			}})
+			Deliver: a.deliver})
 		if err != nil {
 			return fmt.Errorf("heartbeat path %s: listen on %s:%d: %w", h.Name, self.AddressOn(h.Name), h.Port, err)
 		}
@@ -356,6 +371,23 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 		go func() { _ = s.Run(ctx) }()
 	}
 	return nil
+}
+
+// deliver queues a received heartbeat for the loop. When the queue is full
+// the oldest one is dropped, never the newest: decisions must not use a
+// view older than the newest heartbeat that arrived.
+func (a *Agent) deliver(r heartbeat.Received) {
+	for {
+		select {
+		case a.inbox <- r:
+			return
+		default:
+		}
+		select {
+		case <-a.inbox:
+		default:
+		}
+	}
 }
 
 func (a *Agent) stopHeartbeats() {
@@ -403,7 +435,11 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// loop is the single owner of the engine state.
+// loop is the single owner of the engine state. Deciding never waits on an
+// action: the engine hands each group's actions to a worker (runJob) whose
+// result comes back on a.done. Whatever woke the loop, the heartbeats that
+// arrived meanwhile and the pause guard are processed before the decision,
+// so no decision uses a view older than the newest heartbeat.
 func (a *Agent) loop(ctx context.Context) error {
 	tick := a.policy.Cluster.Reevaluate
 	for _, h := range a.policy.Paths {
@@ -431,27 +467,18 @@ func (a *Agent) loop(ctx context.Context) error {
 	a.live.passed(a.now())
 	for {
 		dirty := false
+		timed := false // a timer woke the loop: the view may age
 		select {
 		case <-ctx.Done():
 			return nil
 		case r := <-a.inbox:
 			dirty = a.heartbeat(r)
 			detect.seen(a.policy, r.Message.From, r.Path, r.At)
-			// Drain what else arrived, so a burst costs one decision.
-			dirty = a.drainInbox(detect) || dirty
 		case <-detect.timer.C:
-			// A path's last heartbeat just aged past interval x misses;
-			// heartbeats already queued are news from before now.
-			if a.checkPause(pause, detect, a.now()) {
-				dirty = a.drainInbox(detect)
-				break
-			}
-			if !detect.fired(a.now()) {
-				break
-			}
-			dirty = a.drainInbox(detect)
-			dirty = a.node.View.Update(a.now()) || dirty
-			detect.judged(a.now())
+			// A path's last heartbeat just aged past interval x misses.
+			// Fired late (this process was starved): heartbeats may wait
+			// unread in the sockets; judge after confirmWait instead.
+			timed = detect.fired(a.now())
 		case b := <-a.diskBeats:
 			a.countHeartbeat(b.peer, b.path, b.at)
 			dirty = a.node.View.Heartbeat(b.peer, b.path, b.at, nil)
@@ -460,18 +487,24 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.recordProbe(f)
 			dirty = a.node.View.SetProbe(probeFact(f))
 		case <-ticker.C:
-			a.checkPause(pause, detect, a.now())
-			dirty = a.drainInbox(detect)
-			dirty = a.node.View.Update(a.now()) || a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate || dirty
-			detect.judged(a.now())
+			timed = true
+			dirty = a.now().Sub(lastStep) >= a.policy.Cluster.Reevaluate
 		case <-monitorTicker.C:
 			a.monitorHeld(ctx)
+			a.reconcile(ctx)
 		case <-retryCh:
+			dirty = true
+		case res := <-a.done:
+			a.node.Complete(res)
+			if res.Failed != nil {
+				a.reconcile(ctx) // what did the failed job leave behind?
+			}
 			dirty = true
 		case m := <-a.monitors:
 			// In maintenance a failed monitor is not acted on (unmanaged);
-			// the first monitor after leaving it sees the state then.
-			if _, held := a.node.State.Holds[m.group]; held && m.err != nil && !a.node.State.Maintenance {
+			// the first monitor after leaving it sees the state then. A
+			// group whose start or stop runs is judged once it is done.
+			if _, held := a.node.State.Holds[m.group]; held && m.err != nil && !a.node.State.Maintenance && !a.node.Busy(m.group) {
 				a.node.ResourceFailed(a.now(), m.group, m.resource, m.err)
 				dirty = true
 			}
@@ -485,6 +518,16 @@ func (a *Agent) loop(ctx context.Context) error {
 			reply <- a.reloadPolicy()
 			dirty = true
 		}
+		// Before any decision: every heartbeat that arrived, then the
+		// failure detector. After a pause of this process the view holds
+		// instead of judging peers by our own silence.
+		now := a.now()
+		paused := a.checkPause(pause, detect, now)
+		dirty = a.drainInbox(detect) || dirty
+		if timed && !paused {
+			dirty = a.node.View.Update(now) || dirty
+			detect.judged(now)
+		}
 		if dirty {
 			a.step(ctx)
 			lastStep = a.now()
@@ -493,10 +536,26 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 }
 
+// runJob runs one group's job on a worker goroutine and hands its result
+// back to the loop (engine.Dispatcher). a.done has room for one job per
+// group, and a group has at most one job in flight, so the send never
+// blocks.
+func (a *Agent) runJob(j *engine.Job) {
+	go func() {
+		a.done <- engine.RunJob(a.jobCtx, a.node.Exec, j, a.now)
+	}()
+}
+
 func (a *Agent) heartbeat(r heartbeat.Received) bool {
-	a.peerBack(r.Message.From, r.At)
 	prev := a.peerRpts[r.Message.From]
 	rep := prev.report
+	if rep != nil && r.Message.Incarnation < rep.Incarnation {
+		// A datagram of the peer's previous run (the shared replay guard
+		// rejects these on every path, as old_incarnation): it must not
+		// bring the old run's report back.
+		return false
+	}
+	a.peerBack(r.Message.From, r.At)
 	if rep != nil && rep.Incarnation != r.Message.Incarnation {
 		// The peer restarted and released everything its previous run
 		// held: the old report must not speak for the new run (it would
@@ -621,19 +680,26 @@ func (a *Agent) Reload(ctx context.Context) error {
 
 // handover gives away what this node holds: peers see it leaving and take
 // over; whatever is still held when the timeout passes is stopped anyway.
+// Jobs still running are waited for (within the timeout) before the final
+// release, so nothing is started behind it.
 func (a *Agent) handover() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.HandoverTimeout)
 	defer cancel()
 	a.node.State.Leaving = true
 	a.log.Info("shutting down: handing over held groups", "holds", a.node.State.HeldGroups())
-	for len(a.node.State.Holds) > 0 && ctx.Err() == nil {
+	detect := newDetectionTimer()
+	defer detect.stop()
+	for (len(a.node.State.Holds) > 0 || a.node.InFlight() > 0) && ctx.Err() == nil {
+		a.drainInbox(detect)
 		a.step(ctx)
-		if len(a.node.State.Holds) == 0 {
+		if len(a.node.State.Holds) == 0 && a.node.InFlight() == 0 {
 			break
 		}
 		select {
 		case r := <-a.inbox:
 			a.heartbeat(r)
+		case res := <-a.done:
+			a.node.Complete(res)
 		case <-time.After(50 * time.Millisecond):
 		case <-ctx.Done():
 		}

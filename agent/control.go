@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,10 +47,12 @@ type NodeStatus struct {
 	Standby bool      `json:"standby"`
 	// Maintenance: the node decides but acts on nothing, and its groups
 	// are not taken over while it is unreachable.
-	Maintenance bool         `json:"maintenance,omitempty"`
-	Holds       []string     `json:"holds"`
-	PolicyHash  string       `json:"policy_hash,omitempty"`
-	Paths       []PathStatus `json:"paths,omitempty"`
+	Maintenance bool     `json:"maintenance,omitempty"`
+	Holds       []string `json:"holds"`
+	// Starting lists the groups whose start is still running on the node.
+	Starting   []string     `json:"starting,omitempty"`
+	PolicyHash string       `json:"policy_hash,omitempty"`
+	Paths      []PathStatus `json:"paths,omitempty"`
 }
 
 // PathStatus is one heartbeat path to a peer.
@@ -68,7 +71,25 @@ type GroupStatus struct {
 	Target  string   `json:"target"`
 	Reason  string   `json:"reason"`
 	Holders []string `json:"holders"`
-	Wait    string   `json:"wait,omitempty"`
+	// Starting lists the nodes whose start of the group is still running:
+	// they count as holding it for safety (no other node starts it) but
+	// are not in Holders until the start finished.
+	Starting []string `json:"starting,omitempty"`
+	Wait     string   `json:"wait,omitempty"`
+}
+
+// settled returns holds without the entries still starting.
+func settled(holds, starting []string) []string {
+	if len(starting) == 0 {
+		return holds
+	}
+	out := []string{}
+	for _, h := range holds {
+		if !slices.Contains(starting, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
@@ -77,7 +98,8 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 		Incarnation: a.node.State.Incarnation, Now: now, Maintenance: a.node.State.Maintenance,
 		Alerts: d.Alerts, Plan: d.Plan, Recent: a.records.snapshot()}
 	for _, n := range f.Nodes {
-		ns := NodeStatus{Name: n.Name, State: n.State, Since: n.Since, Standby: n.Standby, Maintenance: n.Maintenance, Holds: n.Holds, PolicyHash: n.PolicyHash}
+		ns := NodeStatus{Name: n.Name, State: n.State, Since: n.Since, Standby: n.Standby, Maintenance: n.Maintenance, Holds: settled(n.Holds, n.Starting),
+			Starting: n.Starting, PolicyHash: n.PolicyHash}
 		for _, p := range n.Paths {
 			ps := PathStatus{Name: p.Name, Up: p.Up, Missed: p.Missed, LastSeen: p.LastSeen}
 			if m := a.loss[n.Name+"/"+p.Name]; m != nil {
@@ -92,7 +114,8 @@ func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 		retryWaits = w.StartWaits(now)
 	}
 	for i, gp := range d.Placement {
-		gs := GroupStatus{Name: gp.Group, Target: gp.Node, Reason: gp.Reason, Holders: f.Groups[i].Holders}
+		gs := GroupStatus{Name: gp.Group, Target: gp.Node, Reason: gp.Reason, Holders: settled(f.Groups[i].Holders, f.Groups[i].Starting),
+			Starting: f.Groups[i].Starting}
 		for _, act := range d.Plan {
 			if act.Group == gp.Group && act.Wait != "" {
 				gs.Wait = act.Wait
@@ -208,8 +231,8 @@ func (a *Agent) monitorHeld(ctx context.Context) {
 	}
 	for _, g := range a.node.State.HeldGroups() {
 		grp := a.policy.Group(g)
-		if grp == nil {
-			continue
+		if grp == nil || a.node.Busy(g) {
+			continue // a start or stop in flight: monitored once it is done
 		}
 		for _, r := range grp.Resources {
 			r := r

@@ -170,6 +170,9 @@ func (a *Agent) keepRetryWaits(d *engine.Decision) {
 		return
 	}
 	starting := map[string]bool{}
+	for _, g := range a.node.Starting() {
+		starting[g] = true // its start job is still running
+	}
 	for _, act := range d.Plan {
 		if act.Node == a.cfg.Node && act.Op == engine.OpStart && act.Ready {
 			starting[act.Group] = true

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/harules/harules/engine"
 	"github.com/harules/harules/policy"
 )
 
@@ -28,26 +27,17 @@ import (
 //	gate  = max(D/2, 2 x tick)              heartbeats stop
 //	abort = max(D, 2 x gate, minLoopAbort)  the agent exits (WedgedExitCode)
 //
-// An action the loop runs (a service start, a promotion) may legitimately
-// keep it away for longer: while one runs, both deadlines move to the
-// action's start plus its budget (actionBudget).
+// The loop never waits on an action (jobs run on workers, runJob), so a
+// long service start or promotion does not count against it.
 const (
 	// minLoopAbort keeps a short scheduling or fsync stall of the loop at
 	// fast heartbeat intervals from killing the agent: the gate already
 	// silenced it, and a peer that takes over meanwhile probes the VIP
 	// first, so exiting later costs time, never safety.
 	minLoopAbort = time.Second
-	// actionSlack is added to an action's declared timeouts: an action
-	// killed at its timeout still needs time to clean up.
-	actionSlack = 10 * time.Second
 	// WedgedExitCode is the agent's exit status when its decision loop
 	// stayed stuck past the abort time (EX_SOFTWARE).
 	WedgedExitCode = 70
-	// diskActionBudget covers a disk's defaults (lease settle and I/O
-	// timeouts on start, the grace for its users and their kill on stop)
-	// with room to spare; fsckActionBudget a file system check.
-	diskActionBudget = 5 * time.Minute
-	fsckActionBudget = time.Hour
 )
 
 // liveness tracks the decision loop's passes. passed and alive are called
@@ -57,11 +47,8 @@ type liveness struct {
 	now func() time.Time
 	// lastPass is the loop's last completed pass (Unix ns).
 	lastPass atomic.Int64
-	// busyUntil is when a running action's budget ends (Unix ns; 0: no
-	// action running).
-	busyUntil atomic.Int64
-	gate      atomic.Int64 // ns
-	abort     atomic.Int64 // ns
+	gate     atomic.Int64 // ns
+	abort    atomic.Int64 // ns
 	// disarmed: the loop returned (shutdown); nothing is judged any more.
 	disarmed atomic.Bool
 
@@ -137,13 +124,12 @@ func (l *liveness) stamp(now time.Time) {
 }
 
 // alive is the heartbeat sender's gate: false once the loop has made no
-// pass for the gate time (outside a running action's budget).
+// pass for the gate time.
 func (l *liveness) alive() bool {
 	if l.disarmed.Load() {
 		return true
 	}
-	now := l.now().UnixNano()
-	return now-l.lastPass.Load() < l.gate.Load() || now < l.busyUntil.Load()
+	return l.now().UnixNano()-l.lastPass.Load() < l.gate.Load()
 }
 
 // disarm stops judging the loop: it returned (the agent shuts down) and the
@@ -152,9 +138,9 @@ func (l *liveness) disarm() { l.disarmed.Store(true) }
 
 // stuckFor returns how long the loop has shown no progress at now, counting
 // from ref at the earliest (the monitor's own resumption after a stall of
-// the whole process), and 0 while an action is within its budget.
+// the whole process).
 func (l *liveness) stuckFor(now, ref time.Time) time.Duration {
-	if l.disarmed.Load() || now.UnixNano() < l.busyUntil.Load() {
+	if l.disarmed.Load() {
 		return 0
 	}
 	last := time.Unix(0, l.lastPass.Load())
@@ -233,58 +219,6 @@ func (l *liveness) exitWedged(stuck time.Duration) {
 	buf = buf[:runtime.Stack(buf, true)]
 	fmt.Fprintf(os.Stderr, "goroutine stacks of the stuck agent:\n%s\n", buf)
 	os.Exit(WedgedExitCode)
-}
-
-// liveExecutor moves the liveness deadlines while the loop runs an action:
-// a service start may take its start_timeout, and that is progress, not a
-// wedge. An action stuck past its budget is.
-type liveExecutor struct {
-	engine.Executor
-	live   *liveness
-	policy func() *policy.Policy
-}
-
-// Execute runs the action within its budget and counts its end as progress.
-func (e liveExecutor) Execute(ctx context.Context, a engine.Action) error {
-	start := e.live.now()
-	e.live.busyUntil.Store(start.Add(actionBudget(a.Op, a.Res(), e.policy())).UnixNano())
-	defer func() {
-		e.live.busyUntil.Store(0)
-		e.live.stamp(e.live.now())
-	}()
-	return e.Executor.Execute(ctx, a)
-}
-
-// actionBudget is how long an action may take before the loop running it
-// counts as stuck: its declared timeouts (every duration parameter of the
-// resource, or the fencing timeout) plus actionSlack; a disk also gets
-// diskActionBudget (lease waits, killing its users), or fsckActionBudget
-// when it checks the file system first.
-func actionBudget(op string, r *policy.Resource, p *policy.Policy) time.Duration {
-	budget := actionSlack
-	if op == engine.OpFence && p != nil {
-		return budget + p.Cluster.FenceTimeout
-	}
-	if r != nil && r.Kind == policy.KindDisk {
-		budget += diskActionBudget
-		if r.Params["fsck"] == "true" {
-			budget += fsckActionBudget
-		}
-	}
-	if r != nil {
-		for _, v := range r.Params {
-			if d, err := time.ParseDuration(v); err == nil && d > 0 {
-				budget += d
-			}
-		}
-	}
-	return budget
-}
-
-// liveActions wraps the engine's executor so running actions count as
-// progress within their budget.
-func (a *Agent) liveActions(exec engine.Executor) engine.Executor {
-	return liveExecutor{Executor: exec, live: a.live, policy: func() *policy.Policy { return a.node.Policy }}
 }
 
 // startLiveness arms the watchdog device (if configured) and starts the

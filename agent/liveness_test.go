@@ -228,21 +228,6 @@ func TestLivenessTimes(t *testing.T) {
 	}
 }
 
-func TestActionBudget(t *testing.T) {
-	p := &policy.Policy{Cluster: policy.Cluster{FenceTimeout: 30 * time.Second}}
-	svc := &policy.Resource{Kind: policy.KindService, Name: "app", Params: map[string]string{"start_timeout": "20s", "stop_timeout": "5s", "command": "sleep 1"}}
-	if got := actionBudget(engine.OpStart, svc, p); got != 35*time.Second {
-		t.Errorf("service budget %s, want 20s+5s+10s", got)
-	}
-	dsk := &policy.Resource{Kind: policy.KindDisk, Name: "/srv", Params: map[string]string{"device": "/dev/vdb", "fsck": "true"}}
-	if got := actionBudget(engine.OpStart, dsk, p); got != 10*time.Second+5*time.Minute+time.Hour {
-		t.Errorf("disk with fsck budget %s, want 10s+5m+1h", got)
-	}
-	if got := actionBudget(engine.OpFence, nil, p); got != 40*time.Second {
-		t.Errorf("fence budget %s, want 30s+10s", got)
-	}
-}
-
 // TestLivenessMonitorPetsOnlyWhileTheLoopProgresses runs the monitor with a
 // notify socket and a regular file standing in for /dev/watchdog (never
 // the real device in a test): READY=1 after the first pass, WATCHDOG=1

@@ -22,8 +22,8 @@ func (a *Agent) reannounceReleased(old, fresh *engine.Report) {
 		if slices.Contains(fresh.Holds, g) {
 			continue
 		}
-		if _, held := a.node.State.Holds[g]; !held {
-			continue
+		if !a.node.Settled(g) {
+			continue // not held, or its start or stop is still running
 		}
 		grp := a.policy.Group(g)
 		if grp == nil {
@@ -62,7 +62,7 @@ func (a *Agent) peerBack(peer string, at time.Time) {
 	}
 	for _, g := range a.node.State.HeldGroups() {
 		grp := a.policy.Group(g)
-		if grp == nil {
+		if grp == nil || !a.node.Settled(g) {
 			continue
 		}
 		for _, r := range grp.Resources {

@@ -9,6 +9,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -87,6 +88,12 @@ func Decide(ctx context.Context, in Input) *Decision {
 	d.Alerts = append(d.Alerts, maintenanceAlerts(p, f, s)...)
 	d.Plan = buildPlan(p, f, s, constraints, d)
 	d.Backups = dueBackups(p, f, s, d)
+	for _, g := range slices.Sorted(maps.Keys(s.StopFailed)) {
+		sf := s.StopFailed[g]
+		d.Alerts = append(d.Alerts, Alert{Name: "stop-failed", Severity: "critical", Node: f.Self,
+			Message: fmt.Sprintf("stopping %s on %s failed (%s): it may still run there, so no other node starts it until a stop succeeds (retried at every decision)",
+				g, f.Self, sf.Error)})
+	}
 	for _, n := range f.Nodes {
 		if !n.Self && n.Alive() && n.PolicyHash != "" && n.PolicyHash != p.Hash {
 			d.Alerts = append(d.Alerts, Alert{Name: "policy-mismatch", Severity: "warning", Node: f.Self,
@@ -300,6 +307,19 @@ func placeOne(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *poli
 			}
 		}
 	}
+	// A handover never stops the source before the target may start: a
+	// target whose own rules keep it in standby for now (a quorum still
+	// settling after it rejoined) would leave the group stopped until they
+	// lift. The holder keeps it meanwhile, if it still may.
+	if holder != "" && best.node != holder {
+		if bn := f.Node(best.node); bn != nil && !bn.Self && bn.RuleStandby {
+			for _, cd := range cands {
+				if cd.node == holder {
+					return holder, fmt.Sprintf("stays on %s until %s may start it (a rule of %s keeps it in standby for now)", holder, best.node, best.node)
+				}
+			}
+		}
+	}
 	reason := fmt.Sprintf("score %d", best.score)
 	if best.node == holder {
 		reason = fmt.Sprintf("holds it (score %d with stickiness %d)", best.score, g.Placement.Stickiness)
@@ -339,8 +359,14 @@ func ineligible(p *policy.Policy, f *facts.Facts, s *State, c constraints, g *po
 			return "moved away by " + ruleReason(mv)
 		}
 	}
-	if t, ok := f.Group(g.Name).FailedOn[n.Name]; ok && p.Cluster.FailureTimeout > 0 && f.Now.Sub(t) < p.Cluster.FailureTimeout {
-		return fmt.Sprintf("failed there %s ago (failure_timeout %s)", f.Now.Sub(t).Round(time.Millisecond), p.Cluster.FailureTimeout)
+	if t, ok := f.Group(g.Name).FailedOn[n.Name]; ok {
+		// failure_timeout 0: a failure never expires (only an operator
+		// cleanup forgets it), as the node's report keeps it for ever.
+		if timeout := p.Cluster.FailureTimeout; timeout == 0 {
+			return fmt.Sprintf("failed there %s ago (failure_timeout 0: until an operator cleanup)", f.Now.Sub(t).Round(time.Millisecond))
+		} else if f.Now.Sub(t) < timeout {
+			return fmt.Sprintf("failed there %s ago (failure_timeout %s)", f.Now.Sub(t).Round(time.Millisecond), timeout)
+		}
 	}
 	if node.Capacity > 0 && used[n.Name]+g.Placement.Weight > node.Capacity {
 		return fmt.Sprintf("no capacity (%d of %d used, group weighs %d)", used[n.Name], node.Capacity, g.Placement.Weight)

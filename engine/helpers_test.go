@@ -201,6 +201,8 @@ type countingExec struct {
 	failStarts map[string]bool
 	// retryStarts makes starts of these resources fail with ErrRetry.
 	retryStarts map[string]bool
+	// failStops makes stops of these resources fail.
+	failStops map[string]bool
 }
 
 var _ Executor = (*countingExec)(nil)
@@ -209,6 +211,9 @@ func (e *countingExec) Execute(_ context.Context, a Action) error {
 	e.actions = append(e.actions, a)
 	if a.Op == OpStart && e.failStarts[a.Resource] {
 		return fmt.Errorf("%s failed to start (test)", a.Resource)
+	}
+	if a.Op == OpStop && e.failStops[a.Resource] {
+		return fmt.Errorf("%s failed to stop (test)", a.Resource)
 	}
 	if a.Op == OpStart && e.retryStarts[a.Resource] {
 		return fmt.Errorf("%s refused for now (test): %w", a.Resource, ErrRetry)

@@ -91,6 +91,18 @@ type Node struct {
 	// decision (a lease wait of 20 s) is recorded once, not every time.
 	refused map[string]bool
 	report  *Report
+
+	// Dispatch runs this node's jobs (jobs.go); nil runs each job at once,
+	// inside Step (tests, and a simulator whose actions take no time).
+	Dispatch Dispatcher
+	// inflight maps group -> its job not yet completed (State.Starting
+	// marks the groups held only because a start job is in flight);
+	// fencing marks the peers a job in flight is fencing.
+	inflight map[string]*Job
+	fencing  map[string]bool
+	// stopErr holds the last error of each group/resource stop that
+	// failed, so a stop retried at every decision is recorded once.
+	stopErr map[string]string
 }
 
 // NewNode builds the loop for node name, booted at boot.
@@ -100,13 +112,15 @@ func NewNode(p *policy.Policy, name string, boot time.Time, s *State, exec Execu
 	}
 	return &Node{Policy: p, Name: name, State: s, View: NewView(p, name, boot), Exec: exec, Record: record,
 		alerts: map[string]Alert{}, waits: map[string]string{}, targets: map[string]string{},
-		prevPaths: map[string]bool{}, prevPeers: map[string]string{}, refused: map[string]bool{}}
+		prevPaths: map[string]bool{}, prevPeers: map[string]string{}, refused: map[string]bool{},
+		inflight: map[string]*Job{}, fencing: map[string]bool{}, stopErr: map[string]string{}}
 }
 
 // Last returns the most recent decision (nil before the first Step).
 func (n *Node) Last() *Decision { return n.last }
 
-// Step runs one evaluation at now and executes this node's ready actions.
+// Step runs one evaluation at now and dispatches this node's ready actions
+// (jobs.go): it never waits for them unless Dispatch is nil.
 func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
 	n.View.Update(now)
 	n.View.Merge(n.State)
@@ -115,8 +129,9 @@ func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
 	n.recordTransitions(f)
 	d := Decide(ctx, Input{Policy: n.Policy, Facts: f, State: n.State})
 	n.State.RulePending = d.RulePending
+	n.State.RuleStandby = selfStandby(d, n.Name)
 	n.recordDecision(now, d)
-	n.execute(ctx, now, d)
+	n.dispatch(ctx, now, d)
 	n.runBackups(ctx, now, d)
 	n.last = d
 	return d
@@ -230,96 +245,14 @@ func ruleOf(a Alert) string {
 	return ""
 }
 
-// execute runs this node's ready actions group by group. A failed start
-// rolls back what the group started here and marks the group failed on this
-// node, so placement moves it elsewhere; a failed stop keeps the group held,
-// so no peer starts it while it may still run here.
-func (n *Node) execute(ctx context.Context, now time.Time, d *Decision) {
-	byGroup := map[string][]Action{}
-	var order []string
-	for _, a := range d.Plan {
-		if a.Node != n.Name || !a.Ready || a.Op == OpRelease {
-			continue
-		}
-		if _, ok := byGroup[a.Group]; !ok {
-			order = append(order, a.Group)
-		}
-		byGroup[a.Group] = append(byGroup[a.Group], a)
-	}
-	for _, g := range order {
-		actions := byGroup[g]
-		if n.State.Maintenance {
-			for _, a := range actions {
-				n.emit(Record{At: now, Node: n.Name, Kind: RecAction, Group: a.Group, Text: "maintenance: would " + a.Op + " " + a.Resource + ": " + a.Detail,
-					Reason: a.Reason, Op: a.Op, Resource: a.Resource, TakeoverFrom: a.From, DryRun: true}, nil)
-			}
-			continue
-		}
-		op := actions[len(actions)-1].Op
-		var done []Action
-		var failed error
-		for _, a := range actions {
-			if a.Op == OpFence {
-				if n.State.Fenced[a.fencePeer].Equal(a.fenceSince) {
-					continue // fenced already for another group in this decision
-				}
-				err := n.Exec.Execute(ctx, a)
-				n.recAction(now, a, a.Op+" "+a.fencePeer+": "+a.Detail, a.Reason, err)
-				if err != nil {
-					// No takeover without fencing; try again at the next
-					// decision. Not this node's fault: nothing is marked failed.
-					failed = fmt.Errorf("fencing %s failed: %w (%w)", a.fencePeer, err, ErrRetry)
-					break
-				}
-				if n.State.Fenced == nil {
-					n.State.Fenced = map[string]time.Time{}
-				}
-				n.State.Fenced[a.fencePeer] = a.fenceSince
-				continue
-			}
-			err := n.Exec.Execute(ctx, a)
-			key := a.Group + "/" + a.Resource
-			if again := errors.Is(err, ErrRetry); !again || !n.refused[key] {
-				n.recAction(now, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
-				n.refused[key] = again
-			}
-			if err != nil {
-				failed = err
-				break
-			}
-			done = append(done, a)
-		}
-		switch {
-		case failed == nil && op == OpStart:
-			n.State.Holds[g] = now
-		case failed == nil && op == OpStop:
-			delete(n.State.Holds, g)
-			// A rule that moved the group away from this node judged it
-			// unhealthy here. Once stopped, the rule's condition (usually
-			// "failing on the owner") no longer holds, so without marking
-			// it failed the group would come straight back; failure_timeout
-			// keeps it away, as after a failed monitor.
-			if movedAway(d, g, n.Name) {
-				n.State.Failed[g] = now
-			}
-		case op == OpStart:
-			// A start refused for now (ErrRetry: e.g. the previous holder
-			// still answers for the VIP) is tried again at the next decision;
-			// it says nothing about this node's health.
-			if !errors.Is(failed, ErrRetry) {
-				n.State.Failed[g] = now
-			}
-			for i := len(done) - 1; i >= 0; i-- {
-				a := done[i]
-				a.Op, a.Detail = OpStop, describe(a.res, OpStop)
-				a.Reason = fmt.Sprintf("rolling back %s after a failed start: %v", g, failed)
-				err := n.Exec.Execute(ctx, a)
-				n.recAction(now, a, a.Op+" "+a.Resource+": "+a.Detail, a.Reason, err)
-			}
-		default:
-			n.State.Failed[g] = now
+// selfStandby reports whether a fired rule put node in standby.
+func selfStandby(d *Decision, node string) bool {
+	for _, dec := range d.Fired {
+		if dec.Kind == policy.Standby && dec.Node == node {
+			return true
 		}
 	}
+	return false
 }
 
 // movedAway reports whether a fired rule moved group away from node.
@@ -369,8 +302,8 @@ func (n *Node) Report() *Report {
 			failed[g] = t
 		}
 	}
-	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(), Hears: n.View.Hears(),
-		Standby: n.State.Leaving, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
+	r := &Report{Node: n.Name, Incarnation: n.State.Incarnation, PolicyHash: n.Policy.Hash, Holds: n.State.HeldGroups(), Starting: n.Starting(), Hears: n.View.Hears(),
+		Standby: n.State.Leaving, RuleStandby: n.State.RuleStandby, Maintenance: n.State.Maintenance, Probes: n.View.Probes(), Failed: failed,
 		Operator: n.State.Operator.Clone(), BackupLast: maps.Clone(n.State.BackupLast), BackupOK: maps.Clone(n.State.BackupOK)}
 	n.report = r
 	return r

@@ -10,8 +10,9 @@ import (
 )
 
 // TestFailedStartRollsBackAndMovesAway drives Node.Step: the second resource
-// of db fails to start, the first is stopped again, and failure_timeout keeps
-// db off this node so the next decision places it on the peer.
+// of db fails to start; it is stopped (a failed start may have left part of
+// it running), then the first, and failure_timeout keeps db off this node so
+// the next decision places it on the peer.
 func TestFailedStartRollsBackAndMovesAway(t *testing.T) {
 	p := loadPolicy(t, "plan.star")
 	exec := &countingExec{failStarts: map[string]bool{"disk:/srv/db": true}}
@@ -31,9 +32,9 @@ func TestFailedStartRollsBackAndMovesAway(t *testing.T) {
 	for _, a := range exec.actions {
 		ops = append(ops, a.Op+" "+a.Resource)
 	}
-	want := "start vip:198.51.100.20, start disk:/srv/db, stop vip:198.51.100.20"
+	want := "start vip:198.51.100.20, start disk:/srv/db, stop disk:/srv/db, stop vip:198.51.100.20"
 	if strings.Join(ops, ", ") != want {
-		t.Errorf("executed %v, want %s (roll back what started)", ops, want)
+		t.Errorf("executed %v, want %s (roll back what started, the failed resource too)", ops, want)
 	}
 	if _, held := n.State.Holds["db"]; held {
 		t.Error("db is held after a failed start")

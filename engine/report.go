@@ -12,7 +12,7 @@ func (n *Node) reportsFailure(t time.Time) bool {
 func (n *Node) reportCurrent(r *Report) bool {
 	s := n.State
 	if r.Node != n.Name || r.Incarnation != s.Incarnation || r.PolicyHash != n.Policy.Hash ||
-		r.Standby != s.Leaving || r.Maintenance != s.Maintenance || len(r.Holds) != len(s.Holds) ||
+		r.Standby != s.Leaving || r.RuleStandby != s.RuleStandby || r.Maintenance != s.Maintenance || len(r.Holds) != len(s.Holds) || len(r.Starting) != len(s.Starting) ||
 		!n.View.hearsSame(r.Hears) {
 		return false
 	}
@@ -20,6 +20,11 @@ func (n *Node) reportCurrent(r *Report) bool {
 	// means the same sorted list.
 	for _, g := range r.Holds {
 		if _, ok := s.Holds[g]; !ok {
+			return false
+		}
+	}
+	for _, g := range r.Starting {
+		if !s.Starting[g] {
 			return false
 		}
 	}

@@ -27,6 +27,19 @@ type State struct {
 	// gives away what it holds (a planned handover), without the lasting
 	// effect of an operator's standby.
 	Leaving bool `json:"-"`
+	// RuleStandby is set while a rule of the last decision put this node
+	// in standby (quorum settling, no quorum, a self-fence). Peers learn it
+	// from the report: a holder keeps a group it could hand over to this
+	// node until this node may start it (a planned move never stops the
+	// source before the target may start).
+	RuleStandby bool `json:"-"`
+	// Starting marks the groups in Holds only because their start job is
+	// still running (engine/jobs.go); a restart forgets it with the holds.
+	Starting map[string]bool `json:"-"`
+	// StopFailed maps group -> the last stop of it that failed here (or a
+	// rollback after a failed start): the group stays held on this node,
+	// since what the stop was to end may still run, until a stop succeeds.
+	StopFailed map[string]StopFailure `json:"stop_failed,omitempty"`
 	// Fenced maps node -> the time it was declared dead when this node
 	// fenced it; a node is fenced once per death, not once per group.
 	Fenced map[string]time.Time `json:"fenced,omitempty"`
@@ -35,6 +48,12 @@ type State struct {
 	// BackupOK maps job -> when its newest successful run (on any node)
 	// finished; a node whose own run failed earlier clears its alert.
 	BackupOK map[string]time.Time `json:"backup_ok,omitempty"`
+}
+
+// StopFailure is a stop that failed: when, and why.
+type StopFailure struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error"`
 }
 
 // NewState returns an empty state.

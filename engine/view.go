@@ -16,10 +16,16 @@ type Report struct {
 	Incarnation uint64   `json:"incarnation"`
 	PolicyHash  string   `json:"policy_hash"`
 	Holds       []string `json:"holds"`
+	// Starting lists those of Holds whose start job is still running: held
+	// (a peer must not start them beside it) but not yet up.
+	Starting []string `json:"starting,omitempty"`
 	// Hears is the sorted list of peers the node considers alive; never
 	// nil in a report this version builds (an older agent's report lacks it).
-	Hears       []string             `json:"hears"`
-	Standby     bool                 `json:"standby,omitempty"`
+	Hears   []string `json:"hears"`
+	Standby bool     `json:"standby,omitempty"`
+	// RuleStandby: a rule of the node puts it in standby now (it would
+	// not start a group placed on it).
+	RuleStandby bool                 `json:"rule_standby,omitempty"`
 	Maintenance bool                 `json:"maintenance,omitempty"`
 	Probes      []*facts.Probe       `json:"probes,omitempty"`
 	Failed      map[string]time.Time `json:"failed,omitempty"`
@@ -265,7 +271,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 	for _, pr := range p.Probes {
 		f.Probes[pr.Name] = map[string]*facts.Probe{}
 	}
-	holders := map[string][]string{}
+	holders, starting := map[string][]string{}, map[string][]string{}
 	failed := map[string]map[string]time.Time{}
 	addFailed := func(node string, m map[string]time.Time) {
 		for g, t := range m {
@@ -280,6 +286,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 		if n.Name == v.self {
 			nf.Self, nf.State, nf.Since = true, facts.Alive, v.boot
 			nf.Holds = s.HeldGroups()
+			nf.Starting = slices.Sorted(maps.Keys(s.Starting))
 			nf.Hears = v.Hears()
 			nf.Maintenance = s.Maintenance
 			nf.Standby = s.Leaving
@@ -306,9 +313,11 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 			}
 			if r := pv.report; r != nil {
 				nf.Holds, nf.Incarnation, nf.PolicyHash = r.Holds, r.Incarnation, r.PolicyHash
+				nf.Starting = r.Starting
 				nf.Hears = r.Hears
 				nf.Maintenance = r.Maintenance
 				nf.Standby = r.Standby
+				nf.RuleStandby = r.RuleStandby
 				for _, pr := range r.Probes {
 					if f.Probes[pr.Probe] != nil {
 						f.Probes[pr.Probe][n.Name] = pr
@@ -323,10 +332,13 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 		for _, g := range nf.Holds {
 			holders[g] = append(holders[g], n.Name)
 		}
+		for _, g := range nf.Starting {
+			starting[g] = append(starting[g], n.Name)
+		}
 		f.Nodes = append(f.Nodes, nf)
 	}
 	for _, g := range p.Groups {
-		gf := &facts.Group{Name: g.Name, Holders: holders[g.Name], FailedOn: failed[g.Name]}
+		gf := &facts.Group{Name: g.Name, Holders: holders[g.Name], Starting: starting[g.Name], FailedOn: failed[g.Name]}
 		if t, ok := s.Holds[g.Name]; ok {
 			gf.Since = t
 		}

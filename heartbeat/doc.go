@@ -73,7 +73,8 @@
 //     this path (spoofed_source);
 //  7. optionally, sent more than MaxSkew away from the receiver's clock
 //     (stale);
-//  8. a replay: lower incarnation than already seen (old_incarnation), a
+//  8. a replay: lower incarnation than already seen from that node on any
+//     path sharing the guard (old_incarnation), a
 //     sequence number seen before (replay) or older than the 64-entry
 //     sliding window (too_old).
 //

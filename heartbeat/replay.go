@@ -10,10 +10,14 @@ import (
 // replay.
 const ReplayWindow = 64
 
-// ReplayGuard remembers, per (sender node, path), the highest incarnation
-// and a sliding window of sequence numbers, in the manner of the IPsec
-// anti-replay window (RFC 4303 section 3.4.3). It is safe for concurrent
-// use; one guard may be shared by all endpoints.
+// ReplayGuard remembers, per sender node, the highest incarnation seen on
+// any path, and per (sender node, path) a sliding window of sequence
+// numbers, in the manner of the IPsec anti-replay window (RFC 4303 section
+// 3.4.3). Once a node's new incarnation arrived on one path, its older
+// incarnations are rejected on every path: a late datagram of the previous
+// run on a slower path must not speak for the node again (it would bring
+// back the old run's report). It is safe for concurrent use; share one
+// guard between all endpoints, or the incarnation is only known per path.
 //
 // Only call Check with authenticated messages: its state must never be
 // moved by forged input. Its memory grows with the number of distinct
@@ -21,7 +25,10 @@ const ReplayWindow = 64
 type ReplayGuard struct {
 	mu     sync.Mutex
 	states map[guardKey]*windowState
-	counts reasonCounters
+	// incarnations is the highest incarnation accepted from each node on
+	// any path; it never goes down (Forget aside).
+	incarnations map[string]uint64
+	counts       reasonCounters
 }
 
 type guardKey struct{ node, path string }
@@ -35,13 +42,13 @@ type windowState struct {
 
 // NewReplayGuard returns an empty guard.
 func NewReplayGuard() *ReplayGuard {
-	return &ReplayGuard{states: make(map[guardKey]*windowState)}
+	return &ReplayGuard{states: make(map[guardKey]*windowState), incarnations: make(map[string]uint64)}
 }
 
 // Check accepts (and records) or rejects a message's incarnation and
 // sequence number for its sender and path. Rejections are *RejectError
-// with reason old_incarnation, replay (seen before) or too_old (below the
-// window).
+// with reason old_incarnation (below the highest incarnation of the node
+// seen on any path), replay (seen before) or too_old (below the window).
 func (g *ReplayGuard) Check(node, path string, incarnation, seq uint64) error {
 	err := g.check(node, path, incarnation, seq)
 	if err != nil {
@@ -54,6 +61,10 @@ func (g *ReplayGuard) Check(node, path string, incarnation, seq uint64) error {
 func (g *ReplayGuard) check(node, path string, incarnation, seq uint64) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if current, ok := g.incarnations[node]; ok && incarnation < current {
+		return reject(ReasonOldIncarnation, "incarnation "+strconv.FormatUint(incarnation, 10)+
+			" < "+strconv.FormatUint(current, 10)+", the newest seen from "+node)
+	}
 	key := guardKey{node, path}
 	st, ok := g.states[key]
 	if !ok || incarnation > st.incarnation {
@@ -63,6 +74,7 @@ func (g *ReplayGuard) check(node, path string, incarnation, seq uint64) error {
 			g.states[key] = st
 		}
 		*st = windowState{incarnation: incarnation, highest: seq, seen: 1}
+		g.incarnations[node] = incarnation
 		return nil
 	}
 	if incarnation < st.incarnation {
@@ -102,6 +114,7 @@ func (g *ReplayGuard) Forget(node string) {
 			delete(g.states, k)
 		}
 	}
+	delete(g.incarnations, node)
 }
 
 // Stats returns how many messages the guard rejected, per reason

@@ -348,6 +348,34 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 			}
 			return Event{Node: node, Group: group, OK: ok}, checkNode(node)
 		}),
+		"fail_stops": ev("fail_stops", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
+			var node, group string
+			ok := false
+			if err := starlark.UnpackArgs("fail_stops", args, kwargs, "node", &node, "group", &group, "fixed?", &ok); err != nil {
+				return Event{}, err
+			}
+			if err := checkGroup(group); err != nil {
+				return Event{}, err
+			}
+			return Event{Node: node, Group: group, OK: ok}, checkNode(node)
+		}),
+		"slow_actions": ev("slow_actions", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
+			var node, group, op string
+			var d dur
+			if err := starlark.UnpackArgs("slow_actions", args, kwargs, "node", &node, "group", &group, "duration", &d, "op?", &op); err != nil {
+				return Event{}, err
+			}
+			if err := checkGroup(group); err != nil {
+				return Event{}, err
+			}
+			if op != "" && op != "start" && op != "stop" {
+				return Event{}, fmt.Errorf("op: want \"start\", \"stop\" or \"\" (both), got %q", op)
+			}
+			if d < 0 {
+				return Event{}, fmt.Errorf("duration: must not be negative")
+			}
+			return Event{Node: node, Group: group, For: time.Duration(d), Text: op}, checkNode(node)
+		}),
 		"expect_owner": expect("expect_owner", func(args starlark.Tuple, kwargs []starlark.Tuple) (Expectation, error) {
 			var group string
 			var node starlark.Value

@@ -467,3 +467,25 @@ at("1s", operator_cleanup("*"))
 		t.Errorf("cleanup of every group not recorded: %v", r)
 	}
 }
+
+// TestFailureTimeoutZeroNeverExpires: with failure_timeout = "0s" a failed
+// monitor still stops the group on node1 and moves it to node2, and the
+// failure never expires: node1 stays ineligible (an operator move back
+// included) until an operator cleanup.
+func TestFailureTimeoutZeroNeverExpires(t *testing.T) {
+	src := strings.Replace(withRules(""), `cluster(name = "t")`, `cluster(name = "t", failure_timeout = "0s")`, 1)
+	res := simulateSrc(t, src, `
+scenario(duration = "10m")
+at("10s", resource_fail("node1", "web"))
+at("5m", operator_move("web", "node1"))
+at("9m", operator_cleanup("web"))
+expect_owner("web", "node2", at = "15s")
+expect_owner("web", "node2", at = "8m")
+expect_owner("web", "node1", at = "9m10s")
+expect_single_owner()
+`)
+	mustOK(t, res)
+	if r := find(res, "node1", "action", "stop"); len(r) == 0 {
+		t.Errorf("node1 never stopped web after its monitor failed")
+	}
+}

@@ -95,6 +95,10 @@ type simNode struct {
 	links   map[string]bool // path -> interface up
 	probes  map[string]*probeSim
 	failing map[string]bool // group -> starts fail
+	// stopsFail: group -> stops fail; slow: "group/op" -> how long each
+	// action of that kind takes.
+	stopsFail map[string]bool
+	slow      map[string]time.Duration
 	// fenceFails makes this node's fencing command fail.
 	fenceFails bool
 	phase      time.Duration
@@ -186,7 +190,8 @@ func Run(ctx context.Context, p *policy.Policy, policyFile string, sc *Scenario,
 	}
 	sort.Slice(s.ticks, func(i, j int) bool { return s.ticks[i].interval < s.ticks[j].interval })
 	for _, n := range p.Nodes {
-		sn := &simNode{name: n.Name, links: map[string]bool{}, probes: map[string]*probeSim{}, failing: map[string]bool{}}
+		sn := &simNode{name: n.Name, links: map[string]bool{}, probes: map[string]*probeSim{}, failing: map[string]bool{},
+			stopsFail: map[string]bool{}, slow: map[string]time.Duration{}}
 		for _, h := range p.Paths {
 			sn.links[h.Name] = true
 		}
@@ -240,6 +245,7 @@ func (s *sim) boot(sn *simNode) {
 	sn.incarn++
 	st := engine.NewState(sn.incarn)
 	sn.node = engine.NewNode(s.p, sn.name, s.now, st, &recorder{s: s, sn: sn}, s.record)
+	sn.node.Dispatch = s.dispatcher(sn, sn.incarn)
 	for _, pr := range s.p.Probes {
 		if len(pr.Nodes) > 0 && !slices.Contains(pr.Nodes, sn.name) {
 			continue
@@ -546,6 +552,21 @@ func (s *sim) apply(e Event) {
 		if e.OK {
 			text = fmt.Sprintf("fencing from %s works again", e.Node)
 		}
+	case "fail_stops":
+		sn.stopsFail[e.Group] = !e.OK
+		text = fmt.Sprintf("stops of %s on %s will fail", e.Group, e.Node)
+		if e.OK {
+			text = fmt.Sprintf("stops of %s on %s work again", e.Group, e.Node)
+		}
+	case "slow_actions":
+		ops := []string{e.Text}
+		if e.Text == "" {
+			ops = []string{engine.OpStart, engine.OpStop}
+		}
+		for _, op := range ops {
+			sn.slow[e.Group+"/"+op] = e.For
+		}
+		text = fmt.Sprintf("each %s of a resource of %s on %s takes %s", strings.Join(ops, " and "), e.Group, e.Node, e.For)
 	case "fail_starts":
 		sn.failing[e.Group] = !e.OK
 		text = fmt.Sprintf("starts of %s on %s will fail", e.Group, e.Node)
@@ -617,10 +638,48 @@ func (r *recorder) Execute(_ context.Context, a engine.Action) error {
 	if a.Op == engine.OpStart && r.sn.failing[a.Group] {
 		return fmt.Errorf("%s failed to start (scenario fail_starts)", a.Resource)
 	}
+	if a.Op == engine.OpStop && r.sn.stopsFail[a.Group] {
+		return fmt.Errorf("%s failed to stop (scenario fail_stops)", a.Resource)
+	}
 	return nil
 }
 
 func (r *recorder) Backup(context.Context, engine.BackupRun) error { return nil }
+
+// dispatcher runs a node's jobs on the simulated clock: each action takes
+// what slow_actions set for its group and op (nothing by default), and the
+// job's result reaches the node when its last action is done, as a worker's
+// would in the agent. Meanwhile the node goes on deciding, and a start in
+// flight counts as held. A job of a node that crashed meanwhile is lost.
+func (s *sim) dispatcher(sn *simNode, incarn uint64) engine.Dispatcher {
+	return func(j *engine.Job) {
+		clock := s.now
+		exec := &timedRecorder{recorder: recorder{s: s, sn: sn}, clock: &clock}
+		res := engine.RunJob(s.ctx, exec, j, func() time.Time { return clock })
+		if !clock.After(s.now) {
+			sn.node.Complete(res)
+			return
+		}
+		s.schedule(clock, func() {
+			if !sn.up || sn.incarn != incarn {
+				return
+			}
+			sn.node.Complete(res)
+			s.dirty[sn.name] = true
+		})
+	}
+}
+
+// timedRecorder advances a job's clock by each action's scenario duration.
+type timedRecorder struct {
+	recorder
+	clock *time.Time
+}
+
+func (t *timedRecorder) Execute(ctx context.Context, a engine.Action) error {
+	*t.clock = t.clock.Add(t.sn.slow[a.Group+"/"+a.Op])
+	return t.recorder.Execute(ctx, a)
+}
 
 // finish closes open windows and checks the expectations.
 func (s *sim) finish() {

@@ -36,8 +36,9 @@
 // filesystem until t0+L and no later; every renewal is cut off at that
 // deadline. If no renewal succeeds by then the lease expires locally and
 // OnLost runs: the Manager kills the holders of the mount and unmounts, and
-// calls Fence (e.g. SysrqReboot) if that fails. A reader cannot have seen
-// the value written at t0 before t0, and only takes over once that value
+// calls Fence (e.g. SysrqReboot: sysrq, then reboot(2)) if that fails; a
+// fence that fails is logged as UNSAFE and retried with the unmount every
+// R. A reader cannot have seen the value written at t0 before t0, and only takes over once that value
 // has been unchanged for L+M since it first saw it, i.e. at t0+L+M or
 // later. So the old holder has stopped writing at least M before the new
 // holder starts; M must cover clock-rate drift (ppm, negligible) and the

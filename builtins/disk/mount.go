@@ -103,8 +103,10 @@ type ManagerConfig struct {
 	Now         func() time.Time
 	// Fence is called when the lease was lost and the disk could not be
 	// unmounted (holders stuck in I/O): the node must stop writing some
-	// other way, e.g. SysrqReboot. nil only logs, which is unsafe.
-	Fence func(reason error)
+	// other way, e.g. SysrqReboot. It returns only when it failed (a reset
+	// does not return); the manager then keeps retrying the unmount and the
+	// fence. nil only logs, which is unsafe.
+	Fence func(reason error) error
 	// Mountinfo is the mount table to read (default /proc/self/mountinfo).
 	Mountinfo string
 }
@@ -423,22 +425,34 @@ func (m *Manager) lost(leaseDev string, reason error) {
 }
 
 // emergencyUnmount kills every holder at once and unmounts; if that fails
-// the node must be fenced.
+// the node must be fenced. A fence that fails is never taken as done: the
+// unmount and the fence are retried every Renew until one works or the
+// manager closes, logging UNSAFE each time.
 func (m *Manager) emergencyUnmount(spec Spec, reason error) {
 	m.cfg.Log.Error("lease lost while mounted: unmounting at once", "mountpoint", spec.Mountpoint, "reason", reason)
-	ctx, cancel := context.WithTimeout(context.Background(), m.timing(spec).Margin/2)
-	defer cancel()
-	err := m.umount(ctx, spec.Mountpoint, BusyPolicy{Kill: true, Grace: 0})
-	if err == nil {
-		return
-	}
-	err = fmt.Errorf("lease lost (%v) and %s could not be unmounted: %w", reason, spec.Mountpoint, err)
-	if m.cfg.Fence != nil {
+	timing := m.timing(spec)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), timing.Margin/2)
+		err := m.umount(ctx, spec.Mountpoint, BusyPolicy{Kill: true, Grace: 0})
+		cancel()
+		if err == nil {
+			return
+		}
+		err = fmt.Errorf("lease lost (%v) and %s could not be unmounted: %w", reason, spec.Mountpoint, err)
+		if m.cfg.Fence == nil {
+			m.cfg.Log.Error("UNSAFE: no Fence configured; this node may still write to a disk it no longer holds", "err", err)
+			return
+		}
 		m.cfg.Log.Error("fencing this node", "err", err)
-		m.cfg.Fence(err)
-		return
+		ferr := m.cfg.Fence(err)
+		m.cfg.Log.Error("UNSAFE: self-fence failed; this node may still write to a disk it no longer holds; retrying",
+			"mountpoint", spec.Mountpoint, "err", ferr, "retry_in", timing.Renew)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(timing.Renew):
+		}
 	}
-	m.cfg.Log.Error("UNSAFE: no Fence configured; this node may still write to a disk it no longer holds", "err", err)
 }
 
 // Monitor checks that spec is mounted here under a held lease and that a
@@ -517,13 +531,4 @@ func probe(mp, node string, readOnly bool) error {
 		return fmt.Errorf("write probe %s: %w", path, err)
 	}
 	return nil
-}
-
-// SysrqReboot resets the machine at once through /proc/sysrq-trigger
-// (no sync, no unmount): a Fence for a node that lost its disk lease and
-// cannot stop writing.
-func SysrqReboot(reason error) {
-	slog.Error("self-fence: rebooting through sysrq", "reason", reason)
-	_ = os.WriteFile("/proc/sys/kernel/sysrq", []byte("1"), 0o644)
-	_ = os.WriteFile("/proc/sysrq-trigger", []byte("b"), 0o200)
 }

@@ -21,6 +21,9 @@ const (
 	exitFailed   = 1 // an expectation failed, or check found errors
 	exitUsage    = 2 // bad flags, an invalid policy or scenario given to simulate
 	exitInternal = 3
+	exitLocked   = 4 // run: another harules run holds the state directory
+	// run: the agent's decision loop was stuck (agent.WedgedExitCode).
+	exitWedged = 70
 )
 
 // exitError carries an exit code through urfave/cli.
@@ -48,7 +51,10 @@ func main() {
 // to stdout and stderr (parameters so tests can capture them).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, interspersed(app, args))
+	if !completing(args) {
+		args = interspersed(app, args)
+	}
+	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
@@ -82,14 +88,18 @@ Start here:
   harules status | move GROUP NODE | standby NODE | online NODE   steer the running agents
 
 Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
-invalid input, 3 internal error.`,
+invalid input, 3 internal error, 4 another harules run holds the state
+directory (run, release), 70 run: the agent's decision loop was stuck and
+it gave up (the supervisor released; docs/operations.md).`,
 		Commands: []*cli.Command{checkCommand(), simulateCommand(), demoCommand(), withAgentRuntime(runCommand(), os.Getenv), statusCommand(),
 			operatorCommand("move", "run a group on a node (sticks until moved again; NODE \"\" clears the pin and lets placement decide)", "GROUP NODE", 2, "move"),
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),
 			operatorCommand("standby", "make a node give away its groups and take none", "NODE", 1, "standby"),
 			operatorCommand("online", "end a node's standby", "NODE", 1, "online"),
-			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand()},
-		ExitErrHandler: func(*cli.Context, error) {},
+			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand(),
+			secretCommand(), completionCommand(), manCommand()},
+		EnableBashCompletion: true, // harules completion bash|zsh
+		ExitErrHandler:       func(*cli.Context, error) {},
 	}
 }
 
@@ -110,6 +120,16 @@ func interspersed(app *cli.App, args []string) []string {
 	}
 	if cmd == nil {
 		return args
+	}
+	// Descend into subcommands (`secret new --file F`): their flags are the ones to move.
+	for descended := true; descended && i+1 < len(args); {
+		descended = false
+		for _, sub := range cmd.Subcommands {
+			if sub.HasName(args[i+1]) {
+				cmd, i, descended = sub, i+1, true
+				break
+			}
+		}
 	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {

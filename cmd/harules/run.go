@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +28,10 @@ import (
 )
 
 const supervisedEnv = "HARULES_SUPERVISED"
+
+// lockFDEnv tells the supervised agent which file descriptor is the state
+// directory's lock, taken by the supervisor (agent/lock.go).
+const lockFDEnv = "HARULES_STATE_LOCK_FD"
 
 var controlFlag = &cli.StringFlag{Name: "control", Value: agent.DefaultControlSocket, Usage: "control socket of the local agent", EnvVars: []string{"HARULES_CONTROL"}}
 
@@ -53,6 +58,12 @@ for the detection time (at least 1 s), so the supervisor releases. Under
 systemd (Type=notify) it sends READY=1 after the loop's first pass and
 WATCHDOG=1 while the loop makes progress. --watchdog-device arms a watchdog
 device as SBD does (docs/operations.md, "Processes, signals and liveness").
+
+One run per state directory: before touching anything, run takes an
+exclusive lock on STATE-DIR/run.lock (held by the supervisor and the agent
+for their life; the file holds the supervisor's pid). A second run on the
+node exits at once with status 4 and "another harules run (pid N) holds
+...", releasing nothing.
 
 Signals: SIGTERM/SIGINT hand the node's groups over (the peer takes them as
 soon as they are stopped here) and release everything; SIGHUP reloads the
@@ -96,8 +107,12 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			if !c.Bool("no-supervisor") && os.Getenv(supervisedEnv) == "" {
 				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"))
 			}
+			lock, err := inheritedLock(c.String("state-dir"))
+			if err != nil {
+				return lockFailure(err)
+			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
-				ControlSocket: c.String("control"), Logger: log, Systemd: agent.TakeSystemdEnv(),
+				ControlSocket: c.String("control"), Logger: log, Lock: lock, Systemd: agent.TakeSystemdEnv(),
 				WatchdogDevice: c.String("watchdog-device"), WatchdogTimeout: c.Duration("watchdog-timeout"),
 				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), RestoreRoot: c.String("web-restore-root"), Logger: log})})
 			if err != nil {
@@ -116,11 +131,35 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				}
 			}()
 			if err := a.Run(c.Context); err != nil {
-				return fail(exitFailed, "%v", err)
+				return lockFailure(err)
 			}
 			return nil
 		},
 	}
+}
+
+// inheritedLock is the state lock the supervisor handed down (nil when run
+// without a supervisor: agent.Run takes the lock itself).
+func inheritedLock(stateDir string) (*agent.StateLock, error) {
+	v := os.Getenv(lockFDEnv)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q is not a file descriptor", lockFDEnv, v)
+	}
+	return agent.InheritStateLock(os.NewFile(uintptr(fd), "state lock"), stateDir)
+}
+
+// lockFailure maps an error of run to its exit status: exitLocked when
+// another run holds the state directory, exitFailed otherwise.
+func lockFailure(err error) error {
+	var le *agent.LockedError
+	if errors.As(err, &le) {
+		return fail(exitLocked, "%v", err)
+	}
+	return fail(exitFailed, "%v", err)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -143,12 +182,21 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 	if err != nil {
 		return fail(exitInternal, "supervisor: %v", err)
 	}
+	// The supervisor holds the state lock for its life and hands it to the
+	// agent: a second run fails here, before its agent could release what
+	// the first holds, and its supervisor never releases after it either.
+	lock, err := agent.LockStateDir(stateDir)
+	if err != nil {
+		return lockFailure(err)
+	}
+	defer lock.Close()
 	cmd := exec.Command(self, os.Args[1:]...)
 	// systemd's notify socket and watchdog are the agent's (it knows when
 	// the decision loop makes progress), not the services' the supervisor
 	// stops after a crash.
 	sd := agent.TakeSystemdEnv()
-	cmd.Env = append(append(os.Environ(), supervisedEnv+"=1"), sd.Environ()...)
+	cmd.Env = append(append(os.Environ(), supervisedEnv+"=1", lockFDEnv+"=3"), sd.Environ()...)
+	cmd.ExtraFiles = []*os.File{lock.File()} // fd 3 in the agent
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	// The agent gets SIGTERM (a planned handover) if the supervisor dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
@@ -273,7 +321,11 @@ ExecStopPost=, so the node holds nothing once the service is down.
 
 A node in maintenance (its saved state in --state-dir says so) is left
 alone: nothing is released, so harules can be restarted or upgraded while
-the services keep running. --force releases anyway.`,
+the services keep running. --force releases anyway.
+
+While a harules run holds --state-dir (its lock, STATE-DIR/run.lock), release
+touches nothing and exits with status 4: it would tear down the running
+agent's VIPs and services.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
 			&cli.StringFlag{Name: "node", Usage: "this node's name (default: the host name)"},
@@ -286,6 +338,19 @@ the services keep running. --force releases anyway.`,
 				node, _ = os.Hostname()
 			}
 			log, _ := newLogger(c.App.ErrWriter, "info")
+			// Held while releasing, so no run starts meanwhile either.
+			lock, err := agent.LockStateDir(c.String("state-dir"))
+			var locked *agent.LockedError
+			switch {
+			case errors.As(err, &locked):
+				return fail(exitLocked, "release: %v", err)
+			case err != nil:
+				// No lock file (a read-only state dir?): no agent can have
+				// taken it either; releasing is the safe side.
+				log.Warn("release: cannot take the state lock; releasing anyway", "error", err.Error())
+			default:
+				defer lock.Close()
+			}
 			if maintenanceSaysKeep(log, c.String("state-dir"), c.Bool("force")) {
 				return nil
 			}

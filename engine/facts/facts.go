@@ -50,13 +50,19 @@ type Node struct {
 	Self  bool
 	State string // Alive, Dead or Unknown
 	// Since is when State last changed.
-	Since       time.Time
-	Standby     bool
+	Since   time.Time
+	Standby bool
+	// RuleStandby (peers only): a rule of the node itself puts it in
+	// standby now, as its last report said.
+	RuleStandby bool
 	Maintenance bool
 	Paths       []*Path
 	// Holds lists the groups the node reports holding (for a dead node: what
 	// it last reported).
 	Holds []string
+	// Starting lists those of Holds whose start is still running there:
+	// held for safety (they may be coming up), not yet serving.
+	Starting []string
 	// Hears lists the peers the node considers alive: for this node its own
 	// view, for a peer what its last report said (nil when unknown: no
 	// report yet, or an agent from before reports carried it). Quorum rules
@@ -87,6 +93,8 @@ type Group struct {
 	// Holders lists the nodes believed to hold the group, in policy node
 	// order; a dead node's last report is included (see Node.State).
 	Holders []string
+	// Starting lists those of Holders whose start is still running.
+	Starting []string
 	// Since is when the holder set last changed in this node's view.
 	Since time.Time
 	// FailedOn maps node -> when a resource of the group last failed there.

@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harules/harules/engine/facts"
+)
+
+// pairNode builds n1 of plan.star hearing n2 (whose report is peer) and
+// returns a function that delivers n2's heartbeats at a time.
+func pairNode(t *testing.T, exec Executor) (*Node, func(now time.Time, peer *Report)) {
+	t.Helper()
+	p := loadPolicy(t, "plan.star")
+	n := NewNode(p, "n1", t0, NewState(1), exec, nil)
+	n.View.SetProbe(facts.Probe{Probe: "gateway", State: facts.ProbeOK, Since: t0})
+	hear := func(now time.Time, peer *Report) {
+		if peer == nil {
+			peer = &Report{Node: "n2", Incarnation: 1, PolicyHash: p.Hash}
+		}
+		for _, h := range p.Paths {
+			n.View.Heartbeat("n2", h.Name, now, peer)
+		}
+	}
+	return n, hear
+}
+
+// TestStartInFlightIsHeldAndNotRedispatched: with a dispatcher, Step hands
+// the start out and returns at once. While the start runs, the group counts
+// as held (peers must not start it beside a slow start), no second job of
+// the group is dispatched whatever else happens (an operator move), and the
+// decision after the completion acts on the state then.
+func TestStartInFlightIsHeldAndNotRedispatched(t *testing.T) {
+	exec := &countingExec{}
+	n, hear := pairNode(t, exec)
+	var jobs []*Job
+	n.Dispatch = func(j *Job) { jobs = append(jobs, j) }
+	now := t0.Add(100 * time.Millisecond)
+	hear(now, nil)
+	n.Step(context.Background(), now)
+	if len(jobs) != 1 || jobs[0].Group != "db" || jobs[0].Op != OpStart || len(jobs[0].Actions) != 3 {
+		t.Fatalf("dispatched %+v, want one start job of db's three resources", jobs)
+	}
+	if len(exec.actions) != 0 {
+		t.Fatalf("Step executed %d actions itself; with a dispatcher it must only hand them out", len(exec.actions))
+	}
+	if !n.Busy("db") || !slices.Contains(n.Report().Holds, "db") {
+		t.Fatalf("while its start runs db must be busy and reported held; busy %v, report holds %v", n.Busy("db"), n.Report().Holds)
+	}
+	// An operator moves db away while the start still runs: nothing more is
+	// dispatched until the start completes.
+	now = now.Add(50 * time.Millisecond)
+	if err := n.Move(now, "db", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	hear(now, nil)
+	n.Step(context.Background(), now)
+	if len(jobs) != 1 {
+		t.Fatalf("a second job of db was dispatched while its start was in flight: %+v", jobs[1:])
+	}
+	now = now.Add(2 * time.Second)
+	n.Complete(RunJob(context.Background(), exec, jobs[0], func() time.Time { return now }))
+	if n.Busy("db") {
+		t.Fatal("db still busy after its job completed")
+	}
+	hear(now, nil)
+	n.Step(context.Background(), now)
+	if len(jobs) != 2 || jobs[1].Op != OpStop {
+		t.Fatalf("after the start completed the move must stop db here; dispatched %d jobs (last %+v)", len(jobs), jobs[len(jobs)-1])
+	}
+	n.Complete(RunJob(context.Background(), exec, jobs[1], func() time.Time { return now }))
+	if slices.Contains(n.Report().Holds, "db") {
+		t.Errorf("db still reported held after its stop completed: %v", n.Report().Holds)
+	}
+}
+
+// TestFailedRollbackKeepsGroupHeld: a start fails and so does the stop that
+// undoes it. The resource may still run here, so the group stays held on
+// this node (no peer may start it), a stop-failed alert is raised, and the
+// stop is retried until it succeeds; only then is the group released.
+func TestFailedRollbackKeepsGroupHeld(t *testing.T) {
+	exec := &countingExec{failStarts: map[string]bool{"disk:/srv/db": true}, failStops: map[string]bool{"disk:/srv/db": true}}
+	n, hear := pairNode(t, exec)
+	now := t0.Add(100 * time.Millisecond)
+	hear(now, nil)
+	n.Step(context.Background(), now)
+	if !slices.Contains(n.Report().Holds, "db") {
+		t.Fatalf("after a failed start whose rollback failed, db must stay held here; report holds %v", n.Report().Holds)
+	}
+	if _, ok := n.State.StopFailed["db"]; !ok {
+		t.Fatalf("StopFailed = %v, want db", n.State.StopFailed)
+	}
+	// The next decision places db on n2 (failed here) and stops it here
+	// again; the stop fails again: still held, alert raised.
+	now = now.Add(time.Second)
+	hear(now, nil)
+	d := n.Step(context.Background(), now)
+	if gp := placement(t, d, "db"); gp.Node != "n2" {
+		t.Fatalf("db placed on %s, want n2", gp.Node)
+	}
+	if !slices.Contains(alertNames(d), "stop-failed") {
+		t.Errorf("alerts %v, want stop-failed", alertNames(d))
+	}
+	for _, a := range d.Plan.For("n2") {
+		if a.Op == OpStart && a.Ready {
+			t.Errorf("n2's start is ready while n1 may still run db: %+v", a)
+		}
+	}
+	if !slices.Contains(n.Report().Holds, "db") {
+		t.Fatal("db released after a second failed stop")
+	}
+	// The stop works at last: released, alert cleared.
+	exec.failStops = nil
+	now = now.Add(time.Second)
+	hear(now, nil)
+	n.Step(context.Background(), now)
+	if slices.Contains(n.Report().Holds, "db") {
+		t.Fatalf("db still held after a stop that succeeded: %v", n.Report().Holds)
+	}
+	now = now.Add(time.Second)
+	hear(now, nil)
+	if d := n.Step(context.Background(), now); slices.Contains(alertNames(d), "stop-failed") {
+		t.Error("stop-failed alert not cleared after a good stop")
+	}
+}
+
+// TestPeerWaitsForStartingHolder: a peer that reads a report with the group
+// held while its start is in flight waits for it to stop instead of starting.
+func TestPeerWaitsForStartingHolder(t *testing.T) {
+	exec := &countingExec{}
+	n1, hear1 := pairNode(t, exec)
+	n1.Dispatch = func(*Job) {}
+	now := t0.Add(100 * time.Millisecond)
+	hear1(now, nil)
+	n1.Step(context.Background(), now)
+	rep := n1.Report()
+
+	p := n1.Policy
+	n2 := NewNode(p, "n2", t0, NewState(1), exec, nil)
+	n2.View.SetProbe(facts.Probe{Probe: "gateway", State: facts.ProbeOK, Since: t0})
+	if err := n2.Move(now, "db", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range p.Paths {
+		n2.View.Heartbeat("n1", h.Name, now, rep)
+	}
+	d := n2.Step(context.Background(), now)
+	for _, a := range d.Plan.For("n2") {
+		if a.Op == OpStart && (a.Ready || !strings.Contains(a.Wait, "n1")) {
+			t.Errorf("n2 start %s: ready %v wait %q; want it waiting for n1", a.Resource, a.Ready, a.Wait)
+		}
+	}
+}
