@@ -704,7 +704,10 @@ func (a *Agent) handover() {
 		case <-ctx.Done():
 		}
 	}
-	// Tell peers at once that nothing is held here any more.
+	// Tell peers at once that nothing is held here any more. The last
+	// job's completion ends the loop above without a step, so the report
+	// (the heartbeat payload) would still list the group: step once more.
+	a.step(ctx)
 	a.kick()
 	time.Sleep(5 * time.Millisecond)
 	a.releaseAll(context.Background(), "agent stop: release everything")

@@ -109,3 +109,28 @@ func TestWedgedAgentIsReplaced(t *testing.T) {
 		}
 	}
 }
+
+// TestPlannedStopIsHeardBeforeDetection: SIGTERM of the holder hands the
+// group over, and its last heartbeats say it holds nothing, so the peer
+// takes over at once, long before its detection time (5 s). When the
+// handover's last stop job ended the handover without a new report, the
+// peer waited for the detection time.
+func TestPlannedStopIsHeardBeforeDetection(t *testing.T) {
+	c := startCluster(t, clustertest.Options{Policy: slowDetection})
+	o := observe(t, c, "node1")
+
+	stopAt := c.Stop("node1", 30*time.Second)
+	waitAnswers(t, c, o, "node2", 1, maxGap)
+	tookOver := time.Since(stopAt)
+	c.WaitOwner("node2", clustertest.Group, "node2", 10*time.Second)
+	st := c.MustStatus("node2")
+	ob := o.stop()
+	gap(t, "SIGTERM of node1", ob.samples, "node1", "node2")
+	if detection := 5 * time.Second; tookOver >= detection {
+		t.Errorf("node2 answered %s after node1's SIGTERM, not before its detection time %s: the handover's last report still listed the group", tookOver, detection)
+	}
+	if p := peer(st, "node1"); p.State != "alive" || len(p.Holds) != 0 {
+		t.Errorf("node2 sees node1 as %q holds=%v at the takeover; want alive, holding nothing (its last heartbeats)", p.State, p.Holds)
+	}
+	assertNeverDual(t, ob)
+}
