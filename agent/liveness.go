@@ -167,7 +167,7 @@ func (l *liveness) run(ctx context.Context) {
 	fired := false
 	timer := time.NewTimer(period)
 	defer timer.Stop()
-	due := time.Now().Add(period)
+	due := ref.Add(period)
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,7 +175,7 @@ func (l *liveness) run(ctx context.Context) {
 		case <-timer.C:
 		}
 		now := l.now()
-		if late := time.Since(due); late > period {
+		if late := now.Sub(due); late > period {
 			// The monitor itself did not run for a while: the whole
 			// process or host stalled (the pause guard's case), not the
 			// loop alone. The loop gets a full abort time from now.
@@ -192,7 +192,7 @@ func (l *liveness) run(ctx context.Context) {
 			l.onWedged(stuck)
 		}
 		timer.Reset(period)
-		due = time.Now().Add(period)
+		due = l.now().Add(period)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,5 +368,48 @@ func TestTakeSystemdEnv(t *testing.T) {
 	t.Setenv(envWatchdogPID, "1")
 	if got := TakeSystemdEnv(); got.Watchdog != 0 {
 		t.Errorf("watchdog of pid 1 taken: %+v", got)
+	}
+}
+
+// shiftClock is the real clock plus a settable offset: a jump forward is
+// what every goroutine of a process sees after it was stopped (SIGSTOP, a
+// VM pause) for that long.
+type shiftClock struct{ offset atomic.Int64 }
+
+func (c *shiftClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// TestLivenessIgnoresAStallOfTheWholeProcess: after the whole process was
+// frozen, the monitor may wake before the loop had a chance to pass; the
+// freeze is not the loop's fault and must not make the agent exit (the
+// pause guard deals with what peers saw meanwhile).
+func TestLivenessIgnoresAStallOfTheWholeProcess(t *testing.T) {
+	clock := &shiftClock{}
+	p := &policy.Policy{Cluster: policy.Cluster{Reevaluate: time.Second}, Paths: []*policy.HeartbeatPath{{Name: "lan", Interval: 50 * time.Millisecond, Misses: 3}}}
+	wedged := make(chan time.Duration, 4)
+	l := newLiveness(quietLogger(), clock.now, p, func(d time.Duration) { wedged <- d })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go l.run(ctx)
+	var passing atomic.Bool
+	passing.Store(true)
+	go func() {
+		for ctx.Err() == nil {
+			if passing.Load() {
+				l.passed(clock.now())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// Frozen for 10 s: the loop passes again only after the monitor has
+	// woken up twice (a period is a quarter of the 1 s abort time).
+	passing.Store(false)
+	clock.offset.Store(int64(10 * time.Second))
+	time.Sleep(600 * time.Millisecond)
+	passing.Store(true)
+	select {
+	case d := <-wedged:
+		t.Fatalf("the agent gave up (stuck %s) after a freeze of the whole process", d)
+	case <-time.After(time.Second):
 	}
 }
