@@ -126,6 +126,9 @@ type Agent struct {
 	maintPeers map[string]*engine.Report
 	// metrics are updated as things happen (metrics.go).
 	metrics *Metrics
+	// wake fires when the last decision's time-dependent conditions
+	// change (wake.go); armed by step.
+	wake *wakeTimer
 	// live tracks the decision loop's progress (liveness.go).
 	live *liveness
 }
@@ -463,6 +466,8 @@ func (a *Agent) loop(ctx context.Context) error {
 	detect := newDetectionTimer()
 	pause := newPauseGuard(a.policy, tick)
 	defer detect.stop()
+	a.wake = newWakeTimer()
+	defer a.wake.stop()
 	a.step(ctx)
 	a.live.passed(a.now())
 	for {
@@ -499,6 +504,12 @@ func (a *Agent) loop(ctx context.Context) error {
 			if res.Failed != nil {
 				a.reconcile(ctx) // what did the failed job leave behind?
 			}
+			dirty = true
+		case <-a.wake.C():
+			// A time-dependent rule condition (down_for < 2s, a for_
+			// timer, ...) changes its answer now.
+			a.wake.fired()
+			timed = true
 			dirty = true
 		case m := <-a.monitors:
 			// In maintenance a failed monitor is not acted on (unmanaged);
@@ -612,6 +623,9 @@ func probeFact(f probes.Fact) facts.Probe {
 func (a *Agent) step(ctx context.Context) {
 	now := a.now()
 	d := a.node.Step(ctx, now)
+	if a.wake != nil {
+		a.wake.arm(a.now(), d.WakeAt)
+	}
 	a.keepRetryWaits(d)
 	rep := a.node.Report()
 	if rep != a.lastRpt {

@@ -70,10 +70,47 @@ func (e *RuleError) Unwrap() error { return e.Err }
 // EvalRule runs one rule against the facts. now is the evaluation time the
 // rule sees through time.now(). A rule that raises an error or runs past
 // MaxRuleSteps returns a *RuleError.
+//
+// The durations that grow with time (f.node(...).down_for, ok_for, ...)
+// record the thresholds they are compared with in f.Clock(). A comparison
+// with such a duration on the right of a constant (`duration("2s") >
+// p.down_for`) cannot be tracked (Starlark hands it to the constant's own
+// comparison); the rule is then evaluated again with ordinary durations and
+// the clock is marked untracked.
 func EvalRule(ctx context.Context, r *policy.Rule, f *FactsValue, now time.Time) (RuleResult, error) {
+	res, panicked, err := evalRuleOnce(ctx, r, f, now)
+	if panicked == nil {
+		return res, err
+	}
+	f.clk.plain = true
+	defer func() { f.clk.plain = false }()
+	res, panicked, err = evalRuleOnce(ctx, r, f, now)
+	if panicked != nil {
+		return RuleResult{Rule: r}, &RuleError{Rule: r, Err: fmt.Errorf("evaluation failed: %v", panicked)}
+	}
+	return res, err
+}
+
+// evalRuleOnce runs the rule once; a panic inside the evaluation is
+// returned, not raised.
+func evalRuleOnce(ctx context.Context, r *policy.Rule, f *FactsValue, now time.Time) (res RuleResult, panicked any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	res, err = evalRule(ctx, r, f, now)
+	return res, nil, err
+}
+
+func evalRule(ctx context.Context, r *policy.Rule, f *FactsValue, now time.Time) (RuleResult, error) {
 	thread := &starlark.Thread{Name: "rule " + r.Name}
 	thread.SetMaxExecutionSteps(MaxRuleSteps)
-	starlarktime.SetNow(thread, func() (time.Time, error) { return now, nil })
+	starlarktime.SetNow(thread, func() (time.Time, error) {
+		// Compared with what, nobody knows: decide again soon.
+		f.clk.untracked = true
+		return now, nil
+	})
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, func() { thread.Cancel("decision cancelled: " + context.Cause(ctx).Error()) })
 		defer stop()
@@ -124,10 +161,38 @@ func EvalRule(ctx context.Context, r *policy.Rule, f *FactsValue, now time.Time)
 }
 
 // EvalScore calls a placement's score function and returns node -> score.
+// Growing durations are tracked as in EvalRule.
 func EvalScore(ctx context.Context, fn starlark.Callable, f *FactsValue, group string, now time.Time) (map[string]int, error) {
+	scores, panicked, err := evalScoreOnce(ctx, fn, f, group, now)
+	if panicked == nil {
+		return scores, err
+	}
+	f.clk.plain = true
+	defer func() { f.clk.plain = false }()
+	scores, panicked, err = evalScoreOnce(ctx, fn, f, group, now)
+	if panicked != nil {
+		return nil, fmt.Errorf("score function of group %q: evaluation failed: %v", group, panicked)
+	}
+	return scores, err
+}
+
+func evalScoreOnce(ctx context.Context, fn starlark.Callable, f *FactsValue, group string, now time.Time) (scores map[string]int, panicked any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	scores, err = evalScore(ctx, fn, f, group, now)
+	return scores, nil, err
+}
+
+func evalScore(_ context.Context, fn starlark.Callable, f *FactsValue, group string, now time.Time) (map[string]int, error) {
 	thread := &starlark.Thread{Name: "score " + group}
 	thread.SetMaxExecutionSteps(MaxRuleSteps)
-	starlarktime.SetNow(thread, func() (time.Time, error) { return now, nil })
+	starlarktime.SetNow(thread, func() (time.Time, error) {
+		f.clk.untracked = true
+		return now, nil
+	})
 	out, err := starlark.Call(thread, fn, starlark.Tuple{f, starlark.String(group)}, nil)
 	if err != nil {
 		var ee *starlark.EvalError

@@ -20,6 +20,8 @@ import (
 //	f.node(name)      a node
 //	f.owner(group)    the node holding the group (alive or unknown), or None
 //	f.probe(name, node=f.self)  the probe's result on that node, or None if unknown
+//	f.probe_spec(name)  the probe's timing: every, timeout, rise, fall
+//	f.heartbeats      dict: path name -> interval, misses, detection_time
 //
 // node: name, self, alive, state ("alive"/"dead"/"unknown"), since,
 // up_for / down_for (durations, zero when not in that state), standby,
@@ -28,8 +30,13 @@ import (
 // group: name, owner, holders, since, held_for, failed_on (list of nodes).
 // probe: name, node, ok, state ("ok"/"failing"/"unknown"), since, duration,
 // failing_for, ok_for, value, text.
+//
+// The durations that grow with time (up_for, down_for, last_seen_ago,
+// held_for, duration, failing_for, ok_for) record in the facts' Clock the
+// thresholds they are compared with (elapsed.go).
 type FactsValue struct {
 	f      *facts.Facts
+	clk    *Clock
 	nodes  *starlark.Dict
 	groups *starlark.Dict
 }
@@ -37,7 +44,11 @@ type FactsValue struct {
 var _ starlark.HasAttrs = (*FactsValue)(nil)
 
 // NewFactsValue wraps facts for rules.
-func NewFactsValue(f *facts.Facts) *FactsValue { return &FactsValue{f: f} }
+func NewFactsValue(f *facts.Facts) *FactsValue { return &FactsValue{f: f, clk: NewClock(f.Now)} }
+
+// Clock returns what the rules evaluated against these facts did with the
+// durations that grow with time (see Clock).
+func (v *FactsValue) Clock() *Clock { return v.clk }
 
 func (v *FactsValue) String() string {
 	return fmt.Sprintf("<facts of %s at %s>", v.f.Self, v.f.Now.Format(time.RFC3339Nano))
@@ -47,7 +58,7 @@ func (v *FactsValue) Freeze()               {}
 func (v *FactsValue) Truth() starlark.Bool  { return starlark.True }
 func (v *FactsValue) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable: facts") }
 func (v *FactsValue) AttrNames() []string {
-	return []string{"groups", "node", "nodes", "now", "owner", "peers", "probe", "self"}
+	return []string{"groups", "heartbeats", "node", "nodes", "now", "owner", "peers", "probe", "probe_spec", "self"}
 }
 
 func (v *FactsValue) Attr(name string) (starlark.Value, error) {
@@ -55,7 +66,40 @@ func (v *FactsValue) Attr(name string) (starlark.Value, error) {
 	case "self":
 		return starlark.String(v.f.Self), nil
 	case "now":
+		// What a rule compares f.now with is unknown here: decide again
+		// within a heartbeat interval.
+		v.clk.untracked = true
 		return starlarktime.Time(v.f.Now), nil
+	case "heartbeats":
+		d := starlark.NewDict(len(v.f.Heartbeats))
+		for _, h := range v.f.Heartbeats {
+			_ = d.SetKey(starlark.String(h.Name), newObject("heartbeat_spec", "<heartbeat "+h.Name+">", h, starlark.StringDict{
+				"name":           starlark.String(h.Name),
+				"interval":       starlarktime.Duration(h.Interval),
+				"misses":         starlark.MakeInt(h.Misses),
+				"detection_time": starlarktime.Duration(h.Interval * time.Duration(h.Misses)),
+			}))
+		}
+		d.Freeze()
+		return d, nil
+	case "probe_spec":
+		return starlark.NewBuiltin("probe_spec", func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+			var name string
+			if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 1, &name); err != nil {
+				return nil, err
+			}
+			ps, ok := v.f.ProbeSpecs[name]
+			if !ok {
+				return nil, fmt.Errorf("f.probe_spec: no probe %q in the policy", name)
+			}
+			return newObject("probe_spec", "<probe spec "+name+">", ps, starlark.StringDict{
+				"name":    starlark.String(name),
+				"every":   starlarktime.Duration(ps.Every),
+				"timeout": starlarktime.Duration(ps.Timeout),
+				"rise":    starlark.MakeInt(ps.Rise),
+				"fall":    starlark.MakeInt(ps.Fall),
+			}), nil
+		}), nil
 	case "nodes":
 		return v.nodeDict(), nil
 	case "peers":
@@ -118,7 +162,7 @@ func (v *FactsValue) Attr(name string) (starlark.Value, error) {
 			if p == nil {
 				return starlark.None, nil
 			}
-			return &probeValue{p: p, now: v.f.Now}, nil
+			return &probeValue{p: p, clk: v.clk}, nil
 		}), nil
 	}
 	return nil, nil
@@ -139,14 +183,14 @@ func (v *FactsValue) groupDict() *starlark.Dict {
 	if v.groups == nil {
 		v.groups = starlark.NewDict(len(v.f.Groups))
 		for _, g := range v.f.Groups {
-			_ = v.groups.SetKey(starlark.String(g.Name), &groupValue{g: g, f: v.f})
+			_ = v.groups.SetKey(starlark.String(g.Name), &groupValue{g: g, f: v.f, clk: v.clk})
 		}
 		v.groups.Freeze()
 	}
 	return v.groups
 }
 
-func (v *FactsValue) nodeValue(n *facts.Node) starlark.Value { return &nodeValue{n: n, now: v.f.Now} }
+func (v *FactsValue) nodeValue(n *facts.Node) starlark.Value { return &nodeValue{n: n, clk: v.clk} }
 
 // readOnly provides the boilerplate of the fact values.
 type readOnly struct{}
@@ -158,7 +202,7 @@ func (readOnly) Hash() (uint32, error) { return 0, fmt.Errorf("unhashable") }
 type nodeValue struct {
 	readOnly
 	n   *facts.Node
-	now time.Time
+	clk *Clock
 }
 
 func (v *nodeValue) String() string { return fmt.Sprintf("<node %s %s>", v.n.Name, v.n.State) }
@@ -180,9 +224,9 @@ func (v *nodeValue) Attr(name string) (starlark.Value, error) {
 	case "since":
 		return starlarktime.Time(n.Since), nil
 	case "up_for":
-		return durIf(n.Alive(), v.now.Sub(n.Since)), nil
+		return v.clk.growing(n.Alive(), n.Since), nil
 	case "down_for":
-		return durIf(n.State == facts.Dead, v.now.Sub(n.Since)), nil
+		return v.clk.growing(n.State == facts.Dead, n.Since), nil
 	case "standby":
 		return starlark.Bool(n.Standby), nil
 	case "maintenance":
@@ -197,7 +241,7 @@ func (v *nodeValue) Attr(name string) (starlark.Value, error) {
 	case "paths":
 		d := starlark.NewDict(len(n.Paths))
 		for _, p := range n.Paths {
-			_ = d.SetKey(starlark.String(p.Name), &pathValue{p: p, now: v.now})
+			_ = d.SetKey(starlark.String(p.Name), &pathValue{p: p, clk: v.clk})
 		}
 		d.Freeze()
 		return d, nil
@@ -208,7 +252,7 @@ func (v *nodeValue) Attr(name string) (starlark.Value, error) {
 type pathValue struct {
 	readOnly
 	p   *facts.Path
-	now time.Time
+	clk *Clock
 }
 
 func (v *pathValue) String() string { return fmt.Sprintf("<path %s up=%t>", v.p.Name, v.p.Up) }
@@ -225,17 +269,29 @@ func (v *pathValue) Attr(name string) (starlark.Value, error) {
 	case "known":
 		return starlark.Bool(v.p.Known), nil
 	case "missed":
+		// The count grows by one every interval without a heartbeat. Once
+		// a heartbeat is late, decide again when it grows: a threshold on
+		// it then takes effect on time. (While heartbeats arrive on time
+		// the count is 0 and no wake-up is scheduled for it.)
+		if v.p.Missed > 0 && v.p.Interval > 0 {
+			ref := v.p.LastSeen
+			if !v.p.Known {
+				ref = v.clk.now.Add(-time.Duration(v.p.Missed) * v.p.Interval)
+			}
+			v.clk.wakeAt(ref.Add(time.Duration(v.p.Missed+1) * v.p.Interval))
+		}
 		return starlark.MakeInt(v.p.Missed), nil
 	case "last_seen_ago":
-		return durIf(v.p.Known, v.now.Sub(v.p.LastSeen)), nil
+		return v.clk.growing(v.p.Known, v.p.LastSeen), nil
 	}
 	return nil, nil
 }
 
 type groupValue struct {
 	readOnly
-	g *facts.Group
-	f *facts.Facts
+	g   *facts.Group
+	f   *facts.Facts
+	clk *Clock
 }
 
 func (v *groupValue) String() string { return fmt.Sprintf("<group %s>", v.g.Name) }
@@ -259,7 +315,7 @@ func (v *groupValue) Attr(name string) (starlark.Value, error) {
 	case "held_for":
 		// Since is only known for groups this node holds; a peer's group
 		// would otherwise read as held since year 1.
-		return durIf(len(v.g.Holders) > 0 && !v.g.Since.IsZero(), v.f.Now.Sub(v.g.Since)), nil
+		return v.clk.growing(len(v.g.Holders) > 0 && !v.g.Since.IsZero(), v.g.Since), nil
 	case "failed_on":
 		var nodes []string
 		for _, n := range v.f.Nodes {
@@ -275,7 +331,7 @@ func (v *groupValue) Attr(name string) (starlark.Value, error) {
 type probeValue struct {
 	readOnly
 	p   *facts.Probe
-	now time.Time
+	clk *Clock
 }
 
 func (v *probeValue) String() string {
@@ -299,24 +355,17 @@ func (v *probeValue) Attr(name string) (starlark.Value, error) {
 	case "since":
 		return starlarktime.Time(p.Since), nil
 	case "duration":
-		return starlarktime.Duration(v.now.Sub(p.Since)), nil
+		return v.clk.growing(true, p.Since), nil
 	case "failing_for":
-		return durIf(p.State == facts.ProbeFailing, v.now.Sub(p.Since)), nil
+		return v.clk.growing(p.State == facts.ProbeFailing, p.Since), nil
 	case "ok_for":
-		return durIf(p.State == facts.ProbeOK, v.now.Sub(p.Since)), nil
+		return v.clk.growing(p.State == facts.ProbeOK, p.Since), nil
 	case "value":
 		return starlark.Float(p.Value), nil
 	case "text":
 		return starlark.String(p.Text), nil
 	}
 	return nil, nil
-}
-
-func durIf(cond bool, d time.Duration) starlarktime.Duration {
-	if !cond || d < 0 {
-		return 0
-	}
-	return starlarktime.Duration(d)
 }
 
 func stringsList(ss []string) *starlark.List {

@@ -67,6 +67,10 @@ func (d *duration) Unpack(v starlark.Value) error {
 		}
 		*d = duration(t)
 		return nil
+	case *elapsed:
+		x.clk.untracked = true
+		*d = duration(x.d)
+		return nil
 	case starlarktime.Duration:
 		if x < 0 {
 			return fmt.Errorf("duration %s is negative", x)

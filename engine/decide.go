@@ -46,6 +46,41 @@ type Decision struct {
 	// RulePending is the rule timer state to keep for the next decision.
 	RulePending map[string]time.Time `json:"-"`
 	Backups     []BackupRun          `json:"backups,omitempty"`
+	// WakeAt is the next instant at which this decision would come out
+	// differently with no new fact, because time passed: a rule's
+	// comparison of a growing duration (down_for, ok_for, ...) with its
+	// threshold flips, a for_ timer ends, a failure_timeout or a
+	// failback_delay runs out. The loop decides again then. Zero: none.
+	WakeAt time.Time `json:"-"`
+}
+
+// wake moves WakeAt earlier to t when t is in the future.
+func (d *Decision) wake(t time.Time) {
+	if t.After(d.Now) && (d.WakeAt.IsZero() || t.Before(d.WakeAt)) {
+		d.WakeAt = t
+	}
+}
+
+// wakeClock takes the wake-up a rule or score evaluation asked for: the
+// next threshold crossing, or one heartbeat interval when a rule used the
+// time in a way whose crossing is unknown.
+func (d *Decision) wakeClock(p *policy.Policy, c *builtins.Clock) {
+	d.wake(c.NextChange())
+	if c.Untracked() {
+		d.wake(d.Now.Add(shortestInterval(p)))
+	}
+}
+
+// shortestInterval is the heartbeat interval of the fastest path (the
+// re-evaluation period without paths).
+func shortestInterval(p *policy.Policy) time.Duration {
+	iv := p.Cluster.Reevaluate
+	for _, h := range p.Paths {
+		if h.Interval > 0 && (iv <= 0 || h.Interval < iv) {
+			iv = h.Interval
+		}
+	}
+	return iv
 }
 
 // GroupPlacement is where a group should run and why.
@@ -88,6 +123,7 @@ func Decide(ctx context.Context, in Input) *Decision {
 	d.Alerts = append(d.Alerts, maintenanceAlerts(p, f, s)...)
 	d.Plan = buildPlan(p, f, s, constraints, d)
 	d.Backups = dueBackups(p, f, s, d)
+	placementTimers(p, f, d)
 	for _, g := range slices.Sorted(maps.Keys(s.StopFailed)) {
 		sf := s.StopFailed[g]
 		d.Alerts = append(d.Alerts, Alert{Name: "stop-failed", Severity: "critical", Node: f.Self,
@@ -128,6 +164,7 @@ func evalRules(ctx context.Context, p *policy.Policy, f *facts.Facts, s *State, 
 		}
 		d.RulePending[r.Name] = since
 		if f.Now.Sub(since) < r.For {
+			d.wake(since.Add(r.For))
 			continue
 		}
 		for _, dec := range res.Decisions {
@@ -138,6 +175,7 @@ func evalRules(ctx context.Context, p *policy.Policy, f *facts.Facts, s *State, 
 			fired = append(fired, dec)
 		}
 	}
+	d.wakeClock(p, fv.Clock())
 	return fired
 }
 
@@ -220,6 +258,30 @@ func placeGroups(ctx context.Context, p *policy.Policy, f *facts.Facts, s *State
 		result[gi] = gp
 	}
 	d.Placement = result
+	if fv != nil {
+		d.wakeClock(p, fv.Clock())
+	}
+}
+
+// placementTimers wakes the loop when a placement delay runs out: a node's
+// failure_timeout for a group, or failback_delay of a node that came up.
+// Waking when nothing changes costs one decision; waking late would leave a
+// group where it should not be until the next re-evaluation.
+func placementTimers(p *policy.Policy, f *facts.Facts, d *Decision) {
+	for _, g := range p.Groups {
+		if p.Cluster.FailureTimeout > 0 {
+			for _, t := range f.Group(g.Name).FailedOn {
+				d.wake(t.Add(p.Cluster.FailureTimeout))
+			}
+		}
+		if g.Placement.FailbackDelay > 0 {
+			for _, name := range p.CandidateNodes(g) {
+				if n := f.Node(name); n != nil && n.Alive() {
+					d.wake(n.Since.Add(g.Placement.FailbackDelay))
+				}
+			}
+		}
+	}
 }
 
 type candidate struct {

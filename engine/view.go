@@ -46,6 +46,9 @@ type View struct {
 	probes map[string]*facts.Probe
 	// hold: Update judges nothing before it (see HoldUntil).
 	hold time.Time
+	// The policy's timing, built once and shared by every Facts.
+	hbSpecs    []facts.HeartbeatSpec
+	probeSpecs map[string]facts.ProbeSpec
 }
 
 type peerView struct {
@@ -64,7 +67,14 @@ type pathView struct {
 
 // NewView starts a view for node self booted at boot.
 func NewView(p *policy.Policy, self string, boot time.Time) *View {
-	v := &View{policy: p, self: self, boot: boot, peers: map[string]*peerView{}, probes: map[string]*facts.Probe{}}
+	v := &View{policy: p, self: self, boot: boot, peers: map[string]*peerView{}, probes: map[string]*facts.Probe{},
+		probeSpecs: make(map[string]facts.ProbeSpec, len(p.Probes))}
+	for _, h := range p.Paths {
+		v.hbSpecs = append(v.hbSpecs, facts.HeartbeatSpec{Name: h.Name, Interval: h.Interval, Misses: h.Misses})
+	}
+	for _, pr := range p.Probes {
+		v.probeSpecs[pr.Name] = facts.ProbeSpec{Every: pr.Every, Timeout: pr.Timeout, Rise: pr.Rise, Fall: pr.Fall}
+	}
 	for _, n := range p.Nodes {
 		if n.Name == self {
 			continue
@@ -183,6 +193,33 @@ func (v *View) Probes() []*facts.Probe {
 	return out
 }
 
+// NextDeadline is the earliest instant at which Update would declare a
+// path down or a peer dead if no heartbeat arrives meanwhile (zero: none);
+// never before a hold ends. The agent's detection timer and the simulator
+// judge at that instant rather than at their next tick.
+func (v *View) NextDeadline() time.Time {
+	var next time.Time
+	take := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, pv := range v.peers {
+		if pv.state == facts.Unknown {
+			take(v.boot.Add(v.policy.StartupGrace()))
+		}
+		for _, h := range v.policy.Paths {
+			if p := pv.paths[h.Name]; p.known && p.up {
+				take(p.lastSeen.Add(h.DetectionTime()))
+			}
+		}
+	}
+	if !next.IsZero() && next.Before(v.hold) {
+		next = v.hold
+	}
+	return next
+}
+
 // Update advances the failure detector to now and reports whether any path
 // or peer changed state.
 func (v *View) Update(now time.Time) bool {
@@ -267,7 +304,8 @@ func (v *View) PeerReport(peer string) *Report {
 // Facts builds the facts of this node at now, with its own state s.
 func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 	p := v.policy
-	f := &facts.Facts{Self: v.self, Now: now, Boot: v.boot, Probes: make(map[string]map[string]*facts.Probe, len(p.Probes))}
+	f := &facts.Facts{Self: v.self, Now: now, Boot: v.boot, Probes: make(map[string]map[string]*facts.Probe, len(p.Probes)),
+		Heartbeats: v.hbSpecs, ProbeSpecs: v.probeSpecs}
 	for _, pr := range p.Probes {
 		f.Probes[pr.Name] = map[string]*facts.Probe{}
 	}
@@ -303,7 +341,7 @@ func (v *View) Facts(now time.Time, s *State) *facts.Facts {
 			nf.State, nf.Since = pv.state, pv.since
 			for _, h := range p.Paths {
 				pp := pv.paths[h.Name]
-				path := &facts.Path{Name: h.Name, Up: pp.up, Known: pp.known, LastSeen: pp.lastSeen, Since: pp.since}
+				path := &facts.Path{Name: h.Name, Interval: h.Interval, Up: pp.up, Known: pp.known, LastSeen: pp.lastSeen, Since: pp.since}
 				ref := v.boot
 				if pp.known {
 					ref = pp.lastSeen

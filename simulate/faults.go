@@ -350,12 +350,14 @@ func StandardFaults(p *policy.Policy, steady map[string][]string, opts MatrixOpt
 		for _, name := range opts.IsolationProbes {
 			if pr := p.Probe(name); len(pr.Nodes) == 0 || slices.Contains(pr.Nodes, n) {
 				failing = append(failing, name)
-				f.Events = append(f.Events, Event{At: at, Kind: "probe", Node: n, Probe: name, OK: false},
+				// A cut-off node's checks get no answer: each fails at its
+				// timeout, the slowest way a probe can notice.
+				f.Events = append(f.Events, Event{At: at, Kind: "probe", Node: n, Probe: name, OK: false, Silent: true},
 					Event{At: back, Kind: "probe", Node: n, Probe: name, OK: true})
 			}
 		}
 		if len(failing) > 0 {
-			f.Description = fmt.Sprintf("every heartbeat path down on %s's side from %s to %s; probe %s fails there meanwhile",
+			f.Description = fmt.Sprintf("every heartbeat path down on %s's side from %s to %s; probe %s fails there meanwhile (checks time out)",
 				n, at, back, strings.Join(failing, ", "))
 		}
 		out = append(out, f)
@@ -517,13 +519,13 @@ func caveats(p *policy.Policy, opts MatrixOptions) []string {
 		out = append(out, fmt.Sprintf("probes keep their scenario defaults (ok on every node): the simulator cannot know which probe is "+
 			"the gateway, so an isolation where the real gateway probe would fail on the cut-off node may look worse than reality "+
 			"(a guard on that probe never fires here). Name such probes with --isolation-probe %s, or model the case in a scenario: "+
-			"at(\"10s\", link_down(node = \"N\"), probe(%q, node = \"N\", ok = False))", probe, probe))
+			"at(\"10s\", link_down(node = \"N\"), probe(%q, node = \"N\", ok = False, silent = True))", probe, probe))
 	} else {
-		out = append(out, fmt.Sprintf("isolation faults also fail probe %s on the isolated node; every other probe stays ok everywhere",
+		out = append(out, fmt.Sprintf("isolation faults also fail probe %s on the isolated node (silently: each check times out); every other probe stays ok everywhere",
 			strings.Join(opts.IsolationProbes, ", ")))
 	}
 	if opts.Seeds == 1 {
-		out = append(out, fmt.Sprintf("one seed (%d) per fault: the heartbeat phases are fixed, so a race that a guard only sometimes "+
+		out = append(out, fmt.Sprintf("one seed (%d) per fault: the heartbeat and probe phases are fixed, so a race that a guard only sometimes "+
 			"wins may not show; add --seeds 13 to try each fault with 13 phases", opts.Seed))
 	} else {
 		out = append(out, fmt.Sprintf("split brain is checked with seeds %d to %d; moves, outages and alerts are those of seed %d",

@@ -307,3 +307,29 @@ func BenchmarkMatrix(b *testing.B) {
 		})
 	}
 }
+
+// TestMatrixHandWrittenTakeoverDelay: the takeover delay computed by hand
+// as the gateway probe's fall x every (plus nothing for the checks' phase
+// and the probe's timeout) ends before a cut-off holder's gateway probe can
+// flip, and the survivor starts the group while the holder still runs it.
+// The matrix finds it now that it varies probe phases with the seed and an
+// isolated node's gateway checks time out; the stdlib guard
+// (takeover_delay_guard, self_fence) derives the delay and passes. Before
+// probe phases were simulated, --seeds 13 found nothing (item 13).
+func TestMatrixHandWrittenTakeoverDelay(t *testing.T) {
+	opts := simulate.MatrixOptions{IsolationProbes: []string{"gateway"}, Seeds: 13}
+	old := runMatrix(t, "testdata/faults/hand-written-delay.star", opts)
+	if !old.SplitBrain() {
+		t.Fatalf("the hand-written 2 s takeover delay shows no split brain over 13 seeds:\n%v", faultNames(old))
+	}
+	if f := fault(t, old, "isolate node1"); len(f.SplitBrainSeeds) == 0 {
+		t.Errorf("the split brain should come from isolating the holder node1, seeds: %v", f.SplitBrainSeeds)
+	}
+	opts.Seeds = 40
+	guarded := runMatrix(t, "../examples/web-active-standby/policy.star", opts)
+	for _, f := range guarded.Faults {
+		if len(f.SplitBrainSeeds) > 0 {
+			t.Errorf("with takeover_delay_guard: %s splits the brain with seeds %v", f.Name, f.SplitBrainSeeds)
+		}
+	}
+}

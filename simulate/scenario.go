@@ -45,7 +45,10 @@ type Event struct {
 	OK    bool
 	Value float64
 	Text  string
-	Pos   policy.Pos
+	// Silent makes a failing probe's checks get no answer: each fails only
+	// when it times out (a gateway that drops frames silently).
+	Silent bool
+	Pos    policy.Pos
 }
 
 // Expectation is a property the run must satisfy.
@@ -283,15 +286,15 @@ func scenarioUniverse(p *policy.Policy) starlark.StringDict {
 		"link_up":   linkEvent("link_up"),
 		"probe": ev("probe", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
 			var name, node, text string
-			ok := false
+			ok, silent := false, false
 			var value starlark.Float
-			if err := starlark.UnpackArgs("probe", args, kwargs, "name", &name, "node", &node, "ok", &ok, "value?", &value, "text?", &text); err != nil {
+			if err := starlark.UnpackArgs("probe", args, kwargs, "name", &name, "node", &node, "ok", &ok, "value?", &value, "text?", &text, "silent?", &silent); err != nil {
 				return Event{}, err
 			}
 			if p.Probe(name) == nil {
 				return Event{}, fmt.Errorf("unknown probe %q", name)
 			}
-			return Event{Probe: name, Node: node, OK: ok, Value: float64(value), Text: text}, checkNode(node)
+			return Event{Probe: name, Node: node, OK: ok, Value: float64(value), Text: text, Silent: silent}, checkNode(node)
 		}),
 		"operator_move": ev("operator_move", func(args starlark.Tuple, kwargs []starlark.Tuple) (Event, error) {
 			var group, node string

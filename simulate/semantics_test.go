@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/harules/harules/simulate"
 )
 
 // TestHeartbeatDetectionTiming checks the failure detector over many
@@ -122,7 +124,8 @@ expect_single_owner()
 func TestPartitionGuardBlocksTakeover(t *testing.T) {
 	res := simulateSrc(t, withRules(`rule("gw", when = gateway_guard("gateway"))`), `
 scenario(duration = "30s")
-at("10s", link_down(), probe("gateway", node = "node2", ok = False))
+at("8s", probe("gateway", node = "node2", ok = False)) # failing by 10s, whatever the checks' phase
+at("10s", link_down())
 at("20s", link_up())
 at("25s", probe("gateway", node = "node2", ok = True))
 expect_single_owner()
@@ -160,25 +163,54 @@ expect_alert("group-failed", node = "node2", at = "10s")
 }
 
 // TestProbeDebounce: a probe changes state after `fall` failed checks or
-// `rise` good ones, checks running every `every` from the node's boot; a
-// blip shorter than that never reaches the rules.
+// `rise` good ones, checks running every `every` from the node's boot plus
+// the node's seeded phase; a blip shorter than that never reaches the rules.
 func TestProbeDebounce(t *testing.T) {
 	res := simulateSrc(t, withRules(""), `
 scenario(duration = "60s")
-at("10s", probe("http", node = "node1", ok = False))   # checks 10, 11, 12 fail: failing at 12s
-at("20s", probe("http", node = "node1", ok = True))    # checks 20, 21 pass: ok at 21s
-at("30.5s", probe("http", node = "node1", ok = False)) # checks 31, 32, 33: failing at 33s
-at("40s", probe("http", node = "node1", ok = True))    # ok at 41s
+at("10s", probe("http", node = "node1", ok = False))   # fall 3: failing at the 3rd check from 10s
+at("20s", probe("http", node = "node1", ok = True))    # rise 2: ok at the 2nd check from 20s
+at("30.5s", probe("http", node = "node1", ok = False))
+at("40s", probe("http", node = "node1", ok = True))
 at("50s", probe("http", node = "node1", ok = False))   # a 1 s blip: never failing
 at("51s", probe("http", node = "node1", ok = True))
 `)
+	phase := simulate.ProbePhase(1, "node1", "http", time.Second)
+	if phase <= 0 || phase >= time.Second {
+		t.Fatalf("probe phase %s, want within (0, 1s) for seed 1", phase)
+	}
+	// check returns the time of the n-th check at or after at.
+	check := func(at time.Duration, n int) time.Duration {
+		first := (at - phase + time.Second - 1) / time.Second * time.Second
+		return first + phase + time.Duration(n-1)*time.Second
+	}
 	var got []string
 	for _, r := range find(res, "node1", "event", "probe http is") {
 		got = append(got, fmt.Sprintf("%s@%s", strings.TrimPrefix(r.Text, "probe http is "), offset(res, r)))
 	}
-	want := "failing@12s ok@21s failing@33s ok@41s"
+	want := fmt.Sprintf("failing@%s ok@%s failing@%s ok@%s", check(10*time.Second, 3), check(20*time.Second, 2),
+		check(30500*time.Millisecond, 3), check(40*time.Second, 2))
 	if strings.Join(got, " ") != want {
 		t.Errorf("probe transitions %v, want %s", got, want)
+	}
+}
+
+// TestSilentProbeFailsAtTimeout: a probe whose checks get no answer (a
+// gateway that drops frames) turns failing only when the fall-th check
+// times out, up to every x fall + every + timeout after the fault.
+func TestSilentProbeFailsAtTimeout(t *testing.T) {
+	res := simulateSrc(t, withRules(""), `
+scenario(duration = "30s")
+at("10s", probe("gateway", node = "node1", ok = False, silent = True))
+`)
+	// The policy's gateway probe: every 1s, fall 2, timeout 1s (default).
+	every, fall, timeout := time.Second, 2, time.Second
+	phase := simulate.ProbePhase(1, "node1", "gateway", every)
+	first := (10*time.Second - phase + every - 1) / every * every
+	want := first + phase + time.Duration(fall-1)*every + timeout
+	got := find(res, "node1", "event", "probe gateway is failing")
+	if len(got) != 1 || offset(res, got[0]) != want {
+		t.Fatalf("gateway failing at %v, want once at %s (phase %s)", got, want, phase)
 	}
 }
 
@@ -487,5 +519,40 @@ expect_single_owner()
 	mustOK(t, res)
 	if r := find(res, "node1", "action", "stop"); len(r) == 0 {
 		t.Errorf("node1 never stopped web after its monitor failed")
+	}
+}
+
+// TestTakeoverDelayActsAtItsThreshold: a takeover delay written as
+// `p.down_for < 700ms` lets the survivor start within one heartbeat interval
+// of the threshold, not at the next re-evaluation (reevaluate = 1s): the
+// decision reports when the comparison flips and the node decides again
+// then (item 11: 1.32 s instead of about 1.0 s).
+func TestTakeoverDelayActsAtItsThreshold(t *testing.T) {
+	policySrc := strings.Replace(withRules(`
+rule("takeover-delay", when = lambda f: [
+    no_takeover(reason = "%s was just declared dead" % p.name)
+    for p in f.peers if p.state == "dead" and p.down_for < duration("700ms")])
+`), `heartbeat("a", interval = "200ms", misses = 5)`, `heartbeat("a", interval = "100ms", misses = 3)`, 1)
+	policySrc = strings.Replace(policySrc, `heartbeat("b", interval = "200ms", misses = 5)`, `heartbeat("b", interval = "100ms", misses = 3)`, 1)
+	if !strings.Contains(policySrc, `"100ms", misses = 3`) {
+		t.Fatal("test policy does not have the expected heartbeat lines")
+	}
+	for seed := 1; seed <= 10; seed++ {
+		res := simulateSrc(t, policySrc, fmt.Sprintf(`
+scenario(duration = "20s", seed = %d)
+at("10.05s", crash("node1"))
+expect_single_owner()
+`, seed))
+		mustOK(t, res)
+		dead := find(res, "node2", "peer", "node1 is dead")
+		starts := find(res, "node2", "action", "start ")
+		if len(dead) != 1 || len(starts) == 0 {
+			t.Fatalf("seed %d: want node1 dead once and a start on node2, got %d and %d", seed, len(dead), len(starts))
+		}
+		late := starts[0].At.Sub(dead[0].At) - 700*time.Millisecond
+		if late < 0 || late > 100*time.Millisecond {
+			t.Errorf("seed %d: the takeover started %s after the 700ms threshold (dead at %s, start at %s); want within one heartbeat interval (100ms)",
+				seed, late, offset(res, dead[0]), offset(res, starts[0]))
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math/rand"
 	"slices"
 	"sort"
@@ -105,6 +106,16 @@ type simNode struct {
 	// pausedUntil: the node is frozen (an overloaded host, a paused VM) and
 	// runs nothing, sends nothing and loses what arrives until then.
 	pausedUntil time.Time
+	// detectAt is when the pending failure-detector check runs (zero:
+	// none), like the agent's detection timer.
+	detectAt time.Time
+	// decided is the node's report as of its last decision: what its
+	// heartbeats carry, as the agent's senders carry the payload its last
+	// step built (nil before the first decision).
+	decided *engine.Report
+	// wakeAt is the instant the last decision asked to be made again
+	// (Decision.WakeAt), as the agent's wake timer does.
+	wakeAt time.Time
 }
 
 func (sn *simNode) paused(now time.Time) bool { return now.Before(sn.pausedUntil) }
@@ -115,6 +126,10 @@ type probeSim struct {
 	value    float64
 	text     string
 	gen      int
+	// silent: failing checks get no answer and fail at their timeout.
+	silent bool
+	// phase offsets this node's check grid from its boot (seeded).
+	phase time.Duration
 }
 
 type sim struct {
@@ -243,6 +258,7 @@ func (s *sim) record(r engine.Record) { s.res.Records = append(s.res.Records, r)
 func (s *sim) boot(sn *simNode) {
 	sn.up = true
 	sn.incarn++
+	sn.detectAt, sn.wakeAt, sn.decided = time.Time{}, time.Time{}, nil
 	st := engine.NewState(sn.incarn)
 	sn.node = engine.NewNode(s.p, sn.name, s.now, st, &recorder{s: s, sn: sn}, s.record)
 	sn.node.Dispatch = s.dispatcher(sn, sn.incarn)
@@ -250,11 +266,7 @@ func (s *sim) boot(sn *simNode) {
 		if len(pr.Nodes) > 0 && !slices.Contains(pr.Nodes, sn.name) {
 			continue
 		}
-		ps := sn.probes[pr.Name]
-		if ps == nil {
-			ps = &probeSim{raw: true, rawSince: s.now}
-			sn.probes[pr.Name] = ps
-		}
+		ps := s.probeSim(sn, pr.Name)
 		state := facts.ProbeFailing
 		if ps.raw {
 			state = facts.ProbeOK
@@ -283,6 +295,7 @@ func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
 	if sn.node.View.Update(s.now) {
 		s.dirty[sn.name] = true
 	}
+	s.armDetect(sn)
 	next := t.interval
 	if len(t.paths) > 0 && t.paths[0].Jitter > 0 {
 		j := t.paths[0].Jitter
@@ -294,7 +307,13 @@ func (s *sim) tick(sn *simNode, incarn uint64, t tickSpec) {
 // send delivers one heartbeat from sn to every peer on each path (or
 // schedules it when the scenario sets a latency).
 func (s *sim) send(sn *simNode, paths []*policy.HeartbeatPath) {
-	rep := sn.node.Report()
+	// A heartbeat carries what the node last decided with, not a view it
+	// has not decided on yet: a report that hears a peer must mean the
+	// node took that peer into account (self_fence relies on it).
+	rep := sn.decided
+	if rep == nil {
+		rep = sn.node.Report()
+	}
 	for _, h := range paths {
 		for _, peer := range s.order {
 			if peer == sn {
@@ -312,6 +331,7 @@ func (s *sim) send(sn *simNode, paths []*policy.HeartbeatPath) {
 				if peer.node.View.Heartbeat(sn.name, path, s.now, rep) {
 					s.dirty[peer.name] = true
 				}
+				s.armDetect(peer)
 			}
 			if s.sc.Latency > 0 {
 				s.schedule(s.now.Add(s.sc.Latency), deliver)
@@ -343,6 +363,50 @@ func (s *sim) scheduleReevaluate(sn *simNode, incarn uint64) {
 	})
 }
 
+// armDetect makes sure the failure detector of sn looks at its paths when
+// the next one would go down, as the agent's detection timer does, not only
+// at sn's next heartbeat tick. One check is pending at a time: one that
+// finds the deadline moved (a heartbeat came) arms itself again.
+func (s *sim) armDetect(sn *simNode) {
+	at := sn.node.View.NextDeadline()
+	if at.IsZero() || !at.After(s.now) || !sn.detectAt.IsZero() && !at.Before(sn.detectAt) {
+		return
+	}
+	sn.detectAt = at
+	incarn := sn.incarn
+	s.schedule(at, func() {
+		if !sn.up || sn.incarn != incarn || !sn.detectAt.Equal(at) {
+			return
+		}
+		sn.detectAt = time.Time{}
+		if sn.paused(s.now) {
+			return // the tick after the pause judges
+		}
+		if sn.node.View.Update(s.now) {
+			s.dirty[sn.name] = true
+		}
+		s.armDetect(sn)
+	})
+}
+
+// scheduleWake decides again at the instant a time-dependent condition of
+// the last decision changes (a threshold of down_for, a for_ timer, ...).
+// Only the latest request counts, like the agent's single timer.
+func (s *sim) scheduleWake(sn *simNode, at time.Time) {
+	if at.IsZero() || at.Equal(sn.wakeAt) {
+		return
+	}
+	sn.wakeAt = at
+	incarn := sn.incarn
+	s.schedule(at, func() {
+		if !sn.up || sn.incarn != incarn || !sn.wakeAt.Equal(at) {
+			return
+		}
+		sn.wakeAt = time.Time{}
+		s.dirty[sn.name] = true
+	})
+}
+
 // flush runs the decision of every node whose facts changed at this instant.
 func (s *sim) flush() {
 	for i := 0; i < 4 && len(s.dirty) > 0; i++ {
@@ -355,9 +419,11 @@ func (s *sim) flush() {
 				continue
 			}
 			before := sn.node.Report()
-			sn.node.Step(s.ctx, s.now)
+			d := sn.node.Step(s.ctx, s.now)
 			s.res.Stats.Decisions++
-			if sn.node.Report() != before {
+			s.scheduleWake(sn, d.WakeAt)
+			sn.decided = sn.node.Report()
+			if sn.decided != before {
 				// The node changed what it holds or reports: like the agent
 				// (which kicks its heartbeat senders), it tells its peers at
 				// once instead of at the next interval.
@@ -491,16 +557,15 @@ func (s *sim) apply(e Event) {
 		}
 		text = fmt.Sprintf("%s %s %s", what, state, where)
 	case "probe":
-		ps := sn.probes[e.Probe]
-		if ps == nil {
-			ps = &probeSim{}
-			sn.probes[e.Probe] = ps
-		}
-		ps.raw, ps.rawSince, ps.value, ps.text = e.OK, s.now, e.Value, e.Text
+		ps := s.probeSim(sn, e.Probe)
+		ps.raw, ps.rawSince, ps.value, ps.text, ps.silent = e.OK, s.now, e.Value, e.Text, e.Silent
 		ps.gen++
 		word := "fails"
-		if e.OK {
+		switch {
+		case e.OK:
 			word = "passes"
+		case e.Silent:
+			word = "fails (no answer: checks time out)"
 		}
 		text = fmt.Sprintf("probe %s %s on %s", e.Probe, word, e.Node)
 		if sn.up {
@@ -581,19 +646,53 @@ func (s *sim) apply(e Event) {
 	}
 }
 
+// probeSim returns the simulated state of a probe on a node, creating it
+// (passing) with the node's seeded check phase.
+func (s *sim) probeSim(sn *simNode, name string) *probeSim {
+	ps := sn.probes[name]
+	if ps == nil {
+		ps = &probeSim{raw: true, rawSince: s.now, phase: ProbePhase(s.sc.Seed, sn.name, name, s.p.Probe(name).Every)}
+		sn.probes[name] = ps
+	}
+	return ps
+}
+
+// ProbePhase is where a node's checks of a probe fall within `every`,
+// seeded by the scenario's seed, the node and the probe. It comes from its
+// own generator, so that heartbeat phases stay what they were.
+func ProbePhase(seed int64, node, probe string, every time.Duration) time.Duration {
+	if every <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d\x00%s\x00%s", seed, node, probe)
+	return time.Duration(rand.New(rand.NewSource(int64(h.Sum64()))).Int63n(int64(every)))
+}
+
 // scheduleProbe applies the probe's rise/fall debounce: the fact changes
 // after `fall` consecutive failed checks (or `rise` good ones), checks
-// running every `every` from the node's boot.
+// running every `every` from the node's boot plus its seeded phase. A
+// silent failure (no answer) is seen only when the check times out.
 func (s *sim) scheduleProbe(sn *simNode, name string, ps *probeSim) {
 	pr := s.p.Probe(name)
 	need := pr.Fall
 	if ps.raw {
 		need = pr.Rise
 	}
-	boot := sn.node.View.Boot()
-	elapsed := s.now.Sub(boot)
-	first := boot.Add((elapsed + pr.Every - 1) / pr.Every * pr.Every)
+	grid := sn.node.View.Boot().Add(ps.phase)
+	elapsed := s.now.Sub(grid)
+	first := grid.Add((elapsed + pr.Every - 1) / pr.Every * pr.Every)
+	if elapsed < 0 {
+		first = grid
+	}
 	at := first.Add(time.Duration(need-1) * pr.Every)
+	if !ps.raw && ps.silent {
+		timeout := pr.Timeout
+		if timeout <= 0 {
+			timeout = min(pr.Every, time.Second)
+		}
+		at = at.Add(timeout)
+	}
 	gen, incarn := ps.gen, sn.incarn
 	s.schedule(at, func() {
 		if !sn.up || sn.incarn != incarn || ps.gen != gen {

@@ -187,7 +187,7 @@ func TestCheckFaults(t *testing.T) {
 				"crash node1 ", "web node1->node2 at ", "cut node1-node2", "crash node1 while node3 down",
 				"summary: 10 faults, 0 with split brain", "caveats:", "probes keep their scenario defaults"}},
 		{name: "unguarded", args: []string{"check", "--faults", unguardedPolicy}, code: exitFailed,
-			stdout: []string{"isolate node1", "web on node1+node2 11s-", "summary: 5 faults, 2 with split brain", "SPLIT BRAIN:"},
+			stdout: []string{"isolate node1", "web on node1+node2 10.948s-", "summary: 5 faults, 2 with split brain", "SPLIT BRAIN:"},
 			stderr: []string{"split brain under " + unguardedPolicy + ": isolate node1, isolate node2"}},
 		{name: "gateway probe fails on isolation", args: []string{"check", "--faults", "--isolation-probe", "gateway", example}, code: exitOK,
 			stdout: []string{"probe gateway fails there meanwhile", "summary: 5 faults, 0 with split brain"}},

@@ -39,6 +39,11 @@ type Facts struct {
 	Probes map[string]map[string]*Probe
 	// Boot is when the evaluating node started.
 	Boot time.Time
+	// Heartbeats and ProbeSpecs are the policy's timing, for rules that
+	// derive their delays from it (stdlib takeover_delay) instead of
+	// repeating numbers by hand. Shared between decisions: read only.
+	Heartbeats []HeartbeatSpec
+	ProbeSpecs map[string]ProbeSpec
 
 	nodeIndex  map[string]*Node
 	groupIndex map[string]*Group
@@ -75,10 +80,25 @@ type Node struct {
 // Alive reports whether the node is considered alive.
 func (n *Node) Alive() bool { return n.State == Alive }
 
+// HeartbeatSpec is the timing of one heartbeat path.
+type HeartbeatSpec struct {
+	Name     string
+	Interval time.Duration
+	Misses   int
+}
+
+// ProbeSpec is the timing of one probe.
+type ProbeSpec struct {
+	Every, Timeout time.Duration
+	Rise, Fall     int
+}
+
 // Path is the state of one heartbeat path to a peer.
 type Path struct {
 	Name string
-	Up   bool
+	// Interval is the path's heartbeat interval.
+	Interval time.Duration
+	Up       bool
 	// Known is false until a first heartbeat arrived on the path.
 	Known bool
 	// Missed counts whole heartbeat intervals since the last valid heartbeat.
