@@ -276,7 +276,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopWeb()
 
 	err = a.loop(ctx)
-	a.live.disarm() // the handover below must be heard
+	a.live.shuttingDown(a.cfg.HandoverTimeout + shutdownGrace) // the handover below must be heard
 	if a.node.State.Maintenance {
 		a.leaveRunning() // maintenance means unmanaged: keep it all running (adopt.go)
 	} else {

@@ -49,8 +49,9 @@ type liveness struct {
 	lastPass atomic.Int64
 	gate     atomic.Int64 // ns
 	abort    atomic.Int64 // ns
-	// disarmed: the loop returned (shutdown); nothing is judged any more.
-	disarmed atomic.Bool
+	// stopping is set when the loop returned (shutdown) to the end of the
+	// grace the handover and the final release get (Unix ns; 0: running).
+	stopping atomic.Int64
 
 	// onWedged is called (once per stuck episode) when the loop has been
 	// stuck for the abort time; the default dumps every goroutine's stack
@@ -126,24 +127,37 @@ func (l *liveness) stamp(now time.Time) {
 // alive is the heartbeat sender's gate: false once the loop has made no
 // pass for the gate time.
 func (l *liveness) alive() bool {
-	if l.disarmed.Load() {
-		return true
+	now := l.now().UnixNano()
+	if until := l.stopping.Load(); until != 0 {
+		return now < until
 	}
-	return l.now().UnixNano()-l.lastPass.Load() < l.gate.Load()
+	return now-l.lastPass.Load() < l.gate.Load()
 }
 
-// disarm stops judging the loop: it returned (the agent shuts down) and the
-// handover that follows must still be heard.
-func (l *liveness) disarm() { l.disarmed.Store(true) }
+// shuttingDown stops judging the loop's passes: it returned, and the
+// handover and release that follow must still be heard. They get grace;
+// a shutdown stuck beyond it counts as stuck (heartbeats stop, the agent
+// exits and the supervisor releases), so it cannot pet the watchdogs for
+// ever.
+func (l *liveness) shuttingDown(grace time.Duration) {
+	l.stopping.Store(l.now().Add(grace).UnixNano())
+}
+
+// shutdownGrace is what a shutdown gets beyond the handover timeout: the
+// final release stops every service, each within its own stop timeout.
+const shutdownGrace = 5 * time.Minute
 
 // stuckFor returns how long the loop has shown no progress at now, counting
 // from ref at the earliest (the monitor's own resumption after a stall of
 // the whole process).
 func (l *liveness) stuckFor(now, ref time.Time) time.Duration {
-	if l.disarmed.Load() {
-		return 0
-	}
 	last := time.Unix(0, l.lastPass.Load())
+	if until := l.stopping.Load(); until != 0 {
+		if now.UnixNano() < until {
+			return 0
+		}
+		last = time.Unix(0, until) // stuck since the grace ended
+	}
 	if ref.After(last) {
 		last = ref
 	}

@@ -413,3 +413,23 @@ func TestLivenessIgnoresAStallOfTheWholeProcess(t *testing.T) {
 	case <-time.After(time.Second):
 	}
 }
+
+// After the loop returned the handover is heard for its grace, and a
+// shutdown stuck beyond it counts as stuck.
+func TestLivenessShutdownGrace(t *testing.T) {
+	clock := &shiftClock{}
+	p := &policy.Policy{Cluster: policy.Cluster{Reevaluate: time.Second}, Paths: []*policy.HeartbeatPath{{Name: "lan", Interval: 50 * time.Millisecond, Misses: 3}}}
+	l := newLiveness(quietLogger(), clock.now, p, nil)
+	clock.offset.Store(int64(time.Minute)) // the loop returned a minute ago
+	l.shuttingDown(30 * time.Second)
+	if !l.alive() || l.stuckFor(clock.now(), time.Time{}) != 0 {
+		t.Fatal("a shutdown within its grace is judged stuck")
+	}
+	clock.offset.Add(int64(40 * time.Second)) // 10 s past the grace
+	if l.alive() {
+		t.Error("heartbeats still sent 10 s after the shutdown's grace ended")
+	}
+	if got := l.stuckFor(clock.now(), time.Time{}); got < 9*time.Second || got > 11*time.Second {
+		t.Errorf("stuck for %s 10 s after the grace, want about 10 s", got)
+	}
+}
