@@ -129,8 +129,13 @@ type Agent struct {
 	// wake fires when the last decision's time-dependent conditions
 	// change (wake.go); armed by step.
 	wake *wakeTimer
-	// live tracks the decision loop's progress (liveness.go).
-	live *liveness
+	// live is the running policy for other goroutines (the executor's
+	// workers); a.policy is the loop's own copy. Both change on reload.
+	live atomic.Pointer[policy.Policy]
+	// dbpos: this node's and its peers' database positions (dbpositions.go).
+	dbpos *dbPositions
+	// progress tracks the decision loop's passes (liveness.go).
+	progress *liveness
 }
 
 type backupOK struct {
@@ -175,7 +180,8 @@ func New(cfg Config) (*Agent, error) {
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
 		done: make(chan engine.Result, 1024), jobCtx: context.Background(),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
-		metrics: NewMetrics(cfg.Node, cfg.Now)}
+		metrics: NewMetrics(cfg.Node, cfg.Now), dbpos: newDBPositions(filepath.Join(cfg.StateDir, peerDBFile))}
+	a.live.Store(p)
 	return a, nil
 }
 
@@ -183,6 +189,9 @@ func New(cfg Config) (*Agent, error) {
 // (a planned switchover when a peer is alive) and releases everything; in
 // maintenance it leaves everything running instead (adopt.go).
 func (a *Agent) Run(ctx context.Context) error {
+	if err := a.preflight(); err != nil {
+		return err // nothing touched yet: no release before this exit (preflight.go)
+	}
 	if a.cfg.Lock == nil {
 		// Before anything is touched: a second run would release what the
 		// first holds.
@@ -209,7 +218,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.real = NewExecutor(a.cfg.Node, a.log)
 		a.real.Incarnation = incarnation
 		a.real.SetVerifyLog(StateVerifyLog(a.cfg.StateDir)) // backup(params={"verify": "after"}) records its checks there
-		a.real.Policy = func() *policy.Policy { return a.node.Policy }
+		a.real.Policy = a.live.Load                         // read by job workers, so not a.node.Policy
+		a.real.PeerPositions = a.PeerPositions              // a database start compares with them
 		// A live holder answers an ARP probe within a millisecond on a LAN;
 		// the window is kept short because it adds to every crash failover.
 		if d := a.policy.DetectionTime() / 10; d > 0 {
@@ -220,7 +230,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startNotify(incarnation)
 	defer a.stopNotify() // after the handover: its events are sent too
-	a.live = newLiveness(a.log, a.now, a.policy, a.cfg.OnWedged)
+	a.progress = newLiveness(a.log, a.now, a.policy, a.cfg.OnWedged)
 	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.instrument(a.exec), a.record)
 	a.node.Dispatch = a.runJob
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
@@ -276,7 +286,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopWeb()
 
 	err = a.loop(ctx)
-	a.live.shuttingDown(a.cfg.HandoverTimeout + shutdownGrace) // the handover below must be heard
+	a.progress.shuttingDown(a.cfg.HandoverTimeout + shutdownGrace) // the handover below must be heard
 	if a.node.State.Maintenance {
 		a.leaveRunning() // maintenance means unmanaged: keep it all running (adopt.go)
 	} else {
@@ -328,11 +338,9 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	// The first heartbeats carry a real report (holding nothing: everything
 	// was released above), so a peer never has to guess what a payload-less
 	// heartbeat of a new incarnation means.
-	initial, err := json.Marshal(a.node.Report())
-	if err != nil {
+	if err := a.publishReport(a.node.Report()); err != nil {
 		return fmt.Errorf("initial report: %w", err)
 	}
-	a.payload.Store(&initial)
 	byInterval := map[time.Duration][]*heartbeat.Endpoint{}
 	var intervals []time.Duration
 	for _, h := range a.policy.Paths {
@@ -366,7 +374,7 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	for _, iv := range intervals {
 		s, err := heartbeat.NewSender(heartbeat.SenderConfig{Node: self.Name, Incarnation: incarnation, Interval: iv,
 			Endpoints: byInterval[iv], Payload: func() []byte { return *a.payload.Load() }, Now: a.now, Logger: a.log,
-			Alive: a.live.alive})
+			Alive: a.progress.alive})
 		if err != nil {
 			return fmt.Errorf("heartbeat sender every %s: %w", iv, err)
 		}
@@ -469,7 +477,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	a.wake = newWakeTimer()
 	defer a.wake.stop()
 	a.step(ctx)
-	a.live.passed(a.now())
+	a.progress.passed(a.now())
 	for {
 		dirty := false
 		timed := false // a timer woke the loop: the view may age
@@ -543,7 +551,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.step(ctx)
 			lastStep = a.now()
 		}
-		a.live.passed(a.now())
+		a.progress.passed(a.now())
 	}
 }
 
@@ -579,6 +587,9 @@ func (a *Agent) heartbeat(r heartbeat.Received) bool {
 		var fresh engine.Report
 		if err := json.Unmarshal(r.Message.Payload, &fresh); err != nil || fresh.Node != r.Message.From {
 			a.log.Warn("heartbeat payload unreadable; keeping the peer's previous view", "peer", r.Message.From, "error", err)
+		} else if a.takePeerPositions(&fresh, rep) {
+			// Only its database positions changed: no news for the engine.
+			a.peerRpts[r.Message.From] = peerReport{raw: bytes.Clone(r.Message.Payload), report: rep}
 		} else {
 			a.reannounceReleased(rep, &fresh)
 			rep = &fresh
@@ -630,8 +641,8 @@ func (a *Agent) step(ctx context.Context) {
 	rep := a.node.Report()
 	if rep != a.lastRpt {
 		a.lastRpt = rep
-		if b, err := json.Marshal(rep); err == nil {
-			a.payload.Store(&b)
+		if err := a.publishReport(rep); err != nil {
+			a.log.Error("cannot publish the report", "error", err)
 		}
 		a.kick()
 	}
@@ -668,8 +679,9 @@ func (a *Agent) reloadPolicy() error {
 		return err
 	}
 	a.policy = p
+	a.live.Store(p)
 	a.node.SetPolicy(p)
-	a.live.setPolicy(p)
+	a.progress.setPolicy(p)
 	a.notifyPolicy()
 	a.backupPeer.setPolicy(p)
 	a.record(engine.Record{At: a.now(), Node: a.cfg.Node, Kind: engine.RecEvent, Text: "policy reloaded, hash " + p.Hash})

@@ -14,14 +14,18 @@ import (
 	"time"
 
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/version"
 	"github.com/harules/harules/notify"
 )
 
 // Status is what `harules status` shows: this node's view of the cluster.
 type Status struct {
-	Node        string          `json:"node"`
-	Cluster     string          `json:"cluster"`
-	PolicyHash  string          `json:"policy_hash"`
+	Node       string `json:"node"`
+	Cluster    string `json:"cluster"`
+	PolicyHash string `json:"policy_hash"`
+	// Version is the agent's build (internal/version), as harules version
+	// prints it first.
+	Version     string          `json:"version"`
 	Incarnation uint64          `json:"incarnation"`
 	Now         time.Time       `json:"now"`
 	Maintenance bool            `json:"maintenance"`
@@ -94,7 +98,7 @@ func settled(holds, starting []string) []string {
 
 func (a *Agent) publishStatus(now time.Time, d *engine.Decision) {
 	f := a.node.View.Facts(now, a.node.State)
-	st := &Status{Node: a.cfg.Node, Cluster: a.policy.Cluster.Name, PolicyHash: a.policy.Hash,
+	st := &Status{Node: a.cfg.Node, Cluster: a.policy.Cluster.Name, PolicyHash: a.policy.Hash, Version: version.Get().Version,
 		Incarnation: a.node.State.Incarnation, Now: now, Maintenance: a.node.State.Maintenance,
 		Alerts: d.Alerts, Plan: d.Plan, Recent: a.records.snapshot()}
 	for _, n := range f.Nodes {
@@ -229,6 +233,7 @@ func (a *Agent) monitorHeld(ctx context.Context) {
 	if a.real == nil {
 		return
 	}
+	a.observeDatabases(ctx) // for the heartbeat reports, held or not
 	for _, g := range a.node.State.HeldGroups() {
 		grp := a.policy.Group(g)
 		if grp == nil || a.node.Busy(g) {

@@ -34,6 +34,11 @@ type Executor struct {
 	// Incarnation identifies this run in disk lease slots.
 	Incarnation uint64
 
+	// PeerPositions returns the positions peers last reported for a
+	// database (by its name), by peer; a database start refuses a server
+	// behind one of them. Nil: no comparison.
+	PeerPositions func(database string) map[string]engine.DBPosition
+
 	bk        backups
 	disks     *disk.Manager
 	leases    leaseWaits       // disk starts waiting for a lease (disk.go)

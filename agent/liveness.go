@@ -240,28 +240,28 @@ func (l *liveness) exitWedged(stuck time.Duration) {
 // must not reboot the machine). It runs after the startup release, which
 // may take as long as stopping every service.
 func (a *Agent) startLiveness() (stop func(), err error) {
-	a.live.sd = newSDNotifier(a.cfg.Systemd)
-	a.live.onResume = a.kick
+	a.progress.sd = newSDNotifier(a.cfg.Systemd)
+	a.progress.onResume = a.kick
 	if a.cfg.WatchdogDevice != "" {
-		if a.live.dog, err = openWatchdog(a.cfg.WatchdogDevice, a.cfg.WatchdogTimeout, a.log); err != nil {
+		if a.progress.dog, err = openWatchdog(a.cfg.WatchdogDevice, a.cfg.WatchdogTimeout, a.log); err != nil {
 			return nil, err
 		}
 	}
 	gate, abort := livenessTimes(a.policy)
 	a.log.Info("loop liveness armed", "heartbeats_stop_after", gate.String(), "exit_after", abort.String(),
 		"systemd_watchdog", a.cfg.Systemd.Watchdog.String())
-	a.live.stamp(a.now())
+	a.progress.stamp(a.now())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.live.run(ctx)
+		a.progress.run(ctx)
 	}()
 	return func() {
 		cancel()
 		<-done
-		if a.live.dog != nil {
-			if err := a.live.dog.disarm(); err != nil {
+		if a.progress.dog != nil {
+			if err := a.progress.dog.disarm(); err != nil {
 				a.log.Error("watchdog", "error", err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/harules/harules/builtins/backup"
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/version"
 	"github.com/harules/harules/probes"
 )
 
@@ -136,6 +137,9 @@ func NewMetrics(self string, now func() time.Time) *Metrics {
 
 var _ prometheus.Collector = (*Metrics)(nil)
 
+var descBuildInfo = prometheus.NewDesc("harules_build_info",
+	"Always 1; the labels say which build of harules runs (as harules version prints it).", []string{"version", "revision", "goversion"}, nil)
+
 var descBackupRunning = prometheus.NewDesc("harules_backup_running",
 	"1 while a run of the job is in progress on this node, 0 once it ended (jobs run since the agent started).", []string{"job"}, nil)
 
@@ -150,6 +154,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		c.Describe(ch)
 	}
 	ch <- descBackupRunning
+	ch <- descBuildInfo
 }
 
 // Collect sends the current values of every instrument.
@@ -157,6 +162,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m.collectors() {
 		c.Collect(ch)
 	}
+	bi := version.Get()
+	ch <- prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, bi.Version, bi.Revision, bi.GoVersion)
 	m.mu.Lock()
 	br := m.backups
 	m.mu.Unlock()

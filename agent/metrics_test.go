@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/internal/version"
 	"github.com/harules/harules/policy"
 )
 
@@ -391,4 +392,35 @@ backup("site", schedule = "0 3 * * *", kind = "files", params = {"target": "` + 
 		running, ok := g["harules_backup_running{job=site}"]
 		return g["harules_backup_failures_total{job=site,outcome=failed}"].value == 1 && ok && running.value == 0
 	})
+}
+
+// TestBuildInfoMetric: harules_build_info is 1 with the labels of the
+// running build (internal/version), as harules version prints it.
+func TestBuildInfoMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(NewMetrics("a", nil)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bi := version.Get()
+	for _, mf := range mfs {
+		if mf.GetName() != "harules_build_info" {
+			continue
+		}
+		if len(mf.Metric) != 1 || mf.Metric[0].GetGauge().GetValue() != 1 {
+			t.Fatalf("harules_build_info = %v, want one sample of 1", mf.Metric)
+		}
+		labels := map[string]string{}
+		for _, l := range mf.Metric[0].Label {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["version"] != bi.Version || labels["revision"] != bi.Revision || labels["goversion"] != bi.GoVersion {
+			t.Fatalf("harules_build_info labels %v, want those of %+v", labels, bi)
+		}
+		return
+	}
+	t.Fatal("no harules_build_info metric")
 }

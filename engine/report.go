@@ -2,6 +2,16 @@ package engine
 
 import "time"
 
+// DBPosition is how far one node's database server has got, as its agent
+// last observed it: a PostgreSQL timeline and LSN ("0/5000100"), or a
+// MariaDB gtid_current_pos. Peers compare their own with it before their
+// server becomes primary (builtins/database.Position has the same fields).
+type DBPosition struct {
+	Timeline uint32 `json:"timeline,omitempty"`
+	LSN      string `json:"lsn,omitempty"`
+	GTID     string `json:"gtid,omitempty"`
+}
+
 // reportsFailure says whether a failure at t is still recent enough to report.
 func (n *Node) reportsFailure(t time.Time) bool {
 	return n.Policy.Cluster.FailureTimeout == 0 || (n.last != nil && n.last.Now.Sub(t) < n.Policy.Cluster.FailureTimeout)
@@ -13,6 +23,7 @@ func (n *Node) reportCurrent(r *Report) bool {
 	s := n.State
 	if r.Node != n.Name || r.Incarnation != s.Incarnation || r.PolicyHash != n.Policy.Hash ||
 		r.Standby != s.Leaving || r.RuleStandby != s.RuleStandby || r.Maintenance != s.Maintenance || len(r.Holds) != len(s.Holds) || len(r.Starting) != len(s.Starting) ||
+		r.DB != nil || // the engine never fills DB: the agent adds it to the payload
 		!n.View.hearsSame(r.Hears) {
 		return false
 	}

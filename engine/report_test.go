@@ -13,7 +13,7 @@ import (
 // TestReportFieldsCompared guards reportCurrent: a field added to Report
 // must be compared there too, or peers would miss changes of it.
 func TestReportFieldsCompared(t *testing.T) {
-	compared := []string{"Node", "Incarnation", "PolicyHash", "Holds", "Starting", "Hears", "Standby", "RuleStandby", "Maintenance", "Probes", "Failed", "Operator", "BackupLast", "BackupOK"}
+	compared := []string{"Node", "Incarnation", "PolicyHash", "Holds", "Starting", "Hears", "Standby", "RuleStandby", "Maintenance", "Probes", "Failed", "Operator", "BackupLast", "BackupOK", "DB"}
 	var fields []string
 	rt := reflect.TypeOf(Report{})
 	for i := 0; i < rt.NumField(); i++ {

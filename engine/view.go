@@ -32,6 +32,9 @@ type Report struct {
 	Operator    Operator             `json:"operator"`
 	BackupLast  map[string]time.Time `json:"backup_last,omitempty"`
 	BackupOK    map[string]time.Time `json:"backup_ok,omitempty"`
+	// DB is how far this node's database servers have got, by database
+	// name (the agent adds it; the engine neither fills nor reads it).
+	DB map[string]DBPosition `json:"db,omitempty"`
 }
 
 // View turns heartbeats and probe results into Facts for one node. It

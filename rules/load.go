@@ -94,7 +94,9 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 	if opts.MaxSteps == 0 {
 		opts.MaxSteps = MaxLoadSteps
 	}
-	l := &loader{ctx: ctx, opts: opts, cache: map[string]*loadEntry{}, contents: map[string][]byte{}, universe: builtins.Universe()}
+	var declErrs Errors
+	l := &loader{ctx: ctx, opts: opts, cache: map[string]*loadEntry{}, contents: map[string][]byte{}}
+	l.universe = continuingUniverse(builtins.Universe(), &declErrs, path, opts.MaxSteps)
 	defer func() {
 		for _, stop := range l.stops {
 			stop()
@@ -104,7 +106,15 @@ func Load(ctx context.Context, path string, opts Options) (*policy.Policy, error
 	thread := l.newThread("policy " + path)
 	c.Attach(thread)
 	if _, err := l.exec(thread, filepath.Clean(path)); err != nil {
-		return nil, toErrors(err, path, l.opts.MaxSteps)
+		errs := append(declErrs, toErrors(err, path, l.opts.MaxSteps)...)
+		sortErrors(errs)
+		return nil, errs
+	}
+	if len(declErrs) > 0 {
+		// Validation would mostly repeat them (a node that failed to
+		// declare is then "unknown" wherever it is named).
+		sortErrors(declErrs)
+		return nil, declErrs
 	}
 	p := &policy.Policy{Nodes: c.Nodes, Paths: c.Paths, Probes: c.Probes, Groups: c.Groups, Rules: c.Rules, Backups: c.Backups, Notifiers: c.Notifiers, Files: l.files}
 	if c.Cluster != nil {

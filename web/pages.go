@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/agent"
+	"github.com/harules/harules/internal/version"
 )
 
 type pageTemplate = *template.Template
@@ -37,6 +38,13 @@ func parsePages() (map[string]pageTemplate, error) {
 	funcs := template.FuncMap{
 		"join":  strings.Join,
 		"lower": strings.ToLower,
+		// plural: {{plural .Groups "group"}} is "1 group", "2 groups".
+		"plural": func(n int, noun string) string {
+			if n == 1 {
+				return "1 " + noun
+			}
+			return strconv.Itoa(n) + " " + noun + "s"
+		},
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/overview_body.html")
 	if err != nil {
@@ -74,6 +82,10 @@ type pageData struct {
 	// backups page while a run is in progress).
 	Refresh int
 }
+
+// Version is the build the console runs, shown in every page's footer
+// (the same line as harules version).
+func (pageData) Version() string { return version.Get().String() }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, p *principal, title string, data any) {
 	pd := pageData{Title: title, Nav: name, Data: data}

@@ -27,7 +27,7 @@ func TestPolicyCheck(t *testing.T) {
 	}
 	detection := p.DetectionTime().Round(time.Millisecond).String()
 	_, page := b.get("/policy")
-	want := "check: ok: cluster webtest, 2 nodes, 2 heartbeat paths, 0 probes, 1 groups, 0 rules, 0 backups (policy <code>" + p.Hash +
+	want := "check: ok: cluster webtest, 2 nodes, 2 heartbeat paths, 0 probes, 1 group, 0 rules, 0 backups (policy <code>" + p.Hash +
 		"</code>); a dead peer is declared after " + detection
 	if !strings.Contains(page, want) || strings.Contains(page, "check-failed") {
 		t.Errorf("policy page of a valid policy lacks %q:\n%s", want, page)

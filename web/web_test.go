@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/agent"
+	"github.com/harules/harules/internal/version"
 )
 
 func TestTokenFileMustBeOwnerOnly(t *testing.T) {
@@ -589,4 +591,18 @@ func writeTokenFileB(b *testing.B) string {
 		b.Fatal(err)
 	}
 	return path
+}
+
+// TestFooterShowsTheVersion: every page names the build, as harules
+// version prints it, so a screenshot says which release it shows.
+func TestFooterShowsTheVersion(t *testing.T) {
+	ts, _, _ := newTestServer(t, Options{})
+	b := newBrowser(t, ts.URL)
+	b.login(readToken)
+	want := "<footer>harules " + template.HTMLEscapeString(version.Get().String()) + "</footer>"
+	for _, path := range []string{"/", "/timeline", "/backups", "/policy"} {
+		if _, page := b.get(path); !strings.Contains(page, want) {
+			t.Errorf("%s has no footer %q", path, want)
+		}
+	}
 }

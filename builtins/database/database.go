@@ -27,6 +27,7 @@ var (
 	_ Resource = (*MySQL)(nil)
 
 	_ TakeoverStarter = (*MySQL)(nil)
+	_ TakeoverStarter = (*Postgres)(nil)
 )
 
 // StartInfo says how the engine came to start a resource
@@ -37,10 +38,15 @@ type StartInfo struct {
 	Takeover bool
 	// From names those peers.
 	From []string
+	// Peers are the positions other nodes last reported for this
+	// database (node name -> position). Start refuses with ErrBehindPeer
+	// when this node's server is behind one of them, unless force is set.
+	Peers map[string]Position
 }
 
-// TakeoverStarter is a Resource whose Start differs for a takeover from a
-// dead holder (MySQL does not wait for the dead source).
+// TakeoverStarter is a Resource whose Start uses StartInfo: the peers'
+// positions, and whether this is a takeover from a dead holder (MySQL then
+// does not wait for the dead source).
 type TakeoverStarter interface {
 	StartWith(ctx context.Context, info StartInfo) error
 }

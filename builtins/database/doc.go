@@ -37,4 +37,11 @@
 // semi-sync replica's STOP waits for the dead source). (*MySQL).Rejoin
 // makes an old MariaDB primary a read-only GTID replica of the new one,
 // refusing with ErrErrantTransactions when it would diverge.
+//
+// Positions: (*Postgres).Position and (*MySQL).Position tell how far the
+// server's history has got (timeline and LSN; MariaDB gtid_current_pos).
+// The agent publishes them in its heartbeat reports and passes the peers'
+// last ones to StartWith (StartInfo.Peers); Start then refuses with
+// ErrBehindPeer (unless force) a server that is behind one of them, e.g. an
+// old primary on a timeline a promoted standby has left.
 package database

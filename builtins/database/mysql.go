@@ -141,6 +141,8 @@ func (m *MySQL) StartWith(ctx context.Context, info StartInfo) error {
 		if err := m.promote(ctx, conn, status, info); err != nil {
 			return err
 		}
+	} else if err := m.checkPeers(ctx, conn, "make it writable", info.Peers); err != nil {
+		return err
 	}
 	if hasSuperReadOnly(ctx, conn) {
 		if _, err := conn.ExecContext(ctx, "SET GLOBAL super_read_only = OFF"); err != nil {
@@ -203,11 +205,67 @@ func (m *MySQL) promote(ctx context.Context, conn *sql.Conn, status replicaRow, 
 			break
 		}
 	}
+	// Cut replication off only once the relay log is applied and this
+	// server has what the peers last reported; a refused replica
+	// replicates again.
+	if err := m.checkPeers(ctx, conn, "promote", info.Peers); err != nil {
+		if serr := replicaStmt(ctx, conn, "START REPLICA", "START SLAVE"); serr != nil {
+			return errors.Join(err, fmt.Errorf("mysql %s: restart replication: %w", m.cfg.Name, serr))
+		}
+		return err
+	}
 	if err := replicaStmt(ctx, conn, "RESET REPLICA ALL", "RESET SLAVE ALL"); err != nil {
 		return fmt.Errorf("mysql %s: reset replica: %w", m.cfg.Name, err)
 	}
 	m.log.Info("promoted the replica", "was_replica_of", status.first("Master_Host", "Source_Host"))
 	return nil
+}
+
+// checkPeers refuses (ErrBehindPeer) when this server's gtid_current_pos
+// has a lower sequence number in some replication domain than a position a
+// peer last reported; Force only logs what it lets through.
+func (m *MySQL) checkPeers(ctx context.Context, conn *sql.Conn, verb string, peers map[string]Position) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	local, err := gtidPosition(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("mysql %s: %w", m.cfg.Name, err)
+	}
+	err = checkPeers("mysql", m.cfg.Name, verb, local, peers)
+	if err != nil && m.cfg.Force {
+		m.log.Warn("going on although a peer reported more history, because force is set", "error", err)
+		return nil
+	}
+	return err
+}
+
+// Position is the server's gtid_current_pos (the last transaction per
+// replication domain it wrote or applied as a replica). MySQL's GTIDs are
+// not MariaDB's: on MySQL it is an error, and nothing is reported.
+func (m *MySQL) Position(ctx context.Context) (Position, error) {
+	db, conn, err := m.conn(ctx)
+	if err != nil {
+		return Position{}, err
+	}
+	defer db.Close()
+	defer conn.Close()
+	pos, err := gtidPosition(ctx, conn)
+	if err != nil {
+		return Position{}, fmt.Errorf("mysql %s: %w", m.cfg.Name, err)
+	}
+	return pos, nil
+}
+
+func gtidPosition(ctx context.Context, conn *sql.Conn) (Position, error) {
+	var cur string
+	if err := conn.QueryRowContext(ctx, "SELECT @@global.gtid_current_pos").Scan(&cur); err != nil {
+		return Position{}, fmt.Errorf("gtid_current_pos (MariaDB only): %w", err)
+	}
+	if _, err := parseGTIDList(cur); err != nil {
+		return Position{}, fmt.Errorf("gtid_current_pos: %w", err)
+	}
+	return Position{GTID: cur}, nil
 }
 
 // applyRelayLog waits until the SQL thread has applied the relay log

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // What a promoted PostgreSQL primary does with synchronous_standby_names
@@ -263,14 +264,31 @@ func closeConn(conn *pgx.Conn) {
 // (unless Force), resumes paused replay so all received WAL is applied,
 // promotes with pg_promote and applies the synchronous replication policy.
 // Starting a primary only applies that policy.
-func (p *Postgres) Start(ctx context.Context) error {
+func (p *Postgres) Start(ctx context.Context) error { return p.StartWith(ctx, StartInfo{}) }
+
+// StartWith is Start that also refuses (ErrBehindPeer, unless Force) when
+// this node's server is behind a position a peer last reported
+// (info.Peers): a lower timeline, or the same timeline and a lower LSN. A
+// server that is already primary (or comes up as one) is checked as well:
+// an old primary on the timeline a standby elsewhere has since left is
+// stale. A stopped server that would come up as a primary (no
+// standby.signal) has its timeline checked before it is started, from
+// pg_control, so a stale one never takes a write; its LSN can only be told
+// once it runs (after a crash, WAL goes on past the last checkpoint), and a
+// server Start started and then refuses is shut down again.
+func (p *Postgres) StartWith(ctx context.Context, info StartInfo) error {
+	started := false
 	if _, running := postmasterPID(p.cfg.DataDir); !running {
 		if err := waitPostmasterGone(ctx, p.cfg.DataDir); err != nil {
 			return fmt.Errorf("postgres %s: %w", p.cfg.Name, err)
 		}
+		if err := p.checkStoppedTimeline(ctx, info.Peers); err != nil {
+			return err
+		}
 		if err := p.pgctlStart(ctx); err != nil {
 			return err
 		}
+		started = true
 	}
 	conn, err := p.connect(ctx)
 	if err != nil {
@@ -279,6 +297,17 @@ func (p *Postgres) Start(ctx context.Context) error {
 	defer closeConn(conn)
 	var st PostgresStatus
 	if err := p.query(ctx, conn, &st); err != nil {
+		return err
+	}
+	if err := p.checkPeers(ctx, conn, st, info.Peers); err != nil {
+		if started && st.Role == RolePrimary {
+			closeConn(conn)
+			if pid, running := postmasterPID(p.cfg.DataDir); running {
+				if serr := p.shutdown(ctx, pid); serr != nil {
+					return errors.Join(err, serr)
+				}
+			}
+		}
 		return err
 	}
 	promoted := false
@@ -311,12 +340,166 @@ func (p *Postgres) Start(ctx context.Context) error {
 	return p.applySync(ctx, conn, st, promoted)
 }
 
+// checkPeers compares this server's own position with the peers' (see
+// StartWith); Force only logs what it lets through.
+func (p *Postgres) checkPeers(ctx context.Context, conn *pgx.Conn, st PostgresStatus, peers map[string]Position) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	local, err := p.localPosition(ctx, conn, st.Role)
+	if err != nil {
+		return err
+	}
+	verb := "start as primary"
+	if st.Role == RoleStandby {
+		verb = "promote"
+	}
+	err = checkPeers("postgres", p.cfg.Name, verb, local, peers)
+	if err != nil && p.cfg.Force {
+		p.log.Warn("going on although a peer reported more history, because force is set", "error", err)
+		return nil
+	}
+	return err
+}
+
+// checkStoppedTimeline refuses to start a stopped server that would come up
+// as a primary when a peer reported a later timeline than its pg_control
+// has (ErrBehindPeer). A standby starts as one whatever its position, and
+// takes no writes; Force skips the check (the check after the start logs).
+func (p *Postgres) checkStoppedTimeline(ctx context.Context, peers map[string]Position) error {
+	if len(peers) == 0 || p.cfg.Force {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(p.cfg.DataDir, "standby.signal")); err == nil {
+		return nil
+	}
+	out, err := p.run(ctx, "pg_controldata", "-D", p.cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("postgres %s: reading the stopped server's timeline before starting it: %w\n%s", p.cfg.Name, err, out)
+	}
+	tli, err := controlTimeline(out)
+	if err != nil {
+		return fmt.Errorf("postgres %s: pg_controldata: %w", p.cfg.Name, err)
+	}
+	return refuseBehind("postgres", p.cfg.Name, "start as primary",
+		fmt.Sprintf("the stopped server's timeline %d (pg_control; not started)", tli),
+		func(peer Position) bool { return peer.GTID == "" && peer.LSN != "" && peer.Timeline > tli }, peers)
+}
+
+// controlTimeline reads "Latest checkpoint's TimeLineID" out of
+// pg_controldata's output (LC_ALL=C).
+func controlTimeline(out string) (uint32, error) {
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(k) != "Latest checkpoint's TimeLineID" {
+			continue
+		}
+		tli, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("Latest checkpoint's TimeLineID %q: %w", strings.TrimSpace(v), err)
+		}
+		return uint32(tli), nil
+	}
+	return 0, errors.New("no \"Latest checkpoint's TimeLineID\" line")
+}
+
+// localPosition is everything this server has: a primary's flushed WAL on
+// its current timeline; a standby's received or replayed WAL (promotion
+// replays all of it) on the newest timeline it knows of.
+func (p *Postgres) localPosition(ctx context.Context, conn *pgx.Conn, role string) (Position, error) {
+	if role == RolePrimary {
+		var walFile, lsn string
+		if err := conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_flush_lsn()), pg_current_wal_flush_lsn()::text").Scan(&walFile, &lsn); err != nil {
+			return Position{}, fmt.Errorf("postgres %s: WAL position: %w", p.cfg.Name, err)
+		}
+		tli, err := timelineOf(walFile)
+		if err != nil {
+			return Position{}, fmt.Errorf("postgres %s: %w", p.cfg.Name, err)
+		}
+		return Position{Timeline: tli, LSN: lsn}, nil
+	}
+	// No SQL function gives a standby's replay timeline; the newest of the
+	// checkpoint's, the minimum recovery point's and the WAL receiver's is
+	// the timeline it follows.
+	var tli int64
+	var lsn *string
+	err := conn.QueryRow(ctx, `SELECT greatest(c.timeline_id, r.min_recovery_end_timeline,
+			(SELECT max(received_tli) FROM pg_stat_wal_receiver)),
+		greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text
+		FROM pg_control_checkpoint() c, pg_control_recovery() r`).Scan(&tli, &lsn)
+	if err != nil {
+		return Position{}, fmt.Errorf("postgres %s: standby WAL position: %w", p.cfg.Name, err)
+	}
+	pos := Position{Timeline: uint32(tli), LSN: "0/0"}
+	if lsn != nil {
+		pos.LSN = *lsn
+	}
+	return pos, nil
+}
+
+// Position is what this node reports to its peers: a standby's position
+// (localPosition), or a primary's flushed WAL position, capped at what
+// the furthest streaming standby has flushed when one streams. The cap is
+// what a failover to that standby keeps: it must not be refused for WAL
+// the primary flushed a moment before it crashed and never sent.
+func (p *Postgres) Position(ctx context.Context) (Position, error) {
+	conn, err := p.connect(ctx)
+	if err != nil {
+		return Position{}, err
+	}
+	defer closeConn(conn)
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		return Position{}, fmt.Errorf("postgres %s: pg_is_in_recovery: %w", p.cfg.Name, err)
+	}
+	if inRecovery {
+		return p.localPosition(ctx, conn, RoleStandby)
+	}
+	pos, err := p.localPosition(ctx, conn, RolePrimary)
+	if err != nil {
+		return pos, err
+	}
+	var standby *string
+	if err := conn.QueryRow(ctx, "SELECT max(flush_lsn)::text FROM pg_stat_replication WHERE state = 'streaming'").Scan(&standby); err != nil {
+		return Position{}, fmt.Errorf("postgres %s: pg_stat_replication: %w", p.cfg.Name, err)
+	}
+	if standby != nil {
+		s, err1 := ParseLSN(*standby)
+		own, err2 := ParseLSN(pos.LSN)
+		if err1 == nil && err2 == nil && s < own {
+			pos.LSN = *standby
+		}
+	}
+	return pos, nil
+}
+
+// timelineOf reads the timeline out of a WAL file name (its first eight
+// hexadecimal digits).
+func timelineOf(walFile string) (uint32, error) {
+	if len(walFile) < 8 {
+		return 0, fmt.Errorf("WAL file name %q: too short", walFile)
+	}
+	tli, err := strconv.ParseUint(walFile[:8], 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("WAL file name %q: %w", walFile, err)
+	}
+	return uint32(tli), nil
+}
+
+// sqlstateNotInRecovery is what pg_promote answers on a server that is no
+// longer in recovery ("recovery is not in progress",
+// object_not_in_prerequisite_state).
+const sqlstateNotInRecovery = "55000"
+
 // promote asks for promotion and polls for its end every 10 ms:
 // pg_promote(wait => true) only looks every 100 ms, which would be most of
-// the write-unavailability window. The request is repeated every 100 ms:
-// a standby whose WAL receiver just lost the primary sometimes sleeps out
-// wal_retrieve_retry_interval (5 s by default) before it notices the first
-// one.
+// the write-unavailability window. The request is repeated every 100 ms
+// while recovery goes on: a standby whose WAL receiver just lost the
+// primary sometimes sleeps out wal_retrieve_retry_interval (5 s by default)
+// before it notices the first one. Promotion is idempotent: a request that
+// finds recovery over (SQLSTATE 55000, the promotion finished since the
+// last look, or before this call) is success once pg_is_in_recovery()
+// confirms it.
 func (p *Postgres) promote(ctx context.Context, conn *pgx.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
@@ -324,7 +507,13 @@ func (p *Postgres) promote(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		if time.Since(asked) >= 100*time.Millisecond {
 			var ok bool
-			if err := conn.QueryRow(ctx, "SELECT pg_promote(wait => false)").Scan(&ok); err != nil {
+			err := conn.QueryRow(ctx, "SELECT pg_promote(wait => false)").Scan(&ok)
+			var pgErr *pgconn.PgError
+			switch {
+			case errors.As(err, &pgErr) && pgErr.Code == sqlstateNotInRecovery:
+				// Fall through to pg_is_in_recovery(): it must say so too.
+				ok = true
+			case err != nil:
 				return fmt.Errorf("postgres %s: pg_promote: %w", p.cfg.Name, err)
 			}
 			if !ok {

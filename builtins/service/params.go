@@ -20,10 +20,14 @@ import (
 //	env.NAME, dir, kill_with_agent (true/false)
 //	start_timeout, stop_timeout, monitor_timeout, monitor_interval  e.g. "20s"
 //
-// A command line of plain words (letters, digits and -_./=:,+@%) is split on
-// spaces and run directly; anything else runs under /bin/sh -c. Under a
-// shell, Pdeathsig reaches only the shell, so write "exec ..." in the command,
-// give a list, or set Options.Owner to catch what an agent crash leaves.
+// A command line runs through the shell (/bin/sh -c). When it is plain words
+// (letters, digits and -_./=:,+@%) naming a program, it is split on spaces
+// and run directly instead, which is what the shell would do, so Pdeathsig
+// reaches the program itself; a first word that is a shell builtin or
+// keyword ("exec prog", "cd /x", "export A=b") or a variable assignment
+// ("A=b prog") goes to the shell. Under a shell, Pdeathsig reaches only the
+// shell, so write "exec ..." in the command, give a list, or set
+// Options.Owner to catch what an agent crash leaves.
 // Unknown keys are errors, so a new declaration argument is not silently
 // ignored.
 func SpecFromParams(name string, params map[string]string) (Spec, error) {
@@ -106,10 +110,27 @@ func commandArgv(v string) []string {
 	if strings.Contains(v, "\x00") {
 		return strings.Split(v, "\x00")
 	}
-	if plainWords(v) {
-		return strings.Fields(v)
+	if f := strings.Fields(v); plainWords(v) && !shellWord(f[0]) {
+		return f
 	}
 	return []string{"/bin/sh", "-c", v}
+}
+
+// shellWord reports whether a command line's first word only means what
+// the user meant under a shell: a builtin or keyword of POSIX sh, or a
+// variable assignment.
+func shellWord(w string) bool {
+	if strings.Contains(w, "=") {
+		return true
+	}
+	switch w {
+	case "exec", "cd", ".", "source", "eval", "export", "set", "unset", "shift", "trap", "exit", "return", "readonly",
+		"times", "umask", "ulimit", "wait", "alias", "unalias", "command", "getopts", "hash", "jobs", "fg", "bg", "read",
+		"type", "local", "test", "echo", "printf", "pwd", "kill", "true", "false", "break", "continue", ":",
+		"if", "then", "else", "elif", "fi", "case", "esac", "for", "while", "until", "do", "done", "in", "function":
+		return true
+	}
+	return false
 }
 
 func plainWords(s string) bool {

@@ -59,3 +59,49 @@ func TestSpecFromParamsRuns(t *testing.T) {
 	}
 	mustStatus(t, r, StateStopped)
 }
+
+// TestCommandStringsRunThroughTheShell: a command string means what it
+// means to /bin/sh. "exec prog start" used to run a program named "exec";
+// plain words naming a program still run directly (what the shell does).
+func TestCommandStringsRunThroughTheShell(t *testing.T) {
+	for _, c := range []struct {
+		cmd  string
+		want []string
+	}{
+		{"/usr/bin/nginx -g off", []string{"/usr/bin/nginx", "-g", "off"}},
+		{"exec /usr/bin/nginx start", []string{"/bin/sh", "-c", "exec /usr/bin/nginx start"}},
+		{"cd /srv", []string{"/bin/sh", "-c", "cd /srv"}},
+		{"LANG=C prog", []string{"/bin/sh", "-c", "LANG=C prog"}},
+		{"test -f /x", []string{"/bin/sh", "-c", "test -f /x"}},
+		{"a | b", []string{"/bin/sh", "-c", "a | b"}},
+	} {
+		if got := commandArgv(c.cmd); !slices.Equal(got, c.want) {
+			t.Errorf("commandArgv(%q) = %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	// End to end: start/stop/monitor strings starting with exec and an
+	// assignment really run.
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	script := writeScript(t, dir+"/svc", `case "$1" in
+start) touch "$STATE";; stop) rm -f "$STATE";; status) test -f "$STATE" || exit 3;; esac`)
+	state := dir + "/running"
+	spec, err := SpecFromParams("svc", map[string]string{"kind": "commands",
+		"start": "exec " + script + " start", "stop": "STATE=" + state + " " + script + " stop", "monitor": "exec " + script + " status",
+		"env.STATE": state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(spec, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatalf("Start with %q: %v", spec.Start, err)
+	}
+	mustStatus(t, r, StateRunning)
+	if err := r.Stop(ctx); err != nil {
+		t.Fatalf("Stop with %q: %v", spec.Stop, err)
+	}
+	mustStatus(t, r, StateStopped)
+}

@@ -24,72 +24,86 @@ import (
 )
 
 func backupCommand() *cli.Command {
+	policyFlag := &cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file declaring the backup jobs"}
+	stateDirFlag := &cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "the agent's state directory, where verifications are recorded"}
+	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print the result as JSON"}
+	// nargs checks a subcommand's positional arguments.
+	nargs := func(sub, want string, n int, action func(c *cli.Context, args []string) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			if c.NArg() != n {
+				return fail(exitUsage, "backup %s: want %s; see harules backup %s --help", sub, want, sub)
+			}
+			return action(c, c.Args().Slice())
+		}
+	}
 	return &cli.Command{
 		Name:      "backup",
 		Usage:     "list, run, verify and restore the policy's backup jobs",
-		ArgsUsage: "list | run JOB | verify JOB ID | restore JOB ID (--to DIR | --to-dsn DSN | --to-file PATH)",
+		UsageText: "harules backup list|run|verify|restore [options] [arguments...]   (harules backup SUBCOMMAND --help)",
 		Description: `The backup jobs are the policy's backup(...) declarations; their backups
 live in the store directory params["target"] (and copies in params["copy_to"]).
-
-  harules backup list [--policy P] [--state-dir D] [--json]
-      every job with its schedule, group and next run, its last verify in
-      each store (from D/backup-verify.json), and the store's history: id,
-      start, end, bytes, SHA-256 prefix, outcome, safe/copies.
-  harules backup run JOB [--control SOCK] [--wait]
-      asks the local agent to run JOB now. A job bound to a group runs only on
-      the node holding the group; elsewhere the agent refuses, naming that
-      node. --wait waits for the outcome (exit 1 if it failed or was refused).
-  harules backup verify JOB ID [--policy P] [--store S] [--state-dir D] [--json]
-      re-reads the backup and its copies and checks every checksum; exit 1 if
-      anything is corrupt or missing. ID "latest" is the newest good backup.
-      --store checks one store only (target, copy or peer:NODE). Each store's
-      result is appended to the verification log D/backup-verify.json (default
-      /var/lib/harules), which the console shows as "last verify".
-  harules backup restore JOB ID --to DIR          (kind files: DIR missing or empty)
-  harules backup restore JOB ID --to-dsn DSN      (kind postgres: pg_restore into DSN's database)
-  harules backup restore JOB ID --to-file PATH    (stream kinds: the dump, "-" for stdout)
-      the backup is checked against its checksums while it is restored.
+Each subcommand has its own help: harules backup list --help.
 
 verify and restore lock the store; while a backup runs there, they say so
 and exit 1 (try again when ` + "`harules status`" + ` shows it finished).
 
 Exit codes: 0 ok, 1 failed, corrupt or refused, 2 usage error.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file declaring the backup jobs"},
-			controlFlag,
-			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON (list, run --wait, verify, restore)"},
-			&cli.BoolFlag{Name: "wait", Usage: "run: wait for the run to finish and print its outcome"},
-			&cli.StringFlag{Name: "to", Usage: "restore: directory to restore a files backup into"},
-			&cli.StringFlag{Name: "to-dsn", Usage: "restore: PostgreSQL connection string of the (existing) database to pg_restore into"},
-			&cli.StringFlag{Name: "to-file", Usage: `restore: write the dump of a stream backup to this file ("-": stdout)`},
-			&cli.StringFlag{Name: "store", Usage: `verify: check only this store ("target", "copy" or "peer:NODE"); default all`},
-			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "verify, list: the agent's state directory, where verifications are recorded"},
-			&cli.TimestampFlag{Name: "now", Layout: time.RFC3339, Usage: "list: compute next runs as of this time (RFC 3339)"},
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "every job with its schedule, next run, last verify and the store's history",
+				Description: `Every job with its schedule, group and next run, its last verify in each
+store (from STATE-DIR/backup-verify.json), and the store's history: id,
+start, end, bytes, SHA-256 prefix, outcome, safe/copies.`,
+				Flags: []cli.Flag{policyFlag, controlFlag, jsonFlag, stateDirFlag,
+					&cli.TimestampFlag{Name: "now", Layout: time.RFC3339, Usage: "compute next runs as of this time (RFC 3339)"}},
+				Action: nargs("list", "no arguments", 0, func(c *cli.Context, _ []string) error { return backupList(c) }),
+			},
+			{
+				Name:      "run",
+				Usage:     "ask the local agent to run a job now",
+				ArgsUsage: "JOB",
+				Description: `Asks the local agent to run JOB now. A job bound to a group runs only on
+the node holding the group; elsewhere the agent refuses, naming that node.
+--wait waits for the outcome (exit 1 if it failed or was refused).`,
+				Flags: []cli.Flag{controlFlag, &cli.BoolFlag{Name: "wait", Usage: "wait for the run to finish and print its outcome"},
+					&cli.BoolFlag{Name: "json", Usage: "with --wait: print the outcome as JSON"}},
+				Action: nargs("run", "JOB", 1, func(c *cli.Context, a []string) error { return backupRun(c, a[0]) }),
+			},
+			{
+				Name:      "verify",
+				Usage:     "re-read a backup and its copies and check every checksum",
+				ArgsUsage: "JOB ID",
+				Description: `Re-reads the backup and its copies and checks every checksum; exit 1 if
+anything is corrupt or missing. ID "latest" is the newest good backup.
+--store checks one store only (target, copy or peer:NODE). Each store's
+result is appended to the verification log STATE-DIR/backup-verify.json
+(default /var/lib/harules), which the console shows as "last verify".`,
+				Flags: []cli.Flag{policyFlag, jsonFlag, stateDirFlag,
+					&cli.StringFlag{Name: "store", Usage: `check only this store ("target", "copy" or "peer:NODE"); default all`}},
+				Action: nargs("verify", "JOB ID", 2, func(c *cli.Context, a []string) error { return backupVerify(c, a[0], a[1]) }),
+			},
+			{
+				Name:      "restore",
+				Usage:     "restore a backup (checked against its checksums while it is restored)",
+				ArgsUsage: "JOB ID (--to DIR | --to-dsn DSN | --to-file PATH)",
+				Description: `  --to DIR          kind files: DIR missing or empty
+  --to-dsn DSN      kind postgres: pg_restore into DSN's (existing) database
+  --to-file PATH    stream kinds: the dump, "-" for stdout
+The backup is checked against its checksums while it is restored.`,
+				Flags: []cli.Flag{policyFlag, jsonFlag,
+					&cli.StringFlag{Name: "to", Usage: "directory to restore a files backup into"},
+					&cli.StringFlag{Name: "to-dsn", Usage: "PostgreSQL connection string of the (existing) database to pg_restore into"},
+					&cli.StringFlag{Name: "to-file", Usage: `write the dump of a stream backup to this file ("-": stdout)`}},
+				Action: nargs("restore", "JOB ID and --to DIR, --to-dsn DSN or --to-file PATH", 2, func(c *cli.Context, a []string) error { return backupRestore(c, a[0], a[1]) }),
+			},
 		},
+		// Reached without a known subcommand.
 		Action: func(c *cli.Context) error {
-			args := c.Args().Slice()
-			if len(args) == 0 {
+			if c.NArg() == 0 {
 				return fail(exitUsage, "backup: want list, run JOB, verify JOB ID or restore JOB ID; see harules backup --help")
 			}
-			sub, rest := args[0], args[1:]
-			want := map[string]int{"list": 0, "run": 1, "verify": 2, "restore": 2}
-			n, ok := want[sub]
-			if !ok {
-				return fail(exitUsage, "backup: unknown subcommand %q: want list, run, verify or restore", sub)
-			}
-			if len(rest) != n {
-				return fail(exitUsage, "backup %s: want %s", sub, map[string]string{"list": "no arguments", "run": "JOB",
-					"verify": "JOB ID", "restore": "JOB ID and --to DIR, --to-dsn DSN or --to-file PATH"}[sub])
-			}
-			switch sub {
-			case "list":
-				return backupList(c)
-			case "run":
-				return backupRun(c, rest[0])
-			case "verify":
-				return backupVerify(c, rest[0], rest[1])
-			}
-			return backupRestore(c, rest[0], rest[1])
+			return fail(exitUsage, "backup: unknown subcommand %q: want list, run, verify or restore", c.Args().First())
 		},
 	}
 }

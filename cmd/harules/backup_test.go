@@ -17,6 +17,7 @@ import (
 	"github.com/harules/harules/builtins/backup"
 	"github.com/harules/harules/engine"
 	"github.com/harules/harules/internal/pgtest"
+	"github.com/harules/harules/internal/version"
 	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/simulate"
@@ -347,6 +348,13 @@ func TestBackupRunThroughAgent(t *testing.T) {
 	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || len(st.Backups) != 1 || st.Backups[0].Outcome != "ok" {
 		t.Errorf("status after the run: exit %d, %+v", code, st.Backups)
 	}
+	validateJSON(t, "status.json", "status --json of a real agent after a backup", out)
+	if st.Version != version.Get().Version {
+		t.Errorf("status --json version %q, want %q", st.Version, version.Get().Version)
+	}
+	if _, out, _ := harules(t, "status", "--control", sock); !strings.Contains(out, "harules "+version.Get().Version+")") {
+		t.Errorf("status does not name the agent's version:\n%s", out)
+	}
 	// A failing job: --wait exits 1, and the alert is in the status.
 	code, _, errOut = harules(t, "backup", "run", "hourly", "--control", sock, "--wait")
 	if code != exitOK {
@@ -357,6 +365,8 @@ func TestBackupRunThroughAgent(t *testing.T) {
 	if code != exitFailed || !strings.Contains(errOut, "backup site failed") {
 		t.Errorf("run with the source gone: exit %d: %s", code, errOut)
 	}
+	_, out, _ = harules(t, "status", "--control", sock, "--json")
+	validateJSON(t, "status.json", "status --json of a real agent with a failed backup", out)
 	_, out, _ = harules(t, "status", "--control", sock)
 	if !strings.Contains(out, agent.AlertBackupFailed) || !strings.Contains(out, "site: last run failed at ") {
 		t.Errorf("status does not show the failed run and its alert:\n%s", out)

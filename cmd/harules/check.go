@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/harules/harules/agent"
 	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/simulate"
@@ -17,12 +18,26 @@ import (
 func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "check",
-		Usage:     "validate policy files (--faults: and run each through a standard set of faults)",
+		Usage:     "validate policy files and what run needs (--node: on this node; --faults: run each through a standard set of faults)",
 		ArgsUsage: "POLICY.star [MORE.star...]",
 		Description: `Loads each policy and reports every problem as file:line:col: message
 (syntax, unknown names, wrong argument types, bad durations and cron lines,
 references to nodes, groups or probes that do not exist, impossible
 placements). Prints a short summary of a valid policy.
+
+It also checks what harules run needs, as run will (run refuses a policy
+that fails these, exit 78, before it touches anything):
+  the cluster secret: with 2 or more nodes, cluster(secret_file=...) must
+  name a regular file (relative to the policy file's directory) of mode
+  0600 or stricter holding at least 16 bytes;
+  with --node NAME, the facts of that node (run check on it): interfaces
+  named in vip() exist, service programs and OCF agents exist and are
+  executable, disk devices exist, --state-dir and the backup stores are
+  writable. Only the groups and backups NAME may run count; a program or
+  service dir under a disk() mountpoint of the same group is not looked
+  for (it is there once the disk is mounted).
+Not being root, what cannot be read or written is a warning, not an error.
+--policy-only skips these (a policy checked away from its nodes, e.g. in CI).
 
 Exit 0 when every policy is valid, 1 when one has errors, 2 on usage errors.
 
@@ -37,6 +52,9 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print results as JSON"},
 			&cli.BoolFlag{Name: "faults", Usage: "run each policy through the fault matrix (exit 1 on a split brain)"},
+			&cli.StringFlag{Name: "node", Usage: "also check this node's facts (interfaces, programs, devices, directories): run it on the node"},
+			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "with --node: the agent's state directory, which must be writable"},
+			&cli.BoolFlag{Name: "policy-only", Usage: "check the policy only, not the secret and node facts run needs"},
 			&cli.StringSliceFlag{Name: "isolation-probe", Usage: "with --faults: this probe fails on an isolated node (e.g. the gateway probe; repeatable)"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "with --faults: seed of heartbeat and probe phases and jitter"},
 			&cli.IntFlag{Name: "seeds", Value: 1, Usage: "with --faults: also look for a split brain with the next seeds (--seeds 13: seed to seed+12)"},
@@ -47,6 +65,9 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 				return fail(exitUsage, "check: give a policy file, e.g. harules check /etc/harules/policy.star")
 			}
 			faults := c.Bool("faults")
+			if c.Bool("policy-only") && c.String("node") != "" {
+				return fail(exitUsage, "check: --node checks a node's facts, --policy-only skips them: give one")
+			}
 			if !faults {
 				for _, f := range []string{"isolation-probe", "seed", "seeds", "outage-limit"} {
 					if c.IsSet(f) {
@@ -55,11 +76,13 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 				}
 			}
 			type result struct {
-				File    string           `json:"file"`
-				OK      bool             `json:"ok"`
-				Errors  []string         `json:"errors,omitempty"`
-				Summary map[string]any   `json:"summary,omitempty"`
-				Faults  *simulate.Matrix `json:"faults,omitempty"`
+				File   string   `json:"file"`
+				OK     bool     `json:"ok"`
+				Errors []string `json:"errors,omitempty"`
+				// Warnings: what this user could not check (not root).
+				Warnings []string         `json:"warnings,omitempty"`
+				Summary  map[string]any   `json:"summary,omitempty"`
+				Faults   *simulate.Matrix `json:"faults,omitempty"`
 			}
 			var results []result
 			invalid, splitBrain := false, false
@@ -71,6 +94,19 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 					r.Errors = errorLines(err)
 				} else {
 					r.Summary = summary(p)
+					if !c.Bool("policy-only") {
+						var pf agent.Preflight
+						pf.CheckSecret(p, file)
+						if node := c.String("node"); node != "" {
+							pf.CheckNode(p, node, c.String("state-dir"))
+						}
+						r.Errors, r.Warnings = errorLines(pf.Errors), errorLines(pf.Warnings)
+						if len(pf.Errors) > 0 {
+							r.OK, invalid, r.Summary = false, true, nil
+							results = append(results, r)
+							continue
+						}
+					}
 					if faults {
 						m, err := simulate.RunMatrix(c.Context, p, file, simulate.MatrixOptions{
 							Seed: c.Int64("seed"), Seeds: c.Int("seeds"), IsolationProbes: c.StringSlice("isolation-probe"), OutageLimit: c.Duration("outage-limit")})
@@ -99,10 +135,14 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 					for _, e := range r.Errors {
 						fmt.Fprintln(c.App.ErrWriter, e)
 					}
+					for _, w := range r.Warnings {
+						fmt.Fprintln(c.App.ErrWriter, "warning:", w)
+					}
 					if r.Summary != nil {
 						s := r.Summary
-						fmt.Fprintf(out, "%s: ok: cluster %q, %d nodes, %d heartbeat paths, %d probes, %d groups, %d rules, %d backups (policy %s)\n",
-							r.File, s["cluster"], s["nodes"], s["paths"], s["probes"], s["groups"], s["rules"], s["backups"], s["hash"])
+						fmt.Fprintf(out, "%s: ok: cluster %q, %s, %s, %s, %s, %s, %s (policy %s)\n",
+							r.File, s["cluster"], plural(s["nodes"], "node"), plural(s["paths"], "heartbeat path"), plural(s["probes"], "probe"),
+							plural(s["groups"], "group"), plural(s["rules"], "rule"), plural(s["backups"], "backup"), s["hash"])
 						fmt.Fprintf(out, "  a dead peer is declared after %s without heartbeats on every path\n", s["detection"])
 					}
 					if r.Faults != nil {
@@ -131,6 +171,9 @@ With --faults: exit 0 when no fault produces a split brain, 1 when one does,
 
 // errorLines lists a load error as file:line:col: message lines.
 func errorLines(err error) []string {
+	if err == nil {
+		return nil
+	}
 	var es rules.Errors
 	if !errors.As(err, &es) {
 		return []string{err.Error()}
@@ -162,6 +205,14 @@ func splitBrainFaults[R any](results []R, matrix func(R) *simulate.Matrix) strin
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// plural is "1 group", "2 groups" (n is an int of a summary).
+func plural(n any, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%v %ss", n, noun)
 }
 
 func summary(p *policy.Policy) map[string]any {

@@ -34,24 +34,24 @@ func TestCheckExitCodes(t *testing.T) {
 		stderr     []string
 		emptyStdio bool // stdout must be empty
 	}{
-		{name: "valid", args: []string{"check", goodPolicy}, code: exitOK,
+		{name: "valid", args: []string{"check", "--policy-only", goodPolicy}, code: exitOK,
 			stdout: []string{goodPolicy + `: ok: cluster "complete", 3 nodes, 3 heartbeat paths, 3 probes, 2 groups, 3 rules, 2 backups (policy `, "a dead peer is declared after 5s"}},
-		{name: "shipped example", args: []string{"check", example}, code: exitOK,
+		{name: "shipped example", args: []string{"check", "--policy-only", example}, code: exitOK,
 			stdout: []string{example + `: ok: cluster "web", 2 nodes`}},
-		{name: "invalid", args: []string{"check", badPolicy}, code: exitFailed, emptyStdio: true,
+		{name: "invalid", args: []string{"check", "--policy-only", badPolicy}, code: exitFailed, emptyStdio: true,
 			stderr: []string{badPolicy + `:4:5: node "node1" is already declared at ` + badPolicy + ":3:5"}},
-		{name: "valid and invalid", args: []string{"check", goodPolicy, badPolicy}, code: exitFailed,
+		{name: "valid and invalid", args: []string{"check", "--policy-only", goodPolicy, badPolicy}, code: exitFailed,
 			stdout: []string{goodPolicy + ": ok"}, stderr: []string{badPolicy + ":4:5:"}},
-		{name: "missing file", args: []string{"check", "no-such-policy.star"}, code: exitFailed, emptyStdio: true,
+		{name: "missing file", args: []string{"check", "--policy-only", "no-such-policy.star"}, code: exitFailed, emptyStdio: true,
 			stderr: []string{"no-such-policy.star", "no such file"}},
 		{name: "no file", args: []string{"check"}, code: exitUsage, emptyStdio: true,
 			stderr: []string{"harules: check: give a policy file"}},
-		{name: "unknown flag", args: []string{"check", "--bogus", goodPolicy}, code: exitUsage,
+		{name: "unknown flag", args: []string{"check", "--policy-only", "--bogus", goodPolicy}, code: exitUsage,
 			stderr: []string{"flag provided but not defined: -bogus"}},
 		{name: "unknown command", args: []string{"chek", goodPolicy}, code: exitUsage},
-		{name: "help", args: []string{"check", "--help"}, code: exitOK,
+		{name: "help", args: []string{"check", "--policy-only", "--help"}, code: exitOK,
 			stdout: []string{"Exit 0 when every policy is valid, 1 when one has errors, 2 on usage errors."}},
-		{name: "flags after the file", args: []string{"check", goodPolicy, "--json"}, code: exitOK,
+		{name: "flags after the file", args: []string{"check", "--policy-only", goodPolicy, "--json"}, code: exitOK,
 			stdout: []string{`"ok": true`}},
 	}
 	for _, tc := range tests {
@@ -86,7 +86,7 @@ type checkResult struct {
 }
 
 func TestCheckJSON(t *testing.T) {
-	code, stdout, stderr := harules(t, "check", "--json", goodPolicy, badPolicy, "../../rules/testdata/bad/several_errors.star")
+	code, stdout, stderr := harules(t, "check", "--policy-only", "--json", goodPolicy, badPolicy, "../../rules/testdata/bad/several_errors.star")
 	if code != exitFailed {
 		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
 	}
@@ -129,7 +129,7 @@ func TestCheckJSON(t *testing.T) {
 // TestCheckJSONValid: with only valid policies --json exits 0 and the
 // result has no "errors" key at all.
 func TestCheckJSONValid(t *testing.T) {
-	code, stdout, stderr := harules(t, "check", "--json", goodPolicy)
+	code, stdout, stderr := harules(t, "check", "--policy-only", "--json", goodPolicy)
 	if code != exitOK {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr)
 	}
@@ -153,7 +153,7 @@ func TestCheckRelativeLoadFromOtherDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	policyFile := filepath.Join(dir, "policy.star")
-	code, stdout, stderr := harules(t, "check", policyFile)
+	code, stdout, stderr := harules(t, "check", "--policy-only", policyFile)
 	if code != exitOK || !strings.Contains(stdout, `cluster "relative", 3 nodes`) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -161,7 +161,7 @@ func TestCheckRelativeLoadFromOtherDirectory(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lib.star"), []byte("NODES = [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr = harules(t, "check", policyFile)
+	code, _, stderr = harules(t, "check", "--policy-only", policyFile)
 	if code != exitFailed || !strings.Contains(stderr, filepath.Join(dir, "lib.star")+":2:1:") {
 		t.Errorf("exit %d, stderr:\n%s\nwant the syntax error at lib.star:2:1", code, stderr)
 	}
@@ -182,28 +182,28 @@ func TestCheckFaults(t *testing.T) {
 		stdout []string
 		stderr []string
 	}{
-		{name: "quorum example", args: []string{"check", "--faults", threeNode}, code: exitOK,
+		{name: "quorum example", args: []string{"check", "--policy-only", "--faults", threeNode}, code: exitOK,
 			stdout: []string{threeNode + `: ok: cluster "web3"`, "fault matrix for " + threeNode, "steady state at 10s: web on node1",
 				"crash node1 ", "web node1->node2 at ", "cut node1-node2", "crash node1 while node3 down",
 				"summary: 10 faults, 0 with split brain", "caveats:", "probes keep their scenario defaults"}},
-		{name: "unguarded", args: []string{"check", "--faults", unguardedPolicy}, code: exitFailed,
+		{name: "unguarded", args: []string{"check", "--policy-only", "--faults", unguardedPolicy}, code: exitFailed,
 			stdout: []string{"isolate node1", "web on node1+node2 10.948s-", "summary: 5 faults, 2 with split brain", "SPLIT BRAIN:"},
 			stderr: []string{"split brain under " + unguardedPolicy + ": isolate node1, isolate node2"}},
-		{name: "gateway probe fails on isolation", args: []string{"check", "--faults", "--isolation-probe", "gateway", example}, code: exitOK,
+		{name: "gateway probe fails on isolation", args: []string{"check", "--policy-only", "--faults", "--isolation-probe", "gateway", example}, code: exitOK,
 			stdout: []string{"probe gateway fails there meanwhile", "summary: 5 faults, 0 with split brain"}},
-		{name: "the example without the gateway hint", args: []string{"check", example, "--faults"}, code: exitFailed,
+		{name: "the example without the gateway hint", args: []string{"check", "--policy-only", example, "--faults"}, code: exitFailed,
 			stdout: []string{"--isolation-probe gateway"}},
-		{name: "invalid policy", args: []string{"check", "--faults", badPolicy}, code: exitUsage,
+		{name: "invalid policy", args: []string{"check", "--policy-only", "--faults", badPolicy}, code: exitUsage,
 			stderr: []string{badPolicy + ":4:5:"}},
-		{name: "invalid among valid", args: []string{"check", "--faults", threeNode, badPolicy}, code: exitUsage,
+		{name: "invalid among valid", args: []string{"check", "--policy-only", "--faults", threeNode, badPolicy}, code: exitUsage,
 			stdout: []string{"summary: 10 faults"}, stderr: []string{badPolicy + ":4:5:"}},
-		{name: "unknown isolation probe", args: []string{"check", "--faults", "--isolation-probe", "nope", threeNode}, code: exitUsage,
+		{name: "unknown isolation probe", args: []string{"check", "--policy-only", "--faults", "--isolation-probe", "nope", threeNode}, code: exitUsage,
 			stderr: []string{`isolation probe "nope" is not a probe`}},
-		{name: "matrix flag without --faults", args: []string{"check", "--seed", "3", threeNode}, code: exitUsage,
+		{name: "matrix flag without --faults", args: []string{"check", "--policy-only", "--seed", "3", threeNode}, code: exitUsage,
 			stderr: []string{"--seed only applies with --faults"}},
-		{name: "several seeds", args: []string{"check", "--faults", "--seeds", "3", unguardedPolicy}, code: exitFailed,
+		{name: "several seeds", args: []string{"check", "--policy-only", "--faults", "--seeds", "3", unguardedPolicy}, code: exitFailed,
 			stdout: []string{"split brain checked with seeds 1-3", "with seed 2,3"}},
-		{name: "outage limit", args: []string{"check", "--faults", "--outage-limit", "30s", threeNode}, code: exitOK,
+		{name: "outage limit", args: []string{"check", "--policy-only", "--faults", "--outage-limit", "30s", threeNode}, code: exitOK,
 			stdout: []string{"0 with an outage longer than 30s"}},
 	}
 	for _, tc := range tests {
@@ -287,7 +287,7 @@ type faultsResult struct {
 }
 
 func TestCheckFaultsJSON(t *testing.T) {
-	code, stdout, stderr := harules(t, "check", "--faults", "--json", "--seeds", "2", threeNode, unguardedPolicy)
+	code, stdout, stderr := harules(t, "check", "--policy-only", "--faults", "--json", "--seeds", "2", threeNode, unguardedPolicy)
 	if code != exitFailed {
 		t.Fatalf("exit code %d, want %d; stderr:\n%s", code, exitFailed, stderr)
 	}
@@ -324,7 +324,7 @@ func TestCheckFaultsJSON(t *testing.T) {
 	}
 
 	// Plain check --json is unchanged: no faults key.
-	_, stdout, _ = harules(t, "check", "--json", threeNode)
+	_, stdout, _ = harules(t, "check", "--policy-only", "--json", threeNode)
 	if strings.Contains(stdout, `"faults"`) {
 		t.Errorf("check --json without --faults carries a faults key:\n%s", stdout)
 	}

@@ -16,68 +16,92 @@ import (
 )
 
 func diskCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "disk",
-		Usage:     "prepare a shared disk and show its lease area",
-		ArgsUsage: "format DEVICE | format-area DEVICE | status DEVICE | clear DEVICE --node NODE --reason TEXT",
-		Description: `A disk(...) resource is guarded by a lease area in the last 1 MiB of its
-device (or of its lease_device): one slot per node for the lease and one for
-the disk heartbeat.
-
-  harules disk format DEVICE [--fstype ext4|xfs]
-      DESTROYS the device's data: creates a filesystem that stops before the
-      lease area, then an empty lease area.
-  harules disk format-area DEVICE [--overwrite]
-      writes an empty lease area only (a separate lease device, or a device
-      whose filesystem already stops short of it).
-  harules disk status DEVICE [--observe 3s] [--json]
-      every written slot: node, claim, sequence number, incarnation and the
-      writer's clock. --observe reads again after that time and says which
-      slots changed (a live writer) and which did not.
-  harules disk clear DEVICE --node NODE --reason TEXT [--watch 5s]
-      the operator's override for a node known to be down (powered off,
-      fenced by hand) whose lease has not expired or cannot expire: watches
-      NODE's lease slot for --watch (default 5s) and refuses if it changes
-      (the node is alive: fence it first); otherwise marks the lease released,
-      so the surviving node mounts at its next try. Logged with the reason.
-
-Exit codes: 0 ok, 1 failed, 2 usage error.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "fstype", Value: "ext4", Usage: "format: filesystem to create (ext2/3/4 or xfs)"},
-			&cli.BoolFlag{Name: "overwrite", Usage: "format-area: replace an existing lease area"},
-			&cli.DurationFlag{Name: "observe", Usage: "status: read again after this long and report which slots changed"},
-			&cli.BoolFlag{Name: "json", Usage: "status: print JSON"},
-			&cli.StringFlag{Name: "node", Usage: "clear: the node whose lease is released"},
-			&cli.StringFlag{Name: "reason", Usage: "clear: why the node is known to be down (logged)"},
-			&cli.DurationFlag{Name: "watch", Value: 5 * time.Second, Usage: "clear: how long the slot must stay unchanged"},
-		},
-		Action: func(c *cli.Context) error {
-			args := c.Args().Slice()
-			if len(args) != 2 {
-				return fail(exitUsage, "disk: want format DEVICE, format-area DEVICE, status DEVICE or clear DEVICE; see harules disk --help")
+	// device wraps a subcommand's action: one DEVICE argument, five minutes
+	// at most.
+	device := func(sub string, action func(ctx context.Context, c *cli.Context, dev string) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fail(exitUsage, "disk %s: want DEVICE; see harules disk %s --help", sub, sub)
 			}
 			ctx, cancel := context.WithTimeout(c.Context, 5*time.Minute)
 			defer cancel()
-			dev := args[1]
-			switch args[0] {
-			case "format":
-				if err := disk.Format(ctx, dev, c.String("fstype")); err != nil {
-					return fail(exitFailed, "disk format: %w", err)
-				}
-				fmt.Fprintf(c.App.Writer, "%s: %s filesystem and empty lease area written\n", dev, c.String("fstype"))
-				return nil
-			case "format-area":
-				if err := disk.FormatArea(ctx, dev, c.Bool("overwrite")); err != nil {
-					return fail(exitFailed, "disk format-area: %w", err)
-				}
-				fmt.Fprintf(c.App.Writer, "%s: empty lease area written\n", dev)
-				return nil
-			case "status":
-				return diskStatus(ctx, c.App.Writer, dev, c.Duration("observe"), c.Bool("json"))
-			case "clear":
-				return diskClear(ctx, c.App.Writer, dev, c.String("node"), c.String("reason"), c.Duration("watch"))
+			return action(ctx, c, c.Args().First())
+		}
+	}
+	return &cli.Command{
+		Name:      "disk",
+		Usage:     "prepare a shared disk and show its lease area",
+		UsageText: "harules disk format|format-area|status|clear [options] DEVICE   (harules disk SUBCOMMAND --help)",
+		Description: `A disk(...) resource is guarded by a lease area in the last 1 MiB of its
+device (or of its lease_device): one slot per node for the lease and one for
+the disk heartbeat. Each subcommand has its own help: harules disk status --help.
+
+Exit codes: 0 ok, 1 failed, 2 usage error.`,
+		Subcommands: []*cli.Command{
+			{
+				Name:        "format",
+				Usage:       "DESTROY the device's data: a filesystem that stops before the lease area, then an empty lease area",
+				ArgsUsage:   "DEVICE",
+				Description: "DESTROYS the device's data: creates a filesystem that stops before the\nlease area, then an empty lease area.",
+				Flags:       []cli.Flag{&cli.StringFlag{Name: "fstype", Value: "ext4", Usage: "filesystem to create (ext2/3/4 or xfs)"}},
+				Action: device("format", func(ctx context.Context, c *cli.Context, dev string) error {
+					if err := disk.Format(ctx, dev, c.String("fstype")); err != nil {
+						return fail(exitFailed, "disk format: %w", err)
+					}
+					fmt.Fprintf(c.App.Writer, "%s: %s filesystem and empty lease area written\n", dev, c.String("fstype"))
+					return nil
+				}),
+			},
+			{
+				Name:      "format-area",
+				Usage:     "write an empty lease area only",
+				ArgsUsage: "DEVICE",
+				Description: `Writes an empty lease area only (a separate lease device, or a device
+whose filesystem already stops short of it).`,
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "overwrite", Usage: "replace an existing lease area"}},
+				Action: device("format-area", func(ctx context.Context, c *cli.Context, dev string) error {
+					if err := disk.FormatArea(ctx, dev, c.Bool("overwrite")); err != nil {
+						return fail(exitFailed, "disk format-area: %w", err)
+					}
+					fmt.Fprintf(c.App.Writer, "%s: empty lease area written\n", dev)
+					return nil
+				}),
+			},
+			{
+				Name:      "status",
+				Usage:     "every written slot of the lease area",
+				ArgsUsage: "DEVICE",
+				Description: `Every written slot: node, claim, sequence number, incarnation and the
+writer's clock. --observe reads again after that time and says which slots
+changed (a live writer) and which did not.`,
+				Flags: []cli.Flag{&cli.DurationFlag{Name: "observe", Usage: "read again after this long and report which slots changed"},
+					&cli.BoolFlag{Name: "json", Usage: "print JSON"}},
+				Action: device("status", func(ctx context.Context, c *cli.Context, dev string) error {
+					return diskStatus(ctx, c.App.Writer, dev, c.Duration("observe"), c.Bool("json"))
+				}),
+			},
+			{
+				Name:      "clear",
+				Usage:     "release the lease of a node known to be down (operator override)",
+				ArgsUsage: "DEVICE --node NODE --reason TEXT",
+				Description: `The operator's override for a node known to be down (powered off, fenced
+by hand) whose lease has not expired or cannot expire: watches NODE's lease
+slot for --watch (default 5s) and refuses if it changes (the node is alive:
+fence it first); otherwise marks the lease released, so the surviving node
+mounts at its next try. Logged with the reason.`,
+				Flags: []cli.Flag{&cli.StringFlag{Name: "node", Usage: "the node whose lease is released"},
+					&cli.StringFlag{Name: "reason", Usage: "why the node is known to be down (logged)"},
+					&cli.DurationFlag{Name: "watch", Value: 5 * time.Second, Usage: "how long the slot must stay unchanged"}},
+				Action: device("clear", func(ctx context.Context, c *cli.Context, dev string) error {
+					return diskClear(ctx, c.App.Writer, dev, c.String("node"), c.String("reason"), c.Duration("watch"))
+				}),
+			},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return fail(exitUsage, "disk: want format DEVICE, format-area DEVICE, status DEVICE or clear DEVICE; see harules disk --help")
 			}
-			return fail(exitUsage, "disk: unknown subcommand %q: want format, format-area or status", args[0])
+			return fail(exitUsage, "disk: unknown subcommand %q: want format, format-area, status or clear", c.Args().First())
 		},
 	}
 }

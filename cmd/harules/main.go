@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/harules/harules/internal/version"
 )
 
 // Exit codes, documented in --help.
@@ -22,6 +24,11 @@ const (
 	exitUsage    = 2 // bad flags, an invalid policy or scenario given to simulate
 	exitInternal = 3
 	exitLocked   = 4 // run: another harules run holds the state directory
+	// exitConfig (sysexits' EX_CONFIG): run refused a policy that cannot run
+	// on this node before touching anything. The supervisor and harules
+	// release (ExecStopPost) release nothing after it, and the unit does not
+	// restart on it (RestartPreventExitStatus=78).
+	exitConfig = 78
 	// run: the agent's decision loop was stuck (agent.WedgedExitCode).
 	exitWedged = 70
 )
@@ -38,8 +45,6 @@ func (e *exitError) Unwrap() error { return e.err }
 func fail(code int, format string, args ...any) error {
 	return &exitError{code: code, err: fmt.Errorf(format, args...)}
 }
-
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -75,7 +80,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		ErrWriter: stderr,
 		Name:      "harules",
 		Usage:     "high availability whose failover policy is code",
-		Version:   version,
+		Version:   version.Get().String(),
 		Description: `harules keeps a virtual IP, disks, services and databases running on one
 node of a cluster and moves them when a node, its network, its application
 or its database fails. The failover policy is a Starlark file (policy.star).
@@ -90,13 +95,14 @@ Start here:
 Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
 invalid input, 3 internal error, 4 another harules run holds the state
 directory (run, release), 70 run: the agent's decision loop was stuck and
-it gave up (the supervisor released; docs/operations.md).`,
+it gave up (the supervisor released; docs/operations.md), 78 run refused a
+policy that cannot run on this node (nothing was touched).`,
 		Commands: []*cli.Command{checkCommand(), simulateCommand(), demoCommand(), withAgentRuntime(runCommand(), os.Getenv), statusCommand(),
 			operatorCommand("move", "run a group on a node (sticks until moved again; NODE \"\" clears the pin and lets placement decide)", "GROUP NODE", 2, "move"),
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),
 			operatorCommand("standby", "make a node give away its groups and take none", "NODE", 1, "standby"),
 			operatorCommand("online", "end a node's standby", "NODE", 1, "online"),
-			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand(),
+			releaseCommand(), maintenanceCommand(), backupCommand(), diskCommand(), databaseCommand(), versionCommand(),
 			secretCommand(), completionCommand(), manCommand()},
 		EnableBashCompletion: true, // harules completion bash|zsh
 		ExitErrHandler:       func(*cli.Context, error) {},
@@ -105,7 +111,10 @@ it gave up (the supervisor released; docs/operations.md).`,
 
 // interspersed moves a command's flags in front of its positional arguments,
 // so `harules simulate policy.star --scenario s.star` works as operators type
-// it (urfave/cli stops parsing flags at the first positional argument).
+// it (urfave/cli stops parsing flags at the first positional argument). For
+// a command with subcommands (backup list, disk status...) the subcommand
+// is the first positional argument, and flags given before it (the form of
+// the days before subcommands: backup --policy P list) move after it.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 3 {
 		return args
@@ -121,30 +130,43 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	// Descend into subcommands (`secret new --file F`): their flags are the ones to move.
-	for descended := true; descended && i+1 < len(args); {
-		descended = false
-		for _, sub := range cmd.Subcommands {
-			if sub.HasName(args[i+1]) {
-				cmd, i, descended = sub, i+1, true
-				break
-			}
+	out := append([]string{}, args[:i+1]...)
+	rest := args[i+1:]
+	if len(cmd.Subcommands) > 0 {
+		all := append([]cli.Flag{}, cmd.Flags...)
+		for _, sc := range cmd.Subcommands {
+			all = append(all, sc.Flags...)
 		}
+		flags, positional := splitFlags(all, rest)
+		if len(positional) == 0 || positional[0] == "--" {
+			return append(out, rest...)
+		}
+		sub := cmd.Command(positional[0])
+		if sub == nil {
+			return append(out, rest...)
+		}
+		cmd = sub
+		out = append(out, positional[0])
+		rest = append(flags, positional[1:]...)
 	}
+	flags, positional := splitFlags(cmd.Flags, rest)
+	return append(append(out, flags...), positional...)
+}
+
+// splitFlags separates the flags (with their values) of args from the
+// positional arguments; everything after "--" is positional.
+func splitFlags(known []cli.Flag, args []string) (flags, positional []string) {
 	takesValue := map[string]bool{}
-	for _, f := range cmd.Flags {
+	for _, f := range known {
 		_, isBool := f.(*cli.BoolFlag)
 		for _, n := range f.Names() {
 			takesValue[n] = !isBool
 		}
 	}
-	out := append([]string{}, args[:i+1]...)
-	var flags, positional []string
-	rest := args[i+1:]
-	for j := 0; j < len(rest); j++ {
-		a := rest[j]
+	for j := 0; j < len(args); j++ {
+		a := args[j]
 		if a == "--" {
-			positional = append(positional, rest[j:]...)
+			positional = append(positional, args[j:]...)
 			break
 		}
 		if !strings.HasPrefix(a, "-") || a == "-" {
@@ -153,10 +175,10 @@ func interspersed(app *cli.App, args []string) []string {
 		}
 		flags = append(flags, a)
 		name := strings.TrimLeft(a, "-")
-		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
-			flags = append(flags, rest[j+1])
+		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(args) {
+			flags = append(flags, args[j+1])
 			j++
 		}
 	}
-	return append(append(out, flags...), positional...)
+	return flags, positional
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -74,6 +75,14 @@ In maintenance (harules maintenance on) none of this releases anything: a
 stop leaves the resources running, the supervisor does not release after
 the agent dies, and the next start adopts the groups that still run.
 
+Before it touches anything, run checks what harules check --node checks
+(the secret, the interfaces, programs, devices and directories this node
+needs); a policy that fails is refused with exit 78, nothing released.
+
+Pid files: the supervisor writes its pid to --pid-file (default harules.pid
+next to the control socket: /run/harules/harules.pid), the agent its own to
+agent.pid in the same directory (with --no-supervisor both hold the agent's).
+
 Logs go to stderr as key=value lines (journald and grep both read them).`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "policy", Value: agent.DefaultPolicyPath, Usage: "policy file"},
@@ -81,6 +90,7 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			&cli.StringFlag{Name: "state-dir", Value: agent.DefaultStateDir, Usage: "where the agent keeps its state"},
 			controlFlag,
 			&cli.BoolFlag{Name: "no-supervisor", Usage: "run the agent without the supervisor process"},
+			&cli.StringFlag{Name: "pid-file", Usage: "where harules run writes its pid; agent.pid next to it gets the agent's (default: harules.pid next to --control)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.StringFlag{Name: "web-listen", Usage: "serve the web console, REST API and /metrics on HOST:PORT (a bare PORT is 127.0.0.1:PORT; default: off)"},
 			&cli.StringFlag{Name: "web-tokens", Value: "/etc/harules/web-tokens", Usage: "web console tokens, one ROLE:TOKEN a line, ROLE read or operator (chmod 600)"},
@@ -104,20 +114,35 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			if err != nil {
 				return fail(exitUsage, "run: %v", err)
 			}
+			pidFile := c.String("pid-file")
+			if pidFile == "" {
+				pidFile = filepath.Join(filepath.Dir(c.String("control")), "harules.pid")
+			}
+			agentPidFile := filepath.Join(filepath.Dir(pidFile), "agent.pid")
 			if !c.Bool("no-supervisor") && os.Getenv(supervisedEnv) == "" {
+				if err := refuseUnrunnable(log, c.String("policy"), node, c.String("state-dir")); err != nil {
+					return err
+				}
+				defer writePidFile(log, pidFile)()
 				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"))
 			}
 			lock, err := inheritedLock(c.String("state-dir"))
 			if err != nil {
 				return lockFailure(err)
 			}
+			if c.Bool("no-supervisor") {
+				// After the lock: a second run must not overwrite the pid
+				// file of the one that holds it.
+				defer writePidFile(log, pidFile)()
+			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
 				ControlSocket: c.String("control"), Logger: log, Lock: lock, Systemd: agent.TakeSystemdEnv(),
 				WatchdogDevice: c.String("watchdog-device"), WatchdogTimeout: c.Duration("watchdog-timeout"),
 				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), RestoreRoot: c.String("web-restore-root"), Logger: log})})
 			if err != nil {
-				return fail(exitUsage, "%v", err)
+				return fail(exitConfig, "%v", err)
 			}
+			defer writePidFile(log, agentPidFile)()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
@@ -131,6 +156,10 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				}
 			}()
 			if err := a.Run(c.Context); err != nil {
+				var pe *agent.PreflightError
+				if errors.As(err, &pe) {
+					return fail(exitConfig, "%v", err)
+				}
 				return lockFailure(err)
 			}
 			return nil
@@ -251,6 +280,10 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 			if stopping && err == nil {
 				return nil
 			}
+			if code == exitConfig {
+				// The agent refused its policy before touching anything.
+				return fail(exitConfig, "agent refused the policy; nothing released")
+			}
 			raw := code // -1: killed by a signal
 			if code <= 0 {
 				code = exitFailed
@@ -292,6 +325,52 @@ func releaseAfterDeath(log *slog.Logger, p *policy.Policy, policyPath, node, sta
 	log.Info("released after agent death", "took", released.String(), "announced_after", time.Since(start).String())
 }
 
+// refuseUnrunnable is the supervisor's check of the policy before it starts
+// the agent: what would make the agent refuse it (exit 78) is reported
+// here, and nothing is started or released.
+func refuseUnrunnable(log *slog.Logger, policyPath, node, stateDir string) error {
+	p, err := rules.Load(context.Background(), policyPath, rules.Options{})
+	if err != nil {
+		return fail(exitConfig, "load policy %s:\n%v", policyPath, err)
+	}
+	if p.Node(node) == nil {
+		return fail(exitConfig, "node %q is not declared in %s (nodes: %s); pass --node with one of them", node, policyPath, strings.Join(p.NodeNames(), ", "))
+	}
+	var pf agent.Preflight
+	pf.CheckSecret(p, policyPath)
+	pf.CheckNode(p, node, stateDir)
+	for _, w := range pf.Warnings {
+		log.Warn("preflight: " + w.Error())
+	}
+	if err := pf.Err(); err != nil {
+		return fail(exitConfig, "%v", err)
+	}
+	return nil
+}
+
+// writePidFile writes this process's pid to path and returns the function
+// that removes it again (only if it still holds this pid: another run
+// pointed at the same file keeps its own). Failing to write it is logged,
+// not fatal: nothing in harules reads it.
+func writePidFile(log *slog.Logger, path string) func() {
+	pid := strconv.Itoa(os.Getpid())
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+		err = atomicfile.Write(path, []byte(pid+"\n"), 0o644)
+		if err != nil {
+			log.Warn("cannot write the pid file", "path", path, "error", err.Error())
+			return func() {}
+		}
+	} else {
+		log.Warn("cannot write the pid file", "path", path, "error", err.Error())
+		return func() {}
+	}
+	return func() {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == pid {
+			os.Remove(path)
+		}
+	}
+}
+
 // maintenanceSaysKeep reports whether the node's saved state says it is
 // in maintenance, so nothing may be released (unless forced). An unreadable
 // state releases: a VIP left up while a peer takes it over is the worse
@@ -321,7 +400,9 @@ ExecStopPost=, so the node holds nothing once the service is down.
 
 A node in maintenance (its saved state in --state-dir says so) is left
 alone: nothing is released, so harules can be restarted or upgraded while
-the services keep running. --force releases anyway.
+the services keep running. --force releases anyway. Under systemd
+(ExecStopPost), nothing is released either when harules run exited 78: it
+refused its policy before touching anything.
 
 While a harules run holds --state-dir (its lock, STATE-DIR/run.lock), release
 touches nothing and exits with status 4: it would tear down the running
@@ -338,6 +419,13 @@ agent's VIPs and services.`,
 				node, _ = os.Hostname()
 			}
 			log, _ := newLogger(c.App.ErrWriter, "info")
+			if os.Getenv("SERVICE_RESULT") != "" && os.Getenv("EXIT_STATUS") == strconv.Itoa(exitConfig) {
+				// systemd's ExecStopPost after run refused its policy
+				// (exit 78): it touched nothing, and a previous run's
+				// resources were released when that run ended.
+				log.Info("harules run refused its policy and touched nothing; nothing to release")
+				return nil
+			}
 			// Held while releasing, so no run starts meanwhile either.
 			lock, err := agent.LockStateDir(c.String("state-dir"))
 			var locked *agent.LockedError
@@ -442,7 +530,7 @@ output instead of the text; --quiet writes only the picture.`,
 }
 
 func printStatus(w io.Writer, st *agent.Status) {
-	fmt.Fprintf(w, "cluster %s, seen from %s (policy %s, incarnation %d)\n\n", st.Cluster, st.Node, st.PolicyHash, st.Incarnation)
+	fmt.Fprintf(w, "cluster %s, seen from %s (policy %s, incarnation %d, harules %s)\n\n", st.Cluster, st.Node, st.PolicyHash, st.Incarnation, orDash(st.Version))
 	// The control API fills in the heartbeat counters, with the RTT each
 	// path measured to each peer.
 	rtt := map[string]float64{}

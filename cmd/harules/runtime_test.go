@@ -100,8 +100,8 @@ func TestRunCommandTunesTheAgent(t *testing.T) {
 	t.Setenv("GOGC", "")
 	code, _, stderr := harules(t, "run", "--no-supervisor", "--node", "n1",
 		"--policy", filepath.Join(t.TempDir(), "missing.star"), "--state-dir", t.TempDir(), "--control", filepath.Join(t.TempDir(), "c.sock"))
-	if code != exitUsage {
-		t.Fatalf("harules run with a missing policy: exit %d, want %d (stderr %q)", code, exitUsage, stderr)
+	if code != exitConfig {
+		t.Fatalf("harules run with a missing policy: exit %d, want %d (stderr %q)", code, exitConfig, stderr)
 	}
 	if gcPercent() != agentGCPercent {
 		t.Fatalf("GOGC after harules run --no-supervisor: %d, want %d", gcPercent(), agentGCPercent)

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -78,9 +81,30 @@ func TestAgentKillReleasesVIP(t *testing.T) {
 	c := startCluster(t, clustertest.Options{})
 	o := observe(t, c, "node1")
 
+	// The pid files next to the control socket tell the supervisor and the
+	// agent apart (docs/operations.md, processes, signals and files).
+	pidDir := filepath.Dir(c.ControlSocket("node1"))
+	readPid := func(name string) int {
+		b, err := os.ReadFile(filepath.Join(pidDir, name))
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	if got, want := readPid("harules.pid"), c.SupervisorPID("node1"); got != want {
+		t.Errorf("harules.pid holds %d, want the supervisor's pid %d", got, want)
+	}
+	if got, want := readPid("agent.pid"), c.AgentPID("node1"); got != want {
+		t.Errorf("agent.pid holds %d, want the agent's pid %d", got, want)
+	}
+
 	killAt := c.KillAgent("node1")
 	if err := c.WaitExit("node1", 30*time.Second); err == nil {
 		t.Errorf("the supervisor exited with status 0 after its agent was killed; want the agent's failure passed on (systemd restarts it)")
+	}
+	if _, err := os.Stat(filepath.Join(pidDir, "harules.pid")); !os.IsNotExist(err) {
+		t.Errorf("the supervisor left its pid file behind (%v)", err)
 	}
 	// The supervisor released before exiting.
 	for _, h := range c.VIPHolders() {

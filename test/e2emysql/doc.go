@@ -12,7 +12,9 @@
 // throughout). They log the client's write-unavailability window. After a
 // crash, TestRejoinOldPrimaryAndMoveBack brings node1 back read-only,
 // rejoins it as node2's replica with `harules database rejoin` and moves
-// the group back to it, losing nothing.
+// the group back to it, losing nothing. TestStalePrimaryRefused brings
+// node1 back without the rejoin and crashes node2: node1, behind the GTID
+// position node2 last reported, is refused instead of made writable.
 //
 // The replication is semi-synchronous with rpl_semi_sync_master_wait_point
 // = AFTER_SYNC: node1 acknowledges a commit to the client only after node2

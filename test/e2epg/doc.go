@@ -8,7 +8,9 @@
 // and takes writes on the VIP, that every acknowledged row is on the new
 // primary, and that there were never two writable primaries (the servers'
 // pg_is_in_recovery() and the VIP sampled throughout). They log the
-// client's write-unavailability window.
+// client's write-unavailability window. TestStalePrimaryRefused crashes
+// both nodes in turn and checks that the old primary, behind the position
+// node2 last reported, is refused instead of serving its stale timeline.
 //
 // One policy serves both nodes, so the servers' data directory and socket
 // directory must have the same path on both. Each node's processes (the
