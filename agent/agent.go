@@ -51,6 +51,18 @@ type Config struct {
 	// serves it (cmd/harules passes web.Starter: package web imports agent).
 	WebListen string
 	WebStart  func(ctx context.Context, listen string, a *Agent) (stop func(), err error)
+	// Systemd is what systemd told the process (TakeSystemdEnv): the agent
+	// reports READY=1 after its loop's first pass and pets WatchdogSec=
+	// while the loop makes progress (liveness.go).
+	Systemd SystemdEnv
+	// WatchdogDevice, when set, is armed (e.g. /dev/watchdog with softdog)
+	// with WatchdogTimeout (0: DefaultWatchdogTimeout) and written to while
+	// the loop makes progress (watchdog.go).
+	WatchdogDevice  string
+	WatchdogTimeout time.Duration
+	// OnWedged replaces what the agent does when its decision loop made no
+	// progress for the abort time (default: exit with WedgedExitCode).
+	OnWedged func(stuck time.Duration)
 	// Lock is the state directory's single-instance lock when the caller
 	// already holds it (the supervisor of `harules run`); nil: Run takes it
 	// (lock.go) and fails with a *LockedError, touching nothing, when
@@ -124,6 +136,8 @@ type Agent struct {
 	live atomic.Pointer[policy.Policy]
 	// dbpos: this node's and its peers' database positions (dbpositions.go).
 	dbpos *dbPositions
+	// progress tracks the decision loop's passes (liveness.go).
+	progress *liveness
 }
 
 type backupOK struct {
@@ -218,6 +232,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startNotify(incarnation)
 	defer a.stopNotify() // after the handover: its events are sent too
+	a.progress = newLiveness(a.log, a.now, a.policy, a.cfg.OnWedged)
 	a.node = engine.NewNode(a.policy, a.cfg.Node, boot, st, a.instrument(a.exec), a.record)
 	a.node.Dispatch = a.runJob
 	if br, ok := a.exec.(interface{ OnBackupRecord(func(engine.Record)) }); ok {
@@ -243,6 +258,11 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	defer stopLoop()
+	stopLiveness, err := a.startLiveness()
+	if err != nil {
+		return err
+	}
+	defer stopLiveness()
 	if err := a.startHeartbeats(loopCtx, incarnation); err != nil {
 		return err
 	}
@@ -269,6 +289,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopWeb()
 
 	err = a.loop(ctx)
+	a.progress.shuttingDown(a.cfg.HandoverTimeout + shutdownGrace) // the handover below must be heard
 	if a.node.State.Maintenance {
 		a.leaveRunning() // maintenance means unmanaged: keep it all running (adopt.go)
 	} else {
@@ -355,7 +376,8 @@ func (a *Agent) startHeartbeats(ctx context.Context, incarnation uint64) error {
 	// so a shared sequence number is fine).
 	for _, iv := range intervals {
 		s, err := heartbeat.NewSender(heartbeat.SenderConfig{Node: self.Name, Incarnation: incarnation, Interval: iv,
-			Endpoints: byInterval[iv], Payload: func() []byte { return *a.payload.Load() }, Now: a.now, Logger: a.log})
+			Endpoints: byInterval[iv], Payload: func() []byte { return *a.payload.Load() }, Now: a.now, Logger: a.log,
+			Alive: a.progress.alive})
 		if err != nil {
 			return fmt.Errorf("heartbeat sender every %s: %w", iv, err)
 		}
@@ -458,6 +480,7 @@ func (a *Agent) loop(ctx context.Context) error {
 	a.wake = newWakeTimer()
 	defer a.wake.stop()
 	a.step(ctx)
+	a.progress.passed(a.now())
 	for {
 		dirty := false
 		timed := false // a timer woke the loop: the view may age
@@ -531,6 +554,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.step(ctx)
 			lastStep = a.now()
 		}
+		a.progress.passed(a.now())
 	}
 }
 
@@ -661,6 +685,7 @@ func (a *Agent) reloadPolicy() error {
 	a.policy = p
 	a.live.Store(p)
 	a.node.SetPolicy(p)
+	a.progress.setPolicy(p)
 	a.notifyPolicy()
 	a.backupPeer.setPolicy(p)
 	a.record(engine.Record{At: a.now(), Node: a.cfg.Node, Kind: engine.RecEvent, Text: "policy reloaded, hash " + p.Hash})
@@ -709,7 +734,10 @@ func (a *Agent) handover() {
 		case <-ctx.Done():
 		}
 	}
-	// Tell peers at once that nothing is held here any more.
+	// Tell peers at once that nothing is held here any more. The last
+	// job's completion ends the loop above without a step, so the report
+	// (the heartbeat payload) would still list the group: step once more.
+	a.step(ctx)
 	a.kick()
 	time.Sleep(5 * time.Millisecond)
 	a.releaseAll(context.Background(), "agent stop: release everything")
@@ -717,10 +745,11 @@ func (a *Agent) handover() {
 	a.saveState()
 }
 
-// releaseAll stops every resource of every group of the policy on this node.
-func (a *Agent) releaseAll(ctx context.Context, why string) {
+// releaseAll stops every resource of every group of the policy on this node
+// and returns what could not be released.
+func (a *Agent) releaseAll(ctx context.Context, why string) error {
 	if a.real == nil {
-		return
+		return nil
 	}
 	var errs []error
 	for _, g := range a.policy.Groups {
@@ -736,26 +765,35 @@ func (a *Agent) releaseAll(ctx context.Context, why string) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		a.log.Error(why+": some resources could not be released", "error", err)
-	} else {
-		a.log.Info(why)
+		return err
 	}
+	a.log.Info(why)
+	return nil
 }
 
 // Release stops every resource of the policy's groups on this node and
 // removes every VIP carrying harules' label. The supervisor runs it when the
 // agent process dies, and systemd's ExecStopPost does too, so a crashed agent
-// never leaves a VIP configured that the peer is about to take over.
+// never leaves a VIP configured that the peer is about to take over. What
+// could not be released is logged; only a policy that cannot be loaded is
+// an error.
 func Release(ctx context.Context, policyPath, node string, log *slog.Logger) error {
-	if log == nil {
-		log = slog.Default()
-	}
 	p, err := rules.Load(ctx, policyPath, rules.Options{})
 	if err != nil {
 		return fmt.Errorf("load policy %s:\n%w", policyPath, err)
 	}
+	_ = ReleasePolicy(ctx, p, node, log) // logged there
+	return nil
+}
+
+// ReleasePolicy is Release with the policy already loaded; the error lists
+// the resources that could not be released.
+func ReleasePolicy(ctx context.Context, p *policy.Policy, node string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
 	a := &Agent{cfg: Config{Node: node}, log: log, policy: p, real: NewExecutor(node, log)}
 	a.real.Policy = func() *policy.Policy { return p }
 	defer a.real.Close()
-	a.releaseAll(ctx, "released everything after the agent stopped")
-	return nil
+	return a.releaseAll(ctx, "released everything after the agent stopped")
 }

@@ -29,6 +29,11 @@ type SenderConfig struct {
 	// Logger gets send failures (once when a path starts failing and once
 	// when it recovers, not every round); default slog.Default().
 	Logger *slog.Logger
+	// Alive gates the rounds Run sends: while it returns false no
+	// heartbeat goes out, so peers stop trusting a node whose decision
+	// loop no longer acts (the agent's liveness gate). Nil sends always.
+	// It is called once per round and must be cheap.
+	Alive func() bool
 }
 
 // Sender sends one heartbeat round (every path, every peer, one shared
@@ -39,6 +44,8 @@ type Sender struct {
 	kick    chan struct{}
 	mu      sync.Mutex // serialises rounds and guards failing
 	failing map[string]bool
+	// paused is set while Alive holds rounds back (logged once per pause).
+	paused bool
 }
 
 // NewSender validates cfg and returns a sender; call Run to start it.
@@ -81,7 +88,8 @@ func (s *Sender) Kick() {
 }
 
 // Run sends a round at once, then every interval and on every Kick, until
-// ctx is done. After a kick the next tick is a full interval later.
+// ctx is done. After a kick the next tick is a full interval later. Rounds
+// (kicked or not) are skipped while SenderConfig.Alive returns false.
 func (s *Sender) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -92,9 +100,33 @@ func (s *Sender) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-s.kick:
 		}
+		if s.gated() {
+			// Checked again next interval: a loop that passes again
+			// resumes the heartbeats within one interval.
+			timer.Reset(s.cfg.Interval)
+			continue
+		}
 		s.SendRound(ctx)
 		timer.Reset(s.cfg.Interval)
 	}
+}
+
+// gated reports whether Alive holds this round back, logging when a pause
+// starts and ends.
+func (s *Sender) gated() bool {
+	if s.cfg.Alive == nil {
+		return false
+	}
+	alive := s.cfg.Alive()
+	switch {
+	case !alive && !s.paused:
+		s.paused = true
+		s.cfg.Logger.Error("heartbeats paused: the decision loop is not making progress; peers will see this node dead")
+	case alive && s.paused:
+		s.paused = false
+		s.cfg.Logger.Warn("heartbeats resumed: the decision loop makes progress again")
+	}
+	return !alive
 }
 
 // SendRound sends one heartbeat with the next sequence number on every

@@ -129,3 +129,40 @@ func TestNewSenderErrors(t *testing.T) {
 		t.Fatalf("default incarnation %d, %v; want the clock's 1234", s.Incarnation(), err)
 	}
 }
+
+// A sender whose Alive gate is closed sends nothing, kicked or not, and
+// resumes within an interval once the gate opens: peers must stop hearing
+// a node whose decision loop is stuck.
+func TestSenderAliveGatePausesAndResumes(t *testing.T) {
+	codec := mustCodec(t, "prod", testSecret)
+	got := make(chan Received, 64)
+	lanB := listenLoopback(t, "lan", codec, time.Now, got)
+	lanA := listenLoopback(t, "lan", codec, time.Now, make(chan Received, 1))
+	mustSetPeers(t, lanA, map[string]netip.AddrPort{"b": lanB.LocalAddr()})
+	mustSetPeers(t, lanB, map[string]netip.AddrPort{"a": lanA.LocalAddr()})
+	var alive atomic.Bool
+	s, err := NewSender(SenderConfig{Node: "a", Incarnation: 1, Interval: 20 * time.Millisecond,
+		Endpoints: []*Endpoint{lanA}, Alive: alive.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	// Closed gate: ten intervals and a kick go by without a heartbeat.
+	s.Kick()
+	select {
+	case r := <-got:
+		t.Fatalf("heartbeat %d sent while the gate was closed", r.Message.Seq)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if s.Seq() != 0 {
+		t.Fatalf("Seq = %d with the gate closed, want 0", s.Seq())
+	}
+	alive.Store(true)
+	r := recv(t, got, "the first round after the gate opened")
+	if r.Message.Seq != 1 {
+		t.Fatalf("first round seq %d, want 1", r.Message.Seq)
+	}
+	recv(t, got, "a second round")
+}

@@ -29,6 +29,8 @@ const (
 	// release (ExecStopPost) release nothing after it, and the unit does not
 	// restart on it (RestartPreventExitStatus=78).
 	exitConfig = 78
+	// run: the agent's decision loop was stuck (agent.WedgedExitCode).
+	exitWedged = 70
 )
 
 // exitError carries an exit code through urfave/cli.
@@ -92,8 +94,9 @@ Start here:
 
 Exit codes: 0 ok, 1 check errors or a failed expectation, 2 usage error or
 invalid input, 3 internal error, 4 another harules run holds the state
-directory (run, release), 78 run refused a policy that cannot run on this
-node (nothing was touched).`,
+directory (run, release), 70 run: the agent's decision loop was stuck and
+it gave up (the supervisor released; docs/operations.md), 78 run refused a
+policy that cannot run on this node (nothing was touched).`,
 		Commands: []*cli.Command{checkCommand(), simulateCommand(), demoCommand(), withAgentRuntime(runCommand(), os.Getenv), statusCommand(),
 			operatorCommand("move", "run a group on a node (sticks until moved again; NODE \"\" clears the pin and lets placement decide)", "GROUP NODE", 2, "move"),
 			operatorCommand("cleanup", "forget a group's recent failures on every node (\"*\": every group), so failure_timeout no longer keeps it away (like crm resource cleanup)", "GROUP", 1, "cleanup"),

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/harules/harules/agent"
 	"github.com/harules/harules/internal/atomicfile"
 	"github.com/harules/harules/internal/statesvg"
+	"github.com/harules/harules/policy"
 	"github.com/harules/harules/rules"
 	"github.com/harules/harules/web"
 )
@@ -45,9 +47,18 @@ actions (VIPs with netlink + gratuitous ARP, services, OCF agents).
 harules run is two processes: a small supervisor and the agent. If the agent
 dies (crash, kill -9), the supervisor at once removes every VIP carrying
 harules' label and stops the policy's services, so a crashed agent never
-leaves an address the peer is taking over; then it exits with the agent's
-status so systemd restarts it. On start the agent releases whatever a
-previous run left and takes groups only through the normal decision.
+leaves an address the peer is taking over; once released it tells the
+peers (an authenticated heartbeat: holds nothing, leaving), so they take
+over at once; then it exits with the agent's status so systemd restarts it.
+On start the agent releases whatever a previous run left and takes groups
+only through the normal decision.
+
+Liveness: the agent stops its heartbeats when its decision loop made no
+pass for half the detection time, and exits (status 70) when it made none
+for the detection time (at least 1 s), so the supervisor releases. Under
+systemd (Type=notify) it sends READY=1 after the loop's first pass and
+WATCHDOG=1 while the loop makes progress. --watchdog-device arms a watchdog
+device as SBD does (docs/operations.md, "Processes, signals and liveness").
 
 One run per state directory: before touching anything, run takes an
 exclusive lock on STATE-DIR/run.lock (held by the supervisor and the agent
@@ -57,7 +68,8 @@ node exits at once with status 4 and "another harules run (pid N) holds
 
 Signals: SIGTERM/SIGINT hand the node's groups over (the peer takes them as
 soon as they are stopped here) and release everything; SIGHUP reloads the
-policy (a policy that fails check is refused and the old one keeps running).
+policy (a policy that fails check is refused and the old one keeps running);
+SIGABRT to the supervisor (systemd's watchdog) kills the agent and releases.
 
 In maintenance (harules maintenance on) none of this releases anything: a
 stop leaves the resources running, the supervisor does not release after
@@ -85,6 +97,8 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			&cli.StringFlag{Name: "web-cert", Usage: "TLS certificate file of the web console (with --web-key)"},
 			&cli.StringFlag{Name: "web-key", Usage: "TLS key file of the web console"},
 			&cli.BoolFlag{Name: "web-metrics-public", Usage: "serve /metrics without a token"},
+			&cli.StringFlag{Name: "watchdog-device", Usage: "arm this watchdog device (e.g. /dev/watchdog, softdog) and write to it while the decision loop makes progress: the machine reboots if the agent stops doing so for --watchdog-timeout (default: off)"},
+			&cli.DurationFlag{Name: "watchdog-timeout", Value: agent.DefaultWatchdogTimeout, Usage: "timeout set on --watchdog-device; it must cover an agent restart"},
 			&cli.StringFlag{Name: "web-restore-root", Value: "/var/lib/harules/restore", Usage: "console and API restores write only under this directory (restore elsewhere with 'harules backup restore' as root)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -122,7 +136,8 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 				defer writePidFile(log, pidFile)()
 			}
 			a, err := agent.New(agent.Config{PolicyPath: c.String("policy"), Node: node, StateDir: c.String("state-dir"),
-				ControlSocket: c.String("control"), Logger: log, Lock: lock,
+				ControlSocket: c.String("control"), Logger: log, Lock: lock, Systemd: agent.TakeSystemdEnv(),
+				WatchdogDevice: c.String("watchdog-device"), WatchdogTimeout: c.Duration("watchdog-timeout"),
 				WebListen: c.String("web-listen"), WebStart: web.Starter(web.ListenOptions{CertFile: c.String("web-cert"), KeyFile: c.String("web-key")}, web.Options{TokenFile: c.String("web-tokens"), MetricsPublic: c.Bool("web-metrics-public"), RestoreRoot: c.String("web-restore-root"), Logger: log})})
 			if err != nil {
 				return fail(exitConfig, "%v", err)
@@ -205,7 +220,11 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 	}
 	defer lock.Close()
 	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), supervisedEnv+"=1", lockFDEnv+"=3")
+	// systemd's notify socket and watchdog are the agent's (it knows when
+	// the decision loop makes progress), not the services' the supervisor
+	// stops after a crash.
+	sd := agent.TakeSystemdEnv()
+	cmd.Env = append(append(os.Environ(), supervisedEnv+"=1", lockFDEnv+"=3"), sd.Environ()...)
 	cmd.ExtraFiles = []*os.File{lock.File()} // fd 3 in the agent
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	// The agent gets SIGTERM (a planned handover) if the supervisor dies.
@@ -214,8 +233,22 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 		return fail(exitInternal, "supervisor: start agent: %v", err)
 	}
 	log.Info("supervisor started the agent", "pid", cmd.Process.Pid)
+	// The policy the release needs is loaded now and at every SIGHUP, as
+	// the agent does, not when the agent dies: a policy file that cannot
+	// be read then (a hung mount, which may be what wedged the agent) must
+	// not keep the VIPs up, and the release is faster.
+	var pol atomic.Pointer[policy.Policy]
+	loadPolicy := func() {
+		p, err := rules.Load(context.Background(), policyPath, rules.Options{})
+		if err != nil {
+			log.Warn("supervisor: policy not loaded; the release after an agent death uses the previous one", "policy", policyPath, "error", err.Error())
+			return
+		}
+		pol.Store(p)
+	}
+	go loadPolicy()
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGABRT)
 	defer signal.Stop(sigs)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -223,8 +256,18 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 	for {
 		select {
 		case s := <-sigs:
+			if s == syscall.SIGABRT {
+				// systemd's watchdog (WatchdogSec=) fired: the agent stopped
+				// petting it, so it is stuck beyond its own exit. Kill it;
+				// the death below releases and announces as after a crash.
+				log.Error("SIGABRT (systemd's watchdog): the agent is stuck; killing it", "pid", cmd.Process.Pid)
+				_ = cmd.Process.Kill()
+				continue
+			}
 			if s != syscall.SIGHUP {
 				stopping = true
+			} else {
+				go loadPolicy()
 			}
 			_ = cmd.Process.Signal(s)
 		case <-ctx.Done():
@@ -250,16 +293,36 @@ func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir
 				return fail(code, "agent exited: %v", err)
 			}
 			log.Error("agent died; releasing its VIPs and services", "error", fmt.Sprint(err), "exit_code", raw)
-			rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			start := time.Now()
-			if rerr := agent.Release(rctx, policyPath, node, log); rerr != nil {
-				log.Error("release after agent death failed", "error", rerr.Error())
-			}
-			log.Info("released after agent death", "took", time.Since(start).String())
+			releaseAfterDeath(log, pol.Load(), policyPath, node, stateDir)
 			return fail(code, "agent exited: %v", err)
 		}
 	}
+}
+
+// releaseAfterDeath releases everything the dead agent may have held and,
+// once that succeeded, tells the peers (AnnounceReleased), so they take
+// over at once rather than after the detection time. p is the supervisor's
+// copy of the policy (nil: none loaded yet, so it is loaded now).
+func releaseAfterDeath(log *slog.Logger, p *policy.Policy, policyPath, node, stateDir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if p == nil {
+		var err error
+		if p, err = rules.Load(ctx, policyPath, rules.Options{}); err != nil {
+			log.Error("release after agent death failed: cannot load the policy", "policy", policyPath, "error", err.Error())
+			return
+		}
+	}
+	if err := agent.ReleasePolicy(ctx, p, node, log); err != nil {
+		log.Error("release after agent death incomplete; not announcing it to the peers (they take over after the detection time)", "error", err.Error())
+		return
+	}
+	released := time.Since(start)
+	if err := agent.AnnounceReleased(ctx, agent.AnnounceConfig{Policy: p, PolicyPath: policyPath, Node: node, StateDir: stateDir, Logger: log}); err != nil {
+		log.Error("cannot announce the release to the peers; they take over after the detection time", "error", err.Error())
+	}
+	log.Info("released after agent death", "took", released.String(), "announced_after", time.Since(start).String())
 }
 
 // refuseUnrunnable is the supervisor's check of the policy before it starts
