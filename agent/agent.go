@@ -191,6 +191,13 @@ func New(cfg Config) (*Agent, error) {
 // (a planned switchover when a peer is alive) and releases everything; in
 // maintenance it leaves everything running instead (adopt.go).
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.Lock == nil {
+		// Another run on this state directory is reported first, whatever
+		// the policy says (exit 4), and nothing is created yet.
+		if err := ProbeStateLock(a.cfg.StateDir); err != nil {
+			return err
+		}
+	}
 	if err := a.preflight(); err != nil {
 		return err // nothing touched yet: no release before this exit (preflight.go)
 	}

@@ -139,3 +139,25 @@ func lockHolder(path string) int {
 	}
 	return pid
 }
+
+// ProbeStateLock reports a LockedError when another run holds dir's lock,
+// without creating anything: a run that is about to refuse its policy
+// (preflight) must still say first that another run is there, and must not
+// leave a state directory behind either. It is only a probe; the lock is
+// taken with LockStateDir.
+func ProbeStateLock(dir string) error {
+	path := filepath.Join(dir, LockFileName)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil // no lock file: nobody holds it
+	}
+	defer f.Close()
+	if err := flock(f); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return &LockedError{Path: path, PID: lockHolder(path)}
+		}
+		return nil
+	}
+	// Closing the file drops the probe's lock at once.
+	return nil
+}

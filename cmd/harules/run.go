@@ -120,11 +120,23 @@ Logs go to stderr as key=value lines (journald and grep both read them).`,
 			}
 			agentPidFile := filepath.Join(filepath.Dir(pidFile), "agent.pid")
 			if !c.Bool("no-supervisor") && os.Getenv(supervisedEnv) == "" {
+				// The supervisor holds the state lock for its life and hands
+				// it to the agent: a second run fails here (exit 4), before
+				// anything else, and touches nothing. A policy that cannot
+				// run is refused (exit 78) before the lock creates anything.
+				if err := agent.ProbeStateLock(c.String("state-dir")); err != nil {
+					return lockFailure(err)
+				}
 				if err := refuseUnrunnable(log, c.String("policy"), node, c.String("state-dir")); err != nil {
 					return err
 				}
+				lock, err := agent.LockStateDir(c.String("state-dir"))
+				if err != nil {
+					return lockFailure(err)
+				}
+				defer lock.Close()
 				defer writePidFile(log, pidFile)()
-				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"))
+				return supervise(c.Context, log, c.String("policy"), node, c.String("state-dir"), lock)
 			}
 			lock, err := inheritedLock(c.String("state-dir"))
 			if err != nil {
@@ -206,19 +218,14 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // A node in maintenance (its saved state says so) is left alone: its
 // resources keep running while the agent is restarted, and peers do not
 // take them over (docs/policy.md, maintenance mode).
-func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir string) error {
+// supervise runs the agent as a child holding lock (the state lock, taken
+// by the caller before anything else, so a second run never gets here and
+// never releases after the first's agent either).
+func supervise(ctx context.Context, log *slog.Logger, policyPath, node, stateDir string, lock *agent.StateLock) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fail(exitInternal, "supervisor: %v", err)
 	}
-	// The supervisor holds the state lock for its life and hands it to the
-	// agent: a second run fails here, before its agent could release what
-	// the first holds, and its supervisor never releases after it either.
-	lock, err := agent.LockStateDir(stateDir)
-	if err != nil {
-		return lockFailure(err)
-	}
-	defer lock.Close()
 	cmd := exec.Command(self, os.Args[1:]...)
 	// systemd's notify socket and watchdog are the agent's (it knows when
 	// the decision loop makes progress), not the services' the supervisor
