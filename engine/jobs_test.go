@@ -154,3 +154,31 @@ func TestPeerWaitsForStartingHolder(t *testing.T) {
 		}
 	}
 }
+
+// TestStartingPeerDoesNotWinAGroupHeldHere: node n1 (preferred) reports
+// db held while its start is still running, and n2 runs db already (the
+// two met again after a partition). n2 keeps db: a start in flight may
+// still fail or be refused, so it does not take the group from a node that
+// runs it. Before, the starting node counted as a full holder, n2 stopped
+// db for it, and n1's start was then refused: db was down for seconds.
+func TestStartingPeerDoesNotWinAGroupHeldHere(t *testing.T) {
+	p := loadPolicy(t, "plan.star")
+	exec := &countingExec{}
+	n2 := NewNode(p, "n2", t0, NewState(1), exec, nil)
+	n2.View.SetProbe(facts.Probe{Probe: "gateway", State: facts.ProbeOK, Since: t0})
+	n2.State.Holds["db"] = t0
+	now := t0.Add(100 * time.Millisecond)
+	starting := &Report{Node: "n1", Incarnation: 1, PolicyHash: p.Hash, Holds: []string{"db"}, Starting: []string{"db"}}
+	for _, h := range p.Paths {
+		n2.View.Heartbeat("n1", h.Name, now, starting)
+	}
+	d := n2.Step(context.Background(), now)
+	if gp := placement(t, d, "db"); gp.Node != "n2" {
+		t.Fatalf("db placed on %s (%s), want it kept on n2, which runs it", gp.Node, gp.Reason)
+	}
+	for _, a := range exec.actions {
+		if a.Op == OpStop {
+			t.Errorf("n2 stopped %s for a peer whose start is still running", a.Resource)
+		}
+	}
+}

@@ -161,16 +161,25 @@ func (f *Facts) Holds(node, group string) bool {
 	return g != nil && slices.Contains(g.Holders, node)
 }
 
-// Owner returns the first alive holder of a group, or "".
+// Owner returns the first alive holder of a group whose start is not still
+// running, else the first alive holder, or "". A node whose start is in
+// flight holds the group for safety, but it must not win the group from a
+// node that runs it already (its start may still fail or be refused).
 func (f *Facts) Owner(group string) string {
 	g := f.groupIndex[group]
 	if g == nil {
 		return ""
 	}
+	first := ""
 	for _, h := range g.Holders {
 		if n := f.nodeIndex[h]; n != nil && n.State != Dead {
-			return h
+			if !slices.Contains(g.Starting, h) {
+				return h
+			}
+			if first == "" {
+				first = h
+			}
 		}
 	}
-	return ""
+	return first
 }
