@@ -156,8 +156,16 @@ func Run(t testing.TB, cfg Config) *Report {
 			t.Fatalf("nemesis: no fault kind matches %v", cfg.Kinds)
 		}
 	}
+	// The schedule deals the kinds like cards, a fresh shuffle per round:
+	// every kind comes once in each len(kinds) faults, in random order.
+	var deck []faultKind
 	for i := 1; i <= cfg.Faults; i++ {
-		k := kinds[r.rng.IntN(len(kinds))]
+		if len(deck) == 0 {
+			deck = slices.Clone(kinds)
+			r.rng.Shuffle(len(deck), func(a, b int) { deck[a], deck[b] = deck[b], deck[a] })
+		}
+		k := deck[0]
+		deck = deck[1:]
 		f := r.fault(i, k)
 		rep.Faults = append(rep.Faults, *f)
 		cfg.Logf("%s", f.Line())

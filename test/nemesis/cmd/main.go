@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,10 +25,12 @@ func main() {
 	testing.Init()
 	faults := flag.Int("faults", 300, "number of faults")
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()%1_000_000), "seed of the schedule")
-	nodes := flag.String("nodes", "both", `cluster size: "2", "3" or "both" (two thirds of the faults on 2 nodes)`)
+	nodes := flag.String("nodes", "both", `cluster size: "2", "3" or "both" (half the faults on each)`)
 	interval := flag.Duration("interval", 100*time.Millisecond, "heartbeat interval")
 	misses := flag.Int("misses", 5, "heartbeat misses")
 	jsonPath := flag.String("json", "", "write the JSON report to this file")
+	kinds := flag.String("kinds", "", "comma-separated fault kinds to draw from (default: all)")
+	logDir := flag.String("logs", "", "copy the agents' logs to this directory")
 	flag.Parse()
 	_ = flag.Set("test.v", "true")
 
@@ -38,7 +41,7 @@ func main() {
 	case "3":
 		runs = append(runs, nemesis.Config{Nodes: 3, Faults: *faults})
 	case "both":
-		two := (*faults*2 + 2) / 3
+		two := (*faults + 1) / 2
 		runs = append(runs, nemesis.Config{Nodes: 2, Faults: two}, nemesis.Config{Nodes: 3, Faults: *faults - two})
 	default:
 		fmt.Fprintf(os.Stderr, "nemesis: -nodes %q: want 2, 3 or both\n", *nodes)
@@ -53,7 +56,10 @@ func main() {
 			if cfg.Faults == 0 {
 				continue
 			}
-			cfg.Seed, cfg.Interval, cfg.Misses = *seed, *interval, *misses
+			cfg.Seed, cfg.Interval, cfg.Misses, cfg.LogDir = *seed, *interval, *misses, *logDir
+			if *kinds != "" {
+				cfg.Kinds = strings.Split(*kinds, ",")
+			}
 			t.Run(fmt.Sprintf("%dnodes", cfg.Nodes), func(t *testing.T) {
 				rep := nemesis.Run(t, cfg)
 				reports = append(reports, rep)
