@@ -158,11 +158,15 @@ func Run(t testing.TB, cfg Config) *Report {
 	}
 	// The schedule deals the kinds like cards, a fresh shuffle per round:
 	// every kind comes once in each len(kinds) faults, in random order.
+	// The deck has its own generator, so the order of kinds depends on the
+	// seed alone, not on how many draws the faults made (those depend on
+	// the cluster's state).
+	deckRNG := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	var deck []faultKind
 	for i := 1; i <= cfg.Faults; i++ {
 		if len(deck) == 0 {
 			deck = slices.Clone(kinds)
-			r.rng.Shuffle(len(deck), func(a, b int) { deck[a], deck[b] = deck[b], deck[a] })
+			deckRNG.Shuffle(len(deck), func(a, b int) { deck[a], deck[b] = deck[b], deck[a] })
 		}
 		k := deck[0]
 		deck = deck[1:]
