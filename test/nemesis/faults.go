@@ -119,16 +119,15 @@ func pause(r *run, f *FaultResult) func() {
 		f.Outside = fmt.Sprintf("holder paused %s, longer than detection + guard delay %s", d.Round(time.Millisecond), limit)
 	}
 	pids := r.nsPIDs(f.Target)
+	r.paused.Store(&f.Target)
 	for _, p := range pids {
 		_ = syscall.Kill(p, syscall.SIGSTOP)
 	}
-	cont := func() {
-		for _, p := range pids {
-			_ = syscall.Kill(p, syscall.SIGCONT)
-		}
-	}
 	time.Sleep(d)
-	cont()
+	for _, p := range pids {
+		_ = syscall.Kill(p, syscall.SIGCONT)
+	}
+	r.paused.Store(nil)
 	return nil
 }
 

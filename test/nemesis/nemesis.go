@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +129,13 @@ type run struct {
 	prober  *clustertest.Prober
 	svc     *serviceSampler
 	cur     *FaultResult
+	// paused is the node whose processes are stopped (SIGSTOP), if any.
+	paused atomic.Pointer[string]
+}
+
+func (r *run) isPaused(node string) bool {
+	p := r.paused.Load()
+	return p != nil && *p == node
 }
 
 // Run executes one nemesis run and returns its report. It fails t only
@@ -193,7 +201,7 @@ func (r *run) setup() {
 	}
 	r.ctl = ctl
 	r.c.WritePolicy(policyText(r.cfg.Nodes, r.cfg, script))
-	lns, err := startApps(r.c, ctl)
+	lns, err := startApps(r.c, ctl, r.isPaused)
 	if err != nil {
 		r.t.Fatalf("%v", err)
 	}

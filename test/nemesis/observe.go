@@ -24,8 +24,10 @@ func markerRunning(ctl, node string) bool {
 // startApps starts, in every node's namespace, a TCP server on
 // 0.0.0.0:AppPort that answers the node's name while the node's service
 // marker exists and closes the connection unanswered otherwise: an answer
-// through the VIP proves the service runs where the VIP is.
-func startApps(c *clustertest.Cluster, ctl string) ([]net.Listener, error) {
+// through the VIP proves the service runs where the VIP is. The servers run
+// in the test process, so they do not stop with a paused node by
+// themselves: a node for which frozen reports true does not answer.
+func startApps(c *clustertest.Cluster, ctl string, frozen func(node string) bool) ([]net.Listener, error) {
 	var lns []net.Listener
 	for _, n := range c.Nodes() {
 		var ln net.Listener
@@ -41,12 +43,12 @@ func startApps(c *clustertest.Cluster, ctl string) ([]net.Listener, error) {
 			return nil, fmt.Errorf("app server on %s: %w", n, err)
 		}
 		lns = append(lns, ln)
-		go serveIfRunning(ln, ctl, n)
+		go serveIfRunning(ln, ctl, n, frozen)
 	}
 	return lns, nil
 }
 
-func serveIfRunning(ln net.Listener, ctl, node string) {
+func serveIfRunning(ln net.Listener, ctl, node string, frozen func(string) bool) {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -56,7 +58,7 @@ func serveIfRunning(ln net.Listener, ctl, node string) {
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		if markerRunning(ctl, node) {
+		if !frozen(node) && markerRunning(ctl, node) {
 			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = io.WriteString(conn, node+"\n")
 		}
