@@ -1,6 +1,7 @@
 package nemesis
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -47,5 +48,17 @@ func TestSummaryCountsOnlyInsideFaultsAsViolations(t *testing.T) {
 	}
 	if r.Total.WrongFinal != 1 || r.Total.Count != 4 {
 		t.Errorf("total = %+v", r.Total)
+	}
+}
+
+func TestBetweenToleratesAnEmptyRange(t *testing.T) {
+	r := &run{rng: rand.New(rand.NewPCG(1, 2))}
+	if got := r.between(time.Second, -time.Second); got != time.Second {
+		t.Errorf("between(1s, -1s) = %s, want 1s", got)
+	}
+	for range 100 {
+		if got := r.between(time.Second, 2*time.Second); got < time.Second || got > 2*time.Second {
+			t.Fatalf("between(1s, 2s) = %s", got)
+		}
 	}
 }
