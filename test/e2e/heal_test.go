@@ -47,16 +47,7 @@ func healOutage(t *testing.T, opts clustertest.Options) {
 	healAt := time.Now()
 	c.Unplug("node1", "eth0", false)
 	c.Unplug("node1", "eth1", false)
-	var owner string
-	c.WaitFor(20*time.Second, "a single holder both agents agree on", func() bool {
-		h := c.VIPHolders()
-		o1, o2 := c.Owners("node1", clustertest.Group), c.Owners("node2", clustertest.Group)
-		if len(h) != 1 || len(o1) != 1 || len(o2) != 1 || o1[0] != h[0] || o2[0] != h[0] {
-			return false
-		}
-		owner = h[0]
-		return true
-	})
+	owner := waitSingleHolder(t, c)
 	time.Sleep(3 * time.Second)
 	ob := o.stop()
 	other := "node1"

@@ -221,3 +221,20 @@ func splitAt(samples []clustertest.Sample, t time.Time) (before, after []cluster
 	}
 	return before, after
 }
+
+// waitSingleHolder waits until exactly one node has the VIP and both
+// agents agree that it holds the group, and returns that node.
+func waitSingleHolder(t *testing.T, c *clustertest.Cluster) string {
+	t.Helper()
+	var owner string
+	c.WaitFor(20*time.Second, "a single holder both agents agree on", func() bool {
+		h := c.VIPHolders()
+		o1, o2 := c.Owners("node1", clustertest.Group), c.Owners("node2", clustertest.Group)
+		if len(h) != 1 || len(o1) != 1 || len(o2) != 1 || o1[0] != h[0] || o2[0] != h[0] {
+			return false
+		}
+		owner = h[0]
+		return true
+	})
+	return owner
+}

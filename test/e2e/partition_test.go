@@ -138,16 +138,7 @@ func TestIsolatedOwnerHealsToOneHolder(t *testing.T) {
 	healAt := time.Now()
 	c.SetLink("node1", "eth0", true)
 	c.SetLink("node1", "eth1", true)
-	var owner string
-	c.WaitFor(20*time.Second, "a single holder both agents agree on", func() bool {
-		h := c.VIPHolders()
-		o1, o2 := c.Owners("node1", clustertest.Group), c.Owners("node2", clustertest.Group)
-		if len(h) != 1 || len(o1) != 1 || len(o2) != 1 || o1[0] != h[0] || o2[0] != h[0] {
-			return false
-		}
-		owner = h[0]
-		return true
-	})
+	owner := waitSingleHolder(t, c)
 	resolvedAt := time.Now()
 	holdsFor(t, c, 3*time.Second, owner, "node1", "node2")
 	ob := o.stop()
