@@ -4,12 +4,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/harules/harules/agent"
+	"github.com/harules/harules/engine"
 )
 
 // schemaBase is the $id prefix of the schemas in docs/schema.
@@ -101,4 +106,23 @@ func TestSchemaRejectsDrift(t *testing.T) {
 	if st.Validate(inst) == nil {
 		t.Error("status.json accepts a document without its required fields")
 	}
+}
+
+// TestStatusSchemaKnowsStartingGroups: a status taken while a start runs
+// lists the group and node under starting (see agent.GroupStatus); the
+// schema, strict about unknown fields, accepts it.
+func TestStatusSchemaKnowsStartingGroups(t *testing.T) {
+	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
+	st := agent.Status{Node: "n1", Cluster: "c", PolicyHash: "0123456789abcdef", Incarnation: 1, Now: now,
+		Nodes: []agent.NodeStatus{{Name: "n1", State: "alive", Since: now, Holds: []string{}, Starting: []string{"web"}}},
+		Groups: []agent.GroupStatus{{Name: "web", Target: "n1", Reason: "score 100", Holders: []string{}, Starting: []string{"n1"}}},
+		Alerts: []engine.Alert{}, Plan: engine.Plan{}, Recent: []engine.Record{}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"starting":["n1"]`) {
+		t.Fatalf("status JSON lacks the starting node: %s", b)
+	}
+	validateJSON(t, "status.json", "a status with a start in flight", string(b))
 }
