@@ -95,10 +95,12 @@ func (r *run) nsPIDs(node string) []int {
 }
 
 // guardDelay is how long after declaring a peer dead the guards hold the
-// takeover back: the takeover delay on two nodes, quorum's settle on three.
+// takeover back: on two nodes the delay takeover_delay_guard derives (the
+// gateway probe's fall x every + every + timeout, the default timeout being
+// min(every, 1s), plus one heartbeat interval), quorum's settle on three.
 func (r *run) guardDelay() time.Duration {
 	if r.cfg.Nodes == 2 {
-		return gatewayProbeFall*gatewayProbeEvery + r.cfg.Interval
+		return gatewayProbeFall*gatewayProbeEvery + gatewayProbeEvery + min(gatewayProbeEvery, time.Second) + r.cfg.Interval
 	}
 	return quorumSettle
 }

@@ -11,9 +11,9 @@ import (
 )
 
 // The guards of docs/policy.md ("Split brain: what the guards can and cannot
-// do"), copied so the run tests what the docs promise. Only the numbers
-// change: the takeover delay is built by the documented formula (the
-// gateway probe's fall x every, plus one heartbeat), see guardsTwoNodes.
+// do"), as the docs write them, so the run tests what the docs promise:
+// the gateway probe, gateway_guard, self_fence and takeover_delay_guard
+// (which derives the takeover delay from the probe and heartbeat timing).
 const (
 	gatewayProbeEvery = time.Second
 	gatewayProbeFall  = 2
@@ -21,23 +21,12 @@ const (
 
 // guardsTwoNodes are the probe and rules docs/policy.md recommends for two
 // nodes: gateway guard, self-fence and takeover delay.
-func guardsTwoNodes(interval time.Duration) string {
-	delay := gatewayProbeFall*gatewayProbeEvery + interval
+func guardsTwoNodes(time.Duration) string {
 	return fmt.Sprintf(`probe("gateway", check.gateway(%q), every = %q, fall = %d, rise = 1)
 rule("gateway-guard", when = gateway_guard("gateway"))
-
-def _cut_off(f):
-    if len(f.peers) == 0 or any([p.alive for p in f.peers]):
-        return False
-    gw = f.probe("gateway")
-    return gw == None or not gw.ok or gw.ok_for < duration("5s")
-
-rule("self-fence", when = _cut_off,
-     then = lambda f: standby(f.self, reason = "no peer heard and gateway unreachable"))
-rule("takeover-delay", when = lambda f: [
-    no_takeover(reason = "%%s was just declared dead" %% p.name)
-    for p in f.peers if p.state == "dead" and p.down_for < duration(%q)])
-`, clustertest.GatewayAddr, gatewayProbeEvery.String(), gatewayProbeFall, delay.String())
+rule("self-fence", when = self_fence("gateway"))
+rule("takeover-delay", when = takeover_delay_guard("gateway"))
+`, clustertest.GatewayAddr, gatewayProbeEvery.String(), gatewayProbeFall)
 }
 
 // guardsQuorum is the quorum rule docs/policy.md recommends for three or
@@ -81,7 +70,7 @@ func policyText(n int, cfg Config, script string) string {
 	var b strings.Builder
 	b.WriteString("load(\"@stdlib//placement.star\", \"active_standby\")\n")
 	if n == 2 {
-		b.WriteString("load(\"@stdlib//rules.star\", \"gateway_guard\", \"path_down_alert\")\n")
+		b.WriteString("load(\"@stdlib//rules.star\", \"gateway_guard\", \"path_down_alert\", \"self_fence\", \"takeover_delay_guard\")\n")
 	} else {
 		b.WriteString("load(\"@stdlib//rules.star\", \"path_down_alert\", \"quorum\")\n")
 	}
