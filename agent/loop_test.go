@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harules/harules/engine"
+	"github.com/harules/harules/heartbeat"
 )
 
 // slowStarts is an executor whose starts of the resources in slow take that
@@ -178,5 +179,23 @@ group("gc", resources = [service("sc", command = ["/bin/true"])], placement = ac
 		if strings.HasPrefix(act, "a: start gb/") {
 			t.Errorf("a took over b's group beside it: %s (actions %s)", act, fmt.Sprint(actions))
 		}
+	}
+}
+
+// TestFullInboxDropsTheOldestHeartbeat: when the loop's inbox is full, a
+// new heartbeat pushes out the oldest queued one, never itself: decisions
+// must not use a view older than the newest heartbeat that arrived.
+func TestFullInboxDropsTheOldestHeartbeat(t *testing.T) {
+	a := &Agent{inbox: make(chan heartbeat.Received, 4)}
+	t0 := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
+	for i := range 6 {
+		a.deliver(heartbeat.Received{At: t0.Add(time.Duration(i) * time.Second)})
+	}
+	var got []int
+	for len(a.inbox) > 0 {
+		got = append(got, int((<-a.inbox).At.Sub(t0)/time.Second))
+	}
+	if !slices.Equal(got, []int{2, 3, 4, 5}) {
+		t.Errorf("queued heartbeats %v after 6 into a queue of 4, want the newest four [2 3 4 5]", got)
 	}
 }
