@@ -296,7 +296,7 @@ func (e *Executor) announceLater(r *policy.Resource, v vip.VIP) {
 	}
 	m, err := e.manager(count-1, interval)
 	if err != nil {
-		e.log.Warn("cannot repeat gratuitous ARP", "vip", v.String(), "error", err)
+		e.log.Warn("cannot repeat the VIP's announcement", "vip", v.String(), "error", err)
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -313,7 +313,7 @@ func (e *Executor) announceLater(r *policy.Resource, v vip.VIP) {
 			return
 		}
 		if err := m.Announce(ctx, v); err != nil && ctx.Err() == nil {
-			e.log.Warn("repeating gratuitous ARP failed", "vip", v.String(), "error", err)
+			e.log.Warn("repeating the VIP's announcement failed", "vip", v.String(), "error", err)
 		}
 	}()
 }
