@@ -177,7 +177,8 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 	return nil
 }
 
-// ReleaseStaleVIPs removes every address carrying harules' label.
+// ReleaseStaleVIPs removes every address carrying harules' label (IPv4)
+// or address protocol (IPv6).
 func (e *Executor) ReleaseStaleVIPs(ctx context.Context) error {
 	m, err := e.manager(3, 200*time.Millisecond)
 	if err != nil {

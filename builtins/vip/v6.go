@@ -19,7 +19,8 @@ import (
 // the kernel itself, like the labelled IPv4 ones: no state file that a crash
 // or a wiped state directory could lose, and no guess from flags that other
 // software (keepalived also adds its IPv6 VIPs with nodad) sets as well.
-// `ip -6 addr show` (iproute2 6.3 and later) prints it as "proto 0x68".
+// An iproute2 that knows the attribute prints it as "proto 0x68" in
+// `ip -6 addr show` (Debian 12's iproute2 6.1 does not).
 
 // AddrProto is the IFA_PROTO value on every IPv6 address harules adds.
 const AddrProto = 0x68
