@@ -21,7 +21,8 @@
 // (documentation ranges) are accepted, so a test can never send traffic
 // anywhere real. IPv6 duplicate address detection is off in every lab
 // namespace (accept_dad=0), so IPv6 addresses are usable as soon as they
-// are added instead of a second later.
+// are added instead of a second later, and IPv6 addresses survive a link
+// going down (keep_addr_on_down=1), as IPv4 ones do.
 package netnstest
 
 import (
@@ -313,11 +314,16 @@ func (l *Lab) addNamespace(name string) string {
 	l.mu.Unlock()
 	l.mustIP("netns", "add", ns)
 	// Interfaces created later inherit "default": no DAD, so an IPv6
-	// address (and the link-local one) is not tentative for a second.
+	// address (and the link-local one) is not tentative for a second; and
+	// IPv6 addresses stay on an interface that goes down, as IPv4 ones do
+	// (Linux flushes them otherwise, where a real host's network
+	// configuration adds them back when the link returns).
 	for _, key := range []string{"all", "default"} {
-		path := "/proc/sys/net/ipv6/conf/" + key + "/accept_dad"
-		if err := DoIn(ns, func() error { return os.WriteFile(path, []byte("0\n"), 0o644) }); err != nil {
-			l.t.Fatalf("netnstest: disable IPv6 DAD in %s: %v", ns, err)
+		for setting, value := range map[string]string{"accept_dad": "0", "keep_addr_on_down": "1"} {
+			path := "/proc/sys/net/ipv6/conf/" + key + "/" + setting
+			if err := DoIn(ns, func() error { return os.WriteFile(path, []byte(value+"\n"), 0o644) }); err != nil {
+				l.t.Fatalf("netnstest: set IPv6 %s in %s: %v", setting, ns, err)
+			}
 		}
 	}
 	l.mustIP("-n", ns, "link", "set", "lo", "up")
