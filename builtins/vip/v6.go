@@ -74,8 +74,9 @@ func (m *Manager) addV6(link netlink.Link, v VIP) error {
 	// A kernel older than 6.1 ignores IFA_PROTO: the address would be
 	// invisible to Owned and ReleaseStale, so a crash would leave it
 	// behind. Refuse rather than hold an address nothing can clean up.
-	// (An address that was there before, added by someone else, keeps its
-	// protocol, as an IPv4 address keeps its label.)
+	// (Linux 6.18 replaces the protocol of an address that was already
+	// there, so harules adopts it; a kernel that kept the old protocol of
+	// such an address is not taken for one without IFA_PROTO.)
 	if after.proto != AddrProto && (!found || before.proto == AddrProto) {
 		if err := m.nl.AddrDel(link, &netlink.Addr{IPNet: prefixNet(after.ip, after.bits)}); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 			return fmt.Errorf("the kernel did not record IFA_PROTO (Linux 6.1 or later is needed for IPv6 VIPs), and removing the address failed: %w", err)

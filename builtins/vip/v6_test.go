@@ -296,3 +296,28 @@ func TestIPv6Validate(t *testing.T) {
 		t.Errorf("multicastMAC = %s", mac)
 	}
 }
+
+// TestIPv6AddAdoptsExistingAddress: adding a VIP that is already configured
+// (by hand, or by a previous holder's tool) makes it harules' (the kernel
+// replaces the address protocol), so a crash afterwards cannot leave it
+// behind: ReleaseStale removes it. (IPv4 keeps a foreign label instead.)
+func TestIPv6AddAdoptsExistingAddress(t *testing.T) {
+	l := newLAN6(t)
+	ctx := ctxFor(t, 10*time.Second)
+	l.lab.MustExec("ha1", "ip", "-6", "addr", "add", testVIP6.Address.String(), "dev", "eth0")
+	if owned, err := l.m1.Owned(); err != nil || len(owned) != 0 {
+		t.Fatalf("Owned before Add = %v, %v; want nothing (the address is not harules')", owned, err)
+	}
+	if err := l.m1.Add(ctx, testVIP6); err != nil {
+		t.Fatalf("Add over an existing address: %v", err)
+	}
+	if a, found, err := l.m1.findV6(0, testVIP6.Address.Addr()); err != nil || !found || a.proto != AddrProto {
+		t.Fatalf("after Add: %+v found=%v err=%v; want proto %#x", a, found, err, AddrProto)
+	}
+	if removed, err := l.m1.ReleaseStale(ctx, nil); err != nil || len(removed) != 1 {
+		t.Fatalf("ReleaseStale(nil) = %v, %v; want the adopted VIP removed", removed, err)
+	}
+	if got := len(addr6Lines(t, l.lab, "ha1", testVIP6.Address.Addr().String())); got != 0 {
+		t.Fatalf("adopted VIP still configured after ReleaseStale")
+	}
+}
