@@ -83,35 +83,16 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 	}
 	switch r.Kind {
 	case policy.KindVIP:
-		m, v, err := e.vip(r)
-		if err != nil {
-			return err
-		}
 		if a.Op == engine.OpStop {
+			m, v, err := e.vip(r)
+			if err != nil {
+				return err
+			}
 			e.stopAnnouncing(v)
 			e.forgetVIP(v)
 			return m.Remove(ctx, v)
 		}
-		if err := e.carrierGate(m, v, a.Takeover, a.Group); err != nil {
-			return err
-		}
-		if a.Takeover {
-			// RFC 5227: a previous owner that is alive but cut off from us
-			// still answers ARP for the address; never add it twice.
-			mac, err := m.Probe(ctx, v, e.ProbeTimeout)
-			if err != nil {
-				return fmt.Errorf("ARP probe for %s before takeover: %w", v.Address, err)
-			}
-			if mac != nil {
-				return fmt.Errorf("%w: %s is held by %s; not taking it over (%w)", ErrConflict, v.Address, mac, engine.ErrRetry)
-			}
-		}
-		if err := m.Add(ctx, v); err != nil {
-			return err
-		}
-		e.noteVIP(v, a.Group, r.ID())
-		e.announceLater(r, v)
-		return nil
+		return e.startVIP(ctx, r, a.Takeover, a.Group)
 	case policy.KindService:
 		run, err := e.service(a.Group, r)
 		if err != nil {
@@ -127,6 +108,36 @@ func (e *Executor) Execute(ctx context.Context, a engine.Action) error {
 		return e.executeDatabase(ctx, r, a)
 	}
 	return fmt.Errorf("%s resources are not supported by the agent yet; vip, service, disk and database are", r.Kind)
+}
+
+// startVIP adds a VIP of group; a takeover first probes for another holder
+// and refuses (ErrConflict, to be retried) while one answers.
+func (e *Executor) startVIP(ctx context.Context, r *policy.Resource, takeover bool, group string) error {
+	m, v, err := e.vip(r)
+	if err != nil {
+		return err
+	}
+	if err := e.carrierGate(m, v, takeover, group); err != nil {
+		return err
+	}
+	if takeover {
+		// RFC 5227 (IPv4) / RFC 4862 (IPv6): a previous owner that is
+		// alive but cut off from us still answers ARP or neighbour
+		// solicitations for the address; never add it twice.
+		mac, err := m.Probe(ctx, v, e.ProbeTimeout)
+		if err != nil {
+			return fmt.Errorf("%s probe for %s before takeover: %w", probeKind(v), v.Address, err)
+		}
+		if mac != nil {
+			return fmt.Errorf("%w: %s is held by %s; not taking it over (%w)", ErrConflict, v.Address, mac, engine.ErrRetry)
+		}
+	}
+	if err := m.Add(ctx, v); err != nil {
+		return err
+	}
+	e.noteVIP(v, group, r.ID())
+	e.announceLater(r, v)
+	return nil
 }
 
 func (e *Executor) policyBackup(name string) *policy.Backup {
@@ -166,7 +177,8 @@ func (e *Executor) Release(ctx context.Context, r *policy.Resource) error {
 	return nil
 }
 
-// ReleaseStaleVIPs removes every address carrying harules' label.
+// ReleaseStaleVIPs removes every address carrying harules' label (IPv4)
+// or address protocol (IPv6).
 func (e *Executor) ReleaseStaleVIPs(ctx context.Context) error {
 	m, err := e.manager(3, 200*time.Millisecond)
 	if err != nil {
@@ -256,7 +268,16 @@ func (e *Executor) manager(count int, interval time.Duration) (*vip.Manager, err
 	return m, nil
 }
 
-// arpSettings reads a VIP's gratuitous ARP count and spacing.
+// probeKind names the duplicate-address probe used for v.
+func probeKind(v vip.VIP) string {
+	if v.Address.Addr().Is6() {
+		return "duplicate address (neighbour solicitation)"
+	}
+	return "ARP"
+}
+
+// arpSettings reads a VIP's announcement count and spacing (gratuitous ARP
+// rounds for IPv4, unsolicited neighbour advertisements for IPv6).
 func arpSettings(r *policy.Resource) (int, time.Duration) {
 	count, _ := strconv.Atoi(r.Params["arp_count"])
 	interval, _ := time.ParseDuration(r.Params["arp_interval"])
@@ -276,7 +297,7 @@ func (e *Executor) announceLater(r *policy.Resource, v vip.VIP) {
 	}
 	m, err := e.manager(count-1, interval)
 	if err != nil {
-		e.log.Warn("cannot repeat gratuitous ARP", "vip", v.String(), "error", err)
+		e.log.Warn("cannot repeat the VIP's announcement", "vip", v.String(), "error", err)
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -293,7 +314,7 @@ func (e *Executor) announceLater(r *policy.Resource, v vip.VIP) {
 			return
 		}
 		if err := m.Announce(ctx, v); err != nil && ctx.Err() == nil {
-			e.log.Warn("repeating gratuitous ARP failed", "vip", v.String(), "error", err)
+			e.log.Warn("repeating the VIP's announcement failed", "vip", v.String(), "error", err)
 		}
 	}()
 }

@@ -1,6 +1,7 @@
 package builtins
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -145,6 +146,9 @@ func declNode(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		if err != nil {
 			return nil, fmt.Errorf("node %q: address %q is not an IP address", name, address)
 		}
+		if err := checkNodeAddress(a); err != nil {
+			return nil, fmt.Errorf("node %q: address %q %w", name, address, err)
+		}
 		n.Address = a
 	}
 	extra, err := stringMap(addresses, "node "+name+": addresses")
@@ -155,6 +159,9 @@ func declNode(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple,
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			return nil, fmt.Errorf("node %q: addresses[%q] = %q is not an IP address", name, path, s)
+		}
+		if err := checkNodeAddress(a); err != nil {
+			return nil, fmt.Errorf("node %q: addresses[%q] = %q %w", name, path, s, err)
 		}
 		if n.Addresses == nil {
 			n.Addresses = map[string]netip.Addr{}
@@ -453,6 +460,19 @@ func checkName(kind, name string) error {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.", r)) {
 			return fmt.Errorf("%s name %q may only contain letters, digits, '-', '_' and '.'", kind, name)
 		}
+	}
+	return nil
+}
+
+// checkNodeAddress refuses heartbeat addresses a socket cannot use as they
+// are written: an IPv6 link-local address needs its interface (a zone) to
+// be bound or reached, and policies name no interfaces for heartbeats.
+func checkNodeAddress(a netip.Addr) error {
+	switch {
+	case a.Is6() && !a.Is4In6() && (a.IsLinkLocalUnicast() || a.Zone() != ""):
+		return errors.New("is IPv6 link-local (or carries a zone): heartbeats need a global or unique local IPv6 address, or an IPv4 one")
+	case a.IsUnspecified() || a.IsMulticast():
+		return errors.New("cannot be a node's heartbeat address (unspecified or multicast)")
 	}
 	return nil
 }

@@ -35,8 +35,10 @@ func declVIP(thread *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, 
 		}
 		return nil, fmt.Errorf("vip: address %q is not an address with prefix length like \"198.51.100.10/24\"", address)
 	}
-	if !pfx.Addr().Is4() {
-		return nil, fmt.Errorf("vip: only IPv4 virtual addresses are supported (gratuitous ARP); got %s", pfx)
+	if a := pfx.Addr(); a.Is4In6() || a.Zone() != "" {
+		return nil, fmt.Errorf("vip: address %s must be a plain IPv4 or IPv6 address (no IPv4-mapped form, no zone)", pfx)
+	} else if a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || (a.Is6() && a.IsLinkLocalUnicast()) {
+		return nil, fmt.Errorf("vip: address %s cannot be a virtual address (unspecified, multicast, loopback or IPv6 link-local)", pfx)
 	}
 	if len(iface) > 15 {
 		return nil, fmt.Errorf("vip: interface name %q is longer than 15 characters", iface)

@@ -210,7 +210,11 @@ func describe(r *policy.Resource, op string) string {
 	switch r.Kind {
 	case policy.KindVIP:
 		if op == OpStart {
-			return fmt.Sprintf("add %s on %s, announce with %s gratuitous ARP", pr["address"], orDefault(pr["interface"], "the matching interface"), pr["arp_count"])
+			announcement := "gratuitous ARP"
+			if strings.Contains(pr["address"], ":") { // IPv6
+				announcement = "unsolicited neighbour advertisements"
+			}
+			return fmt.Sprintf("add %s on %s, announce with %s %s", pr["address"], orDefault(pr["interface"], "the matching interface"), pr["arp_count"], announcement)
 		}
 		return fmt.Sprintf("remove %s", pr["address"])
 	case policy.KindDisk:

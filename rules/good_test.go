@@ -325,3 +325,31 @@ func names[T any](xs []T, name func(T) string) []string {
 	}
 	return out
 }
+
+// TestIPv6Policy: IPv6 heartbeat addresses and an IPv6 VIP are accepted,
+// canonicalised, and mixed with IPv4 on another path.
+func TestIPv6Policy(t *testing.T) {
+	src := `cluster(name = "v6")
+node("node1", address = "2001:db8::1", addresses = {"backnet": "203.0.113.1"})
+node("node2", address = "2001:DB8:0::2", addresses = {"backnet": "203.0.113.2"})
+heartbeat("lan", port = 7001)
+heartbeat("backnet", port = 7002)
+group("web", resources = [vip("2001:db8:0:0::10/64", interface = "eth0", arp_count = 2)])
+`
+	p, err := rules.Load(context.Background(), "v6.star", rules.Options{
+		ReadFile: func(string) ([]byte, error) { return []byte(src), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := p.Node("node2").AddressOn("lan"); a.String() != "2001:db8::2" || !a.Is6() {
+		t.Errorf("node2 on lan = %s, want 2001:db8::2", a)
+	}
+	if a := p.Node("node1").AddressOn("backnet"); a.String() != "203.0.113.1" {
+		t.Errorf("node1 on backnet = %s", a)
+	}
+	r := p.Group("web").Resources[0]
+	if r.Kind != policy.KindVIP || r.Params["address"] != "2001:db8::10/64" || r.Name != "2001:db8::10" || r.Params["arp_count"] != "2" {
+		t.Errorf("vip resource = %s %q %v", r.Kind, r.Name, r.Params)
+	}
+}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 
@@ -40,6 +41,30 @@ func Validate(p *policy.Policy, mainFile string) Errors {
 			for _, h := range p.Paths {
 				if h.Kind == "udp" && !n.AddressOn(h.Name).IsValid() {
 					add(n.Pos, "node %q has no address for heartbeat path %q: set address= or addresses={%q: \"...\"}", n.Name, h.Name, h.Name)
+				}
+			}
+		}
+	}
+	// One heartbeat path is one socket family: an IPv4 socket cannot send to
+	// an IPv6 peer. Report each node whose family differs from the first.
+	if len(p.Nodes) > 1 {
+		for _, h := range p.Paths {
+			if h.Kind != "udp" {
+				continue
+			}
+			var first *policy.Node
+			for _, n := range p.Nodes {
+				a := n.AddressOn(h.Name)
+				if !a.IsValid() {
+					continue
+				}
+				if first == nil {
+					first = n
+					continue
+				}
+				if f := first.AddressOn(h.Name); f.Unmap().Is4() != a.Unmap().Is4() {
+					add(n.Pos, "node %q: its address %s on heartbeat path %q is %s, but node %q has %s address %s there; every node of a path needs the same IP version",
+						n.Name, a, h.Name, family(a), first.Name, family(f), f)
 				}
 			}
 		}
@@ -143,4 +168,11 @@ func suggest(name string, known []string) string {
 		return fmt.Sprintf(" (known: %v)", known)
 	}
 	return ""
+}
+
+func family(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
 }

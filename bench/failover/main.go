@@ -65,6 +65,8 @@ type config struct {
 	harulesEnv []string
 	// harulesFlags are added to the command line of `harules run`.
 	harulesFlags []string
+	// ipv6 runs the whole benchmark over IPv6 (useIPv6).
+	ipv6 bool
 }
 
 func main() {
@@ -83,6 +85,7 @@ func main() {
 	var harulesEnv, harulesFlags string
 	flag.StringVar(&harulesFlags, "harules-flags", "", "extra flags of harules run, comma separated (e.g. --web-listen=127.0.0.1:9100)")
 	flag.StringVar(&harulesEnv, "harules-env", "", "extra environment of harules run, comma separated NAME=VALUE (e.g. GODEBUG=gctrace=1,HARULES_GOGC=off)")
+	flag.BoolVar(&cfg.ipv6, "ipv6", false, "IPv6 everywhere: addresses in 2001:db8::/32, an IPv6 VIP (neighbour advertisements) and IPv6 heartbeats (harules only)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	for _, s := range strings.Split(intervals, ",") {
@@ -103,6 +106,12 @@ func main() {
 			fatal(fmt.Errorf("-daemons: unknown daemon %q (harules, keepalived)", s))
 		}
 		cfg.daemons = append(cfg.daemons, s)
+	}
+	if cfg.ipv6 {
+		if slices.Contains(cfg.daemons, "keepalived") {
+			fatal(errors.New("-ipv6 measures harules only (the keepalived configuration here is IPv4): add -daemons harules"))
+		}
+		useIPv6()
 	}
 	if cfg.runs < 0 {
 		fatal(errors.New("-runs must be at least 0"))
@@ -178,7 +187,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	defer b.prober.close()
-	if b.arp, err = startARPWatcher(topo.ns["observer"], 10*time.Millisecond); err != nil {
+	if b.arp, err = startObserver(topo.ns["observer"], 10*time.Millisecond); err != nil {
 		return err
 	}
 	defer b.arp.close()
@@ -213,7 +222,7 @@ type bench struct {
 	log    *slog.Logger
 	topo   *topology
 	prober *prober
-	arp    *arpWatcher
+	arp    observer
 }
 
 // runResult is one measured failover.
@@ -222,6 +231,9 @@ type runResult struct {
 	// TwoMACs: more than one MAC answered ARP for the VIP after the new
 	// holder's first answer.
 	TwoMACs bool
+	// MACs is how many distinct MACs answered the observer after the new
+	// holder's first answer (1 when the observer works and all is well).
+	MACs int
 	// Leftover: the old holder still had the VIP configured at the end of
 	// the run (not meaningful for a crash: that node is gone).
 	Leftover bool
@@ -275,7 +287,7 @@ func (b *bench) measureDaemon(ctx context.Context, d daemon, ivl time.Duration, 
 					return fmt.Errorf("reset after a failed run: %w", err)
 				}
 			} else {
-				log.Info("run", "scenario", sc, "run", i+1, "gap", r.Gap, "two_macs", r.TwoMACs, "leftover", r.Leftover)
+				log.Info("run", "scenario", sc, "run", i+1, "gap", r.Gap, "two_macs", r.TwoMACs, "answering_macs", r.MACs, "leftover", r.Leftover)
 			}
 			rep.add(d.Name(), sc, ivl, r)
 		}
@@ -384,7 +396,8 @@ func (b *bench) runOnce(ctx context.Context, d daemon, sc string, ivl time.Durat
 	if !ok {
 		return runResult{Err: fmt.Errorf("%s: no switch from %s to %s in the client's answers", sc, holder, other)}
 	}
-	res := runResult{Gap: gap, TwoMACs: len(b.arp.macsSince(firstNew)) > 1}
+	macs := len(b.arp.macsSince(firstNew))
+	res := runResult{Gap: gap, TwoMACs: macs > 1, MACs: macs}
 	if sc != scCrash {
 		res.Leftover, _ = b.topo.hasVIP(ctx, holder)
 	}

@@ -23,7 +23,7 @@ func startEcho(ns string, node byte) (*echoServer, error) {
 	var conn *net.UDPConn
 	err := netnstest.DoIn(ns, func() error {
 		var err error
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: echoPort})
+		conn, err = net.ListenUDP(udpNet(), &net.UDPAddr{Port: echoPort})
 		return err
 	})
 	if err != nil {
@@ -48,6 +48,13 @@ func startEcho(ns string, node byte) (*echoServer, error) {
 
 func (e *echoServer) close() { _ = e.conn.Close() }
 
+func udpNet() string {
+	if ipv6 {
+		return "udp6"
+	}
+	return "udp4"
+}
+
 // reply is one echo answer seen by the client.
 type reply struct {
 	at   time.Time
@@ -70,7 +77,7 @@ func startProber(clientNS string, period time.Duration) (*prober, error) {
 	var conn *net.UDPConn
 	err := netnstest.DoIn(clientNS, func() error {
 		var err error
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{})
+		conn, err = net.ListenUDP(udpNet(), &net.UDPAddr{})
 		return err
 	})
 	if err != nil {

@@ -104,6 +104,9 @@ func (r *report) markdown() string {
 func (r *report) gapTables(b *strings.Builder) {
 	daemons := r.cfg.daemons
 	fmt.Fprintf(b, "## Client-visible failover gap\n\n")
+	if r.cfg.ipv6 {
+		fmt.Fprintf(b, "IPv6 (-ipv6): VIP %s, heartbeats and client probes over IPv6, the observer asks with neighbour solicitations instead of ARP.\n\n", vipCIDR)
+	}
 	fmt.Fprintf(b, "Gap = last answer from the old holder to first answer from the new one, client probing the VIP every 1 ms (UDP echo served by both nodes). Heartbeat/advert interval with 3 misses.\n\n")
 	head := "| scenario | interval |"
 	sep := "|---|---|"

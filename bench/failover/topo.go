@@ -15,19 +15,33 @@ import (
 
 // Addresses of the benchmark's namespace network: the same layout for both
 // daemons. lan carries the clients and the first heartbeat path, backnet the
-// second path.
-const (
+// second path. useIPv6 (-ipv6) switches them all to 2001:db8::/32.
+var (
 	vipAddr      = "198.51.100.100"
 	vipCIDR      = vipAddr + "/24"
 	clientAddr   = "198.51.100.50"
 	observerAddr = "198.51.100.51"
-	echoPort     = 7007
+	lanBits      = "/24"
+	ipv6         bool
 )
+
+const echoPort = 7007
 
 var nodeNames = []string{"node1", "node2"}
 
 var lanAddr = map[string]string{"node1": "198.51.100.1", "node2": "198.51.100.2"}
 var backAddr = map[string]string{"node1": "203.0.113.1", "node2": "203.0.113.2"}
+
+// useIPv6 makes the whole benchmark IPv6: the lan is 2001:db8::/64, the
+// backnet 2001:db8:1::/64, the VIP 2001:db8::100/64; heartbeats, the
+// client's probes and the observer's neighbour solicitations are IPv6.
+func useIPv6() {
+	ipv6 = true
+	vipAddr, vipCIDR = "2001:db8::100", "2001:db8::100/64"
+	clientAddr, observerAddr, lanBits = "2001:db8::50", "2001:db8::51", "/64"
+	lanAddr = map[string]string{"node1": "2001:db8::1", "node2": "2001:db8::2"}
+	backAddr = map[string]string{"node1": "2001:db8:1::1", "node2": "2001:db8:1::2"}
+}
 
 // topology is two HA nodes, a client and an ARP observer on a "lan" bridge,
 // the two nodes also on a "backnet" bridge. Every namespace carries a random
@@ -61,6 +75,15 @@ func newTopology(ctx context.Context) (t *topology, err error) {
 		if err := ipCmd(ctx, "-n", ns, "link", "set", "lo", "up"); err != nil {
 			return t, err
 		}
+		// No duplicate address detection: the lab's IPv6 addresses are
+		// usable at once (harules adds its VIP with nodad anyway). And
+		// IPv6 addresses stay on a link that goes down (a crash), as IPv4
+		// ones do; Linux flushes them otherwise.
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "sysctl", "-qw",
+			"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+			"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1").CombinedOutput(); err != nil {
+			return t, fmt.Errorf("disable DAD in %s: %v: %s", ns, err, out)
+		}
 	}
 	for _, br := range []string{"lan", "back"} {
 		if err := ipCmd(ctx, "-n", t.ns[br], "link", "add", "br0", "type", "bridge"); err != nil {
@@ -71,12 +94,12 @@ func newTopology(ctx context.Context) (t *topology, err error) {
 		}
 	}
 	links := []struct{ host, bridge, ifname, cidr string }{
-		{"node1", "lan", "eth0", lanAddr["node1"] + "/24"},
-		{"node2", "lan", "eth0", lanAddr["node2"] + "/24"},
-		{"client", "lan", "eth0", clientAddr + "/24"},
-		{"observer", "lan", "eth0", observerAddr + "/24"},
-		{"node1", "back", "eth1", backAddr["node1"] + "/24"},
-		{"node2", "back", "eth1", backAddr["node2"] + "/24"},
+		{"node1", "lan", "eth0", lanAddr["node1"] + lanBits},
+		{"node2", "lan", "eth0", lanAddr["node2"] + lanBits},
+		{"client", "lan", "eth0", clientAddr + lanBits},
+		{"observer", "lan", "eth0", observerAddr + lanBits},
+		{"node1", "back", "eth1", backAddr["node1"] + lanBits},
+		{"node2", "back", "eth1", backAddr["node2"] + lanBits},
 	}
 	for _, l := range links {
 		peer := l.host + "-" + l.ifname
@@ -132,7 +155,11 @@ func (t *topology) setLinks(_ context.Context, node string, up bool) error {
 
 // hasVIP reports whether the VIP is configured on node's eth0.
 func (t *topology) hasVIP(ctx context.Context, node string) (bool, error) {
-	out, err := exec.CommandContext(ctx, "ip", "-n", t.ns[node], "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
+	family := "-4"
+	if ipv6 {
+		family = "-6"
+	}
+	out, err := exec.CommandContext(ctx, "ip", "-n", t.ns[node], family, "-o", "addr", "show", "dev", "eth0").CombinedOutput()
 	if err != nil {
 		return false, fmt.Errorf("ip addr show in %s: %v: %s", node, err, out)
 	}

@@ -28,25 +28,35 @@ type arpConn struct {
 }
 
 func (m *Manager) openARP(ifname string) (*arpConn, error) {
+	conn, mac, err := m.openPacket(ifname, ethernet.EtherTypeARP)
+	if err != nil {
+		return nil, err
+	}
+	return &arpConn{conn: conn, mac: mac, name: ifname}, nil
+}
+
+// openPacket opens a raw packet socket for one EtherType on an Ethernet
+// interface of the namespace.
+func (m *Manager) openPacket(ifname string, et ethernet.EtherType) (*packet.Conn, net.HardwareAddr, error) {
 	link, err := m.nl.LinkByName(ifname)
 	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", ifname, err)
+		return nil, nil, fmt.Errorf("interface %s: %w", ifname, err)
 	}
 	attrs := link.Attrs()
 	if len(attrs.HardwareAddr) != 6 {
-		return nil, fmt.Errorf("interface %s has no Ethernet address (%v): ARP impossible", ifname, attrs.HardwareAddr)
+		return nil, nil, fmt.Errorf("interface %s has no Ethernet address (%v): ARP and neighbour discovery impossible", ifname, attrs.HardwareAddr)
 	}
 	ifi := &net.Interface{Index: attrs.Index, MTU: attrs.MTU, Name: attrs.Name, HardwareAddr: attrs.HardwareAddr, Flags: attrs.Flags}
 	var conn *packet.Conn
 	err = m.inNS(func() error {
 		var err error
-		conn, err = packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+		conn, err = packet.Listen(ifi, packet.Raw, int(et), nil)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("ARP socket on %s: %w", ifname, err)
+		return nil, nil, fmt.Errorf("packet socket (%v) on %s: %w", et, ifname, err)
 	}
-	return &arpConn{conn: conn, mac: attrs.HardwareAddr, name: ifname}, nil
+	return conn, attrs.HardwareAddr, nil
 }
 
 func (c *arpConn) Close() error { return c.conn.Close() }
@@ -106,9 +116,15 @@ func (c *arpConn) unblockOnDone(ctx context.Context) (stop func() bool) {
 // (some devices only honour one kind), ARPCount rounds spaced by
 // ARPInterval. Neighbours that already have an entry for the address
 // repoint it to this interface's MAC without waiting for it to expire.
+//
+// For an IPv6 VIP each round is one unsolicited neighbour advertisement
+// instead (see announceV6).
 func (m *Manager) Announce(ctx context.Context, v VIP) error {
 	if err := v.validate(); err != nil {
 		return err
+	}
+	if v.is6() {
+		return m.announceV6(ctx, v)
 	}
 	c, err := m.openARP(v.Interface)
 	if err != nil {
@@ -146,12 +162,20 @@ func (m *Manager) Announce(ctx context.Context, v VIP) error {
 // or a competing probe for the same address), or nil if none did.
 // Use it before taking a VIP over; while holding one, it also finds a
 // second holder (which answers the probe).
+//
+// For an IPv6 VIP the probe is a duplicate address detection neighbour
+// solicitation (RFC 4862: from the unspecified address to the VIP's
+// solicited-node group), and a claim is a neighbour advertisement for the
+// VIP or another node's solicitation of the same kind.
 func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.HardwareAddr, error) {
 	if err := v.validate(); err != nil {
 		return nil, err
 	}
 	if timeout <= 0 {
 		return nil, fmt.Errorf("vip %s: probe: timeout must be positive", v)
+	}
+	if v.is6() {
+		return m.probeV6(ctx, v, timeout)
 	}
 	window, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -225,9 +249,15 @@ func (m *Manager) Probe(ctx context.Context, v VIP, timeout time.Duration) (net.
 // Note: replies another holder sends to a third machine are unicast and not
 // seen here; announcements (which Add sends) are broadcast and are. To look
 // actively, call Probe while holding the VIP: a second holder answers it.
+//
+// For an IPv6 VIP it reports neighbour advertisements for v's address from
+// another MAC.
 func (m *Manager) WatchConflicts(ctx context.Context, v VIP, onConflict func(mac net.HardwareAddr)) error {
 	if err := v.validate(); err != nil {
 		return err
+	}
+	if v.is6() {
+		return m.watchV6(ctx, v, onConflict)
 	}
 	c, err := m.openARP(v.Interface)
 	if err != nil {

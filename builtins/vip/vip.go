@@ -1,12 +1,15 @@
-// Package vip moves a virtual IPv4 address between machines: it adds and
-// removes the address with netlink, announces it with gratuitous ARP so
-// neighbours repoint their caches at once, and detects other machines that
-// answer for the same address (the Linux kernel does not detect duplicate
-// IPv4 addresses, so two nodes could otherwise both hold a VIP silently).
+// Package vip moves a virtual IPv4 or IPv6 address between machines: it adds
+// and removes the address with netlink, announces it (gratuitous ARP for
+// IPv4, unsolicited neighbour advertisements for IPv6) so neighbours repoint
+// their caches at once, and detects other machines that answer for the same
+// address (the Linux kernel does not detect duplicate IPv4 addresses, and
+// IPv6 VIPs are added without duplicate address detection, so two nodes
+// could otherwise both hold a VIP silently).
 //
-// Every address harules adds carries a label "<ifname>:hr..." so that after
-// a crash the agent (or its supervisor) can find and release addresses it
-// left behind with Owned and ReleaseStale.
+// Every IPv4 address harules adds carries a label "<ifname>:hr..." and every
+// IPv6 address the address protocol AddrProto (IPv6 addresses have no
+// labels), so that after a crash the agent (or its supervisor) can find and
+// release addresses it left behind with Owned and ReleaseStale.
 package vip
 
 import (
@@ -44,15 +47,15 @@ const (
 // cannot hang the agent.
 const netlinkTimeout = 10 * time.Second
 
-// VIP is a virtual IPv4 address on one interface.
+// VIP is a virtual IPv4 or IPv6 address on one interface.
 type VIP struct {
-	// Address is the IPv4 address with the prefix length it is added with
-	// (e.g. 198.51.100.100/24 or /32).
+	// Address is the address with the prefix length it is added with
+	// (e.g. 198.51.100.100/24, /32, or 2001:db8::10/64).
 	Address netip.Prefix
 	// Interface is the interface name inside the manager's namespace.
 	Interface string
-	// Label is the address label; it must start with Interface+":hr".
-	// Empty means DefaultLabel(Interface).
+	// Label is the IPv4 address label; it must start with Interface+":hr".
+	// Empty means DefaultLabel(Interface). IPv6 addresses have none.
 	Label string
 }
 
@@ -86,18 +89,23 @@ func (v VIP) validate() error {
 	if v.Interface == "" {
 		return fmt.Errorf("vip %s: no interface", v.Address)
 	}
-	if !v.Address.IsValid() || !v.Address.Addr().Is4() {
-		return fmt.Errorf("vip %q: only IPv4 addresses are supported (ARP)", v.Address)
+	a := v.Address.Addr()
+	if !v.Address.IsValid() || a.Is4In6() || a.Zone() != "" {
+		return fmt.Errorf("vip %q: not an IPv4 or IPv6 address with a prefix length", v.Address)
 	}
-	if v.Address.Addr().IsUnspecified() {
+	if a.IsUnspecified() {
 		return fmt.Errorf("vip %s: unspecified address", v.Address)
+	}
+	if a.Is6() && (a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLoopback()) {
+		return fmt.Errorf("vip %s: an IPv6 VIP must be a global (or unique local) unicast address", v.Address)
 	}
 	return nil
 }
 
-func (v VIP) ipNet() *net.IPNet {
-	return &net.IPNet{IP: v.Address.Addr().AsSlice(), Mask: net.CIDRMask(v.Address.Bits(), 32)}
-}
+// is6 reports whether v is an IPv6 VIP.
+func (v VIP) is6() bool { return v.Address.Addr().Is6() }
+
+func (v VIP) ipNet() *net.IPNet { return prefixNet(v.Address.Addr(), v.Address.Bits()) }
 
 // Holder is what failover needs to place a VIP on this node.
 type Holder interface {
@@ -200,16 +208,21 @@ func (m *Manager) Close() error {
 	return m.ns.Close()
 }
 
-// Add puts v on its interface (idempotently, with harules' label) and then
-// announces it with gratuitous ARP. Adding an address that is already there
-// keeps it (its label is not changed by the kernel) and announces again.
+// Add puts v on its interface (idempotently, with harules' label, or for
+// IPv6 with AddrProto and nodad) and then announces it with gratuitous ARP
+// or an unsolicited neighbour advertisement. Adding an address that is
+// already there keeps it (its label is not changed by the kernel) and
+// announces again.
 func (m *Manager) Add(ctx context.Context, v VIP) error {
 	if err := v.validate(); err != nil {
 		return err
 	}
-	label, err := v.label()
-	if err != nil {
-		return fmt.Errorf("vip %s: %w", v, err)
+	var label string
+	if !v.is6() {
+		var err error
+		if label, err = v.label(); err != nil {
+			return fmt.Errorf("vip %s: %w", v, err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vip %s: add: %w", v, err)
@@ -218,13 +231,21 @@ func (m *Manager) Add(ctx context.Context, v VIP) error {
 	m.mu.Lock()
 	link, err := m.nl.LinkByName(v.Interface)
 	if err == nil {
-		err = m.nl.AddrReplace(link, &netlink.Addr{IPNet: v.ipNet(), Label: label})
+		if v.is6() {
+			err = m.addV6(link, v)
+		} else {
+			err = m.nl.AddrReplace(link, &netlink.Addr{IPNet: v.ipNet(), Label: label})
+		}
 	}
 	m.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("vip %s: add address: %w", v, err)
 	}
-	m.log.Info("vip added", "vip", v.Address, "dev", v.Interface, "label", label)
+	if v.is6() {
+		m.log.Info("vip added", "vip", v.Address, "dev", v.Interface, "proto", AddrProto, "nodad", true)
+	} else {
+		m.log.Info("vip added", "vip", v.Address, "dev", v.Interface, "label", label)
+	}
 	if err := m.Announce(ctx, v); err != nil {
 		return fmt.Errorf("vip %s: added but not announced: %w", v, err)
 	}
@@ -257,6 +278,17 @@ func (m *Manager) Remove(ctx context.Context, v VIP) error {
 		return fmt.Errorf("vip %s: remove: %w", v, err)
 	}
 	if !found {
+		return nil
+	}
+	if v.is6() {
+		// IPv6 has no primary/secondary addresses: nothing else goes with it.
+		if err := m.nl.AddrDel(link, &netlink.Addr{IPNet: addr.IPNet}); err != nil {
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return nil
+			}
+			return fmt.Errorf("vip %s: remove address: %w", v, err)
+		}
+		m.log.Info("vip removed", "vip", v.Address, "dev", v.Interface)
 		return nil
 	}
 	if err := m.protectSecondaries(link, addr); err != nil {
@@ -339,7 +371,11 @@ func (m *Manager) protectSecondaries(link netlink.Link, victim netlink.Addr) err
 }
 
 func (m *Manager) find(link netlink.Link, ip netip.Addr) (netlink.Addr, bool, error) {
-	addrs, err := m.addrList(link, netlink.FAMILY_V4)
+	family := netlink.FAMILY_V4
+	if ip.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := m.addrList(link, family)
 	if err != nil {
 		return netlink.Addr{}, false, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
@@ -351,7 +387,8 @@ func (m *Manager) find(link netlink.Link, ip netip.Addr) (netlink.Addr, bool, er
 	return netlink.Addr{}, false, nil
 }
 
-// Owned lists the addresses in the namespace that carry harules' label.
+// Owned lists the addresses in the namespace that harules added: IPv4 ones
+// with harules' label, IPv6 ones with address protocol AddrProto.
 func (m *Manager) Owned() ([]VIP, error) {
 	links, err := m.linkList()
 	if err != nil {
@@ -378,10 +415,21 @@ func (m *Manager) Owned() ([]VIP, error) {
 		bits, _ := a.Mask.Size()
 		owned = append(owned, VIP{Address: netip.PrefixFrom(ip.Unmap(), bits), Interface: ifname, Label: a.Label})
 	}
+	addrs6, err := m.listV6(0)
+	if err != nil {
+		return nil, fmt.Errorf("vip: list IPv6 addresses: %w", err)
+	}
+	for _, a := range addrs6 {
+		ifname, ok := names[a.linkIndex]
+		if !ok || a.proto != AddrProto {
+			continue
+		}
+		owned = append(owned, VIP{Address: netip.PrefixFrom(a.ip, a.bits), Interface: ifname})
+	}
 	return owned, nil
 }
 
-// ReleaseStale removes every harules-labelled address that is not in keep
+// ReleaseStale removes every address harules added (see Owned) that is not in keep
 // (matched by address and interface) and returns those it removed. The
 // agent calls it at start-up, and a supervisor after the agent crashed.
 func (m *Manager) ReleaseStale(ctx context.Context, keep []VIP) ([]VIP, error) {

@@ -476,7 +476,7 @@ func TestLabelRules(t *testing.T) {
 		}
 	}
 	for _, bad := range []VIP{
-		{Address: netip.MustParsePrefix("2001:db8::1/128"), Interface: "eth0"},
+		{Address: netip.MustParsePrefix("fe80::1/64"), Interface: "eth0"}, // link-local: no VIP
 		{Address: p},
 		{Interface: "eth0"},
 	} {

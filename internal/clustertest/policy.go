@@ -22,6 +22,20 @@ const (
 	BacknetPort = 7002
 )
 
+// The IPv6 lab (Options.IPv6): the same hosts also have these addresses,
+// and the policy uses them for heartbeats and the VIP.
+const (
+	VIP6        = "2001:db8::100"
+	VIP6Prefix  = VIP6 + "/64"
+	ClientAddr6 = "2001:db8::50"
+)
+
+// LanAddr6 is node i's IPv6 address on the lan bridge (i from 1).
+func LanAddr6(i int) string { return fmt.Sprintf("2001:db8::%d", i) }
+
+// BacknetAddr6 is node i's IPv6 address on the backnet bridge (i from 1).
+func BacknetAddr6(i int) string { return fmt.Sprintf("2001:db8:1::%d", i) }
+
 // LanAddr is node i's address on the lan bridge (i from 1).
 func LanAddr(i int) string { return fmt.Sprintf("198.51.100.%d", i) }
 
@@ -64,6 +78,9 @@ type PolicyOptions struct {
 	// Resources are Starlark resource expressions put first in the group's
 	// resources, in order (e.g. a shared disk(...) the service needs).
 	Resources []string
+	// IPv6 makes both heartbeat paths and the VIP IPv6 (LanAddr6,
+	// BacknetAddr6, VIP6Prefix); Options.IPv6 sets it.
+	IPv6 bool
 	// DiskHeartbeat, when set, adds a third heartbeat path "disk" of kind
 	// "disk" on that device (a formatted lease area, see LoopDevice), with
 	// the interval and misses of the UDP paths.
@@ -99,13 +116,21 @@ func Policy(n int, o PolicyOptions) string {
 	fmt.Fprintf(&b, "cluster(name = %q, secret_file = \"secret\")\n", o.Cluster)
 	var names []string
 	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "node(%q, address = %q, addresses = {\"backnet\": %q})\n", NodeName(i), LanAddr(i), BacknetAddr(i))
+		lan, back := LanAddr(i), BacknetAddr(i)
+		if o.IPv6 {
+			lan, back = LanAddr6(i), BacknetAddr6(i)
+		}
+		fmt.Fprintf(&b, "node(%q, address = %q, addresses = {\"backnet\": %q})\n", NodeName(i), lan, back)
 		names = append(names, fmt.Sprintf("%q", NodeName(i)))
 	}
 	fmt.Fprintf(&b, "heartbeat(\"lan\", interval = %q, misses = %d, port = %d)\n", o.Interval, o.Misses, LanPort)
 	fmt.Fprintf(&b, "heartbeat(\"backnet\", interval = %q, misses = %d, port = %d)\n", o.Interval, o.Misses, BacknetPort)
 	if o.DiskHeartbeat != "" {
 		fmt.Fprintf(&b, "heartbeat(\"disk\", kind = \"disk\", device = %q, interval = %q, misses = %d)\n", o.DiskHeartbeat, o.Interval, o.Misses)
+	}
+	vipPrefix := VIPPrefix
+	if o.IPv6 {
+		vipPrefix = VIP6Prefix
 	}
 	var extraResources string
 	for _, r := range o.Resources {
@@ -121,7 +146,7 @@ func Policy(n int, o PolicyOptions) string {
     ],
     placement = active_standby([%s], failback = %q, failback_delay = %q),
 )
-`, Group, extraResources, VIPPrefix, o.ServiceName, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
+`, Group, extraResources, vipPrefix, o.ServiceName, o.ServiceCommand, strings.Join(names, ", "), o.Failback, o.FailbackDelay)
 	b.WriteString("rule(\"path-alert\", when = path_down_alert())\n")
 	if o.GatewayGuard {
 		b.WriteString("rule(\"gateway-guard\", when = gateway_guard(\"gateway\"))\n")

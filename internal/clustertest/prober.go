@@ -33,7 +33,7 @@ type Prober struct {
 // do it) to end it.
 func (c *Cluster) StartProber(interval time.Duration) *Prober {
 	c.t.Helper()
-	return c.StartProberTo(VIP, interval)
+	return c.StartProberTo(c.vip, interval)
 }
 
 // StartProberTo is StartProber against another address of the lan.
@@ -94,7 +94,7 @@ func (c *Cluster) StartProberTo(addr string, interval time.Duration) *Prober {
 func probeOnce(target string) Sample {
 	s := Sample{At: time.Now()}
 	d := net.Dialer{Timeout: 150 * time.Millisecond}
-	conn, err := d.Dial("tcp4", target)
+	conn, err := d.Dial("tcp", target) // the family follows the target address
 	if err != nil {
 		s.Err = err.Error()
 		return s

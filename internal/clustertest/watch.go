@@ -374,10 +374,14 @@ func closeHandles(hs []nsHandle) {
 	}
 }
 
-// vipState reads where the VIP is in one namespace.
-func vipState(h *netlink.Handle) VIPState {
-	vip := net.ParseIP(VIP)
-	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+// vipState reads where the VIP (address vipAddr) is in one namespace.
+func vipState(h *netlink.Handle, vipAddr string) VIPState {
+	vip := net.ParseIP(vipAddr)
+	family := netlink.FAMILY_V4
+	if vip.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := h.AddrList(nil, family)
 	if err != nil {
 		return VIPUnknown
 	}
@@ -415,7 +419,7 @@ func (c *Cluster) StartSampler(interval time.Duration) *OwnershipSampler {
 				if c.Crashed(h.node) {
 					continue
 				}
-				smp.State[h.node] = vipState(h.h)
+				smp.State[h.node] = vipState(h.h, c.vip)
 			}
 			s.mu.Lock()
 			s.rep.Samples = append(s.rep.Samples, smp)
@@ -463,7 +467,7 @@ func (c *Cluster) VIPHolders() []string {
 		if c.Crashed(h.node) {
 			continue
 		}
-		if st := vipState(h.h); st == VIPServing || st == VIPOnDown {
+		if st := vipState(h.h, c.vip); st == VIPServing || st == VIPOnDown {
 			out = append(out, h.node)
 		}
 	}

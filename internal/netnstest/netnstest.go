@@ -17,8 +17,12 @@
 //	lab.Connect("b", "sw", "eth0", "198.51.100.2/24")
 //	out, err := lab.Exec("a", "ping", "-c1", "198.51.100.2")
 //
-// Only addresses in 198.51.100.0/24 and 203.0.113.0/24 (documentation
-// ranges) are accepted, so a test can never send traffic anywhere real.
+// Only addresses in 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32
+// (documentation ranges) are accepted, so a test can never send traffic
+// anywhere real. IPv6 duplicate address detection is off in every lab
+// namespace (accept_dad=0), so IPv6 addresses are usable as soon as they
+// are added instead of a second later, and IPv6 addresses survive a link
+// going down (keep_addr_on_down=1), as IPv4 ones do.
 package netnstest
 
 import (
@@ -57,6 +61,7 @@ const commandTimeout = 20 * time.Second
 var allowedNets = []netip.Prefix{
 	netip.MustParsePrefix("198.51.100.0/24"),
 	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("2001:db8::/32"),
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,19}$`)
@@ -308,6 +313,19 @@ func (l *Lab) addNamespace(name string) string {
 	l.order = append(l.order, ns)
 	l.mu.Unlock()
 	l.mustIP("netns", "add", ns)
+	// Interfaces created later inherit "default": no DAD, so an IPv6
+	// address (and the link-local one) is not tentative for a second; and
+	// IPv6 addresses stay on an interface that goes down, as IPv4 ones do
+	// (Linux flushes them otherwise, where a real host's network
+	// configuration adds them back when the link returns).
+	for _, key := range []string{"all", "default"} {
+		for setting, value := range map[string]string{"accept_dad": "0", "keep_addr_on_down": "1"} {
+			path := "/proc/sys/net/ipv6/conf/" + key + "/" + setting
+			if err := DoIn(ns, func() error { return os.WriteFile(path, []byte(value+"\n"), 0o644) }); err != nil {
+				l.t.Fatalf("netnstest: set IPv6 %s in %s: %v", setting, ns, err)
+			}
+		}
+	}
 	l.mustIP("-n", ns, "link", "set", "lo", "up")
 	return ns
 }
@@ -382,7 +400,7 @@ func checkCIDR(cidr string) error {
 		return fmt.Errorf("address %q: %w", cidr, err)
 	}
 	if !Allowed(p.Addr()) {
-		return fmt.Errorf("address %s is outside the test ranges 198.51.100.0/24 and 203.0.113.0/24", cidr)
+		return fmt.Errorf("address %s is outside the test ranges 198.51.100.0/24, 203.0.113.0/24 and 2001:db8::/32", cidr)
 	}
 	return nil
 }

@@ -153,10 +153,30 @@ func TestAddressRangeGuard(t *testing.T) {
 		{"192.168.1.1/24", false},
 		{"10.0.0.1/8", false},
 		{"198.51.101.1/24", false},
+		{"2001:db8::1/64", true},
+		{"2001:db8:ffff::1/48", true},
+		{"2001:db9::1/64", false},
+		{"fd00::1/64", false},
+		{"::ffff:198.51.100.9/120", false},
 		{"nonsense", false},
 	} {
 		if err := checkCIDR(tc.cidr); (err == nil) != tc.ok {
 			t.Errorf("checkCIDR(%q) = %v, want ok=%v", tc.cidr, err, tc.ok)
 		}
 	}
+}
+
+// TestIPv6AddressUsableAtOnce checks that lab namespaces have IPv6 DAD off:
+// an address added by Connect is not tentative and answers a ping at once.
+func TestIPv6AddressUsableAtOnce(t *testing.T) {
+	lab := New(t)
+	lab.Bridge("sw")
+	lab.Host("a")
+	lab.Host("b")
+	lab.Connect("a", "sw", "eth0", "2001:db8::1/64")
+	lab.Connect("b", "sw", "eth0", "2001:db8::2/64")
+	if out := lab.MustExec("a", "ip", "-6", "addr", "show", "dev", "eth0"); strings.Contains(out, "tentative") {
+		t.Fatalf("address still tentative (DAD on):\n%s", out)
+	}
+	lab.MustExec("a", "ping", "-6", "-c1", "-W2", "2001:db8::2")
 }
