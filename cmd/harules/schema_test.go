@@ -114,7 +114,7 @@ func TestSchemaRejectsDrift(t *testing.T) {
 func TestStatusSchemaKnowsStartingGroups(t *testing.T) {
 	now := time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC)
 	st := agent.Status{Node: "n1", Cluster: "c", PolicyHash: "0123456789abcdef", Incarnation: 1, Now: now,
-		Nodes: []agent.NodeStatus{{Name: "n1", State: "alive", Since: now, Holds: []string{}, Starting: []string{"web"}}},
+		Nodes:  []agent.NodeStatus{{Name: "n1", State: "alive", Since: now, Holds: []string{}, Starting: []string{"web"}}},
 		Groups: []agent.GroupStatus{{Name: "web", Target: "n1", Reason: "score 100", Holders: []string{}, Starting: []string{"n1"}}},
 		Alerts: []engine.Alert{}, Plan: engine.Plan{}, Recent: []engine.Record{}}
 	b, err := json.Marshal(st)
