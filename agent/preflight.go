@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -167,6 +168,11 @@ func (pf *Preflight) CheckNode(p *policy.Policy, node, stateDir string) {
 func (pf *Preflight) checkResource(r *policy.Resource, mounts []string) {
 	switch r.Kind {
 	case policy.KindVIP:
+		if pfx, err := netip.ParsePrefix(r.Params["address"]); err == nil && pfx.Addr().Is6() {
+			if rel, err := kernelRelease(); err == nil && !kernelAtLeast(rel, 6, 1) {
+				pf.errorf(r.Pos, "vip %s: IPv6 VIPs need Linux 6.1 or later (the kernel records which addresses harules added, IFA_PROTO); this node runs %s", r.Name, rel)
+			}
+		}
 		iface := r.Params["interface"]
 		if iface == "" {
 			pfx, err := netip.ParsePrefix(r.Params["address"])
@@ -272,4 +278,32 @@ func (a *Agent) preflight() error {
 		a.log.Warn("preflight: " + w.Error())
 	}
 	return pf.Err()
+}
+
+// kernelRelease returns the running kernel's release (uname -r); a
+// variable so tests can pretend another kernel.
+var kernelRelease = func() (string, error) {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return "", err
+	}
+	b := make([]byte, 0, len(u.Release))
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b), nil
+}
+
+// kernelAtLeast reports whether a release like "6.18.44-fc" is major.minor
+// or later; a release it cannot read counts as recent enough (the start
+// itself refuses an IPv6 VIP the kernel cannot mark).
+func kernelAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if n, _ := fmt.Sscanf(release, "%d.%d", &ma, &mi); n != 2 {
+		return true
+	}
+	return ma > major || ma == major && mi >= minor
 }
