@@ -182,3 +182,72 @@ func TestStartingPeerDoesNotWinAGroupHeldHere(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentOnlineRequestsStartOnce: both nodes of plan.star are in
+// standby and db runs nowhere. An operator (a script on every node) takes
+// each node online through its own agent at the same moment: each node
+// applies its own request before the peer's heartbeat brings the other.
+// Before, each saw the other in standby and both started db. Now a node
+// that took an operator request starts nothing nobody holds until every
+// alive peer reports the request, and then both decide on the same state.
+func TestConcurrentOnlineRequestsStartOnce(t *testing.T) {
+	p := loadPolicy(t, "plan.star")
+	ex1, ex2 := &countingExec{}, &countingExec{}
+	n1 := NewNode(p, "n1", t0, NewState(1), ex1, nil)
+	n2 := NewNode(p, "n2", t0, NewState(1), ex2, nil)
+	now := t0.Add(100 * time.Millisecond)
+	for _, n := range []*Node{n1, n2} {
+		n.View.SetProbe(facts.Probe{Probe: "gateway", State: facts.ProbeOK, Since: t0})
+		for _, name := range []string{"n1", "n2"} {
+			if err := n.SetStandby(t0, name, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.pending = nil // the standby requests were made long ago
+	}
+	hear := func(to, from *Node, at time.Time) {
+		for _, h := range p.Paths {
+			to.View.Heartbeat(from.Name, h.Name, at, from.Report())
+		}
+	}
+	hear(n1, n2, now)
+	hear(n2, n1, now)
+	n1.Step(context.Background(), now)
+	n2.Step(context.Background(), now)
+	// The two requests, 2 ms apart, each on its own node; each node decides
+	// before the other's heartbeat arrives.
+	now = now.Add(time.Second)
+	hear(n1, n2, now.Add(-time.Millisecond)) // both alive, both in standby
+	hear(n2, n1, now.Add(-time.Millisecond))
+	if err := n1.SetStandby(now, "n1", false); err != nil {
+		t.Fatal(err)
+	}
+	n1.Step(context.Background(), now)
+	now = now.Add(2 * time.Millisecond)
+	if err := n2.SetStandby(now, "n2", false); err != nil {
+		t.Fatal(err)
+	}
+	n2.Step(context.Background(), now)
+	// Then the heartbeats cross, a few rounds.
+	for range 4 {
+		now = now.Add(time.Millisecond)
+		hear(n2, n1, now)
+		n2.Step(context.Background(), now)
+		hear(n1, n2, now)
+		n1.Step(context.Background(), now)
+	}
+	started := func(ex *countingExec) bool {
+		for _, a := range ex.actions {
+			if a.Op == OpStart {
+				return true
+			}
+		}
+		return false
+	}
+	if started(ex1) && started(ex2) {
+		t.Fatalf("both nodes started db: n1 %v, n2 %v", planLines(ex1.actions), planLines(ex2.actions))
+	}
+	if !started(ex1) && !started(ex2) {
+		t.Fatalf("db started nowhere once both were online")
+	}
+}

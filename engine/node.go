@@ -103,6 +103,9 @@ type Node struct {
 	// stopErr holds the last error of each group/resource stop that
 	// failed, so a stop retried at every decision is recorded once.
 	stopErr map[string]string
+	// pending holds operator requests made on this node that some alive
+	// peer has not reported yet (opack.go).
+	pending []pendingOp
 }
 
 // NewNode builds the loop for node name, booted at boot.
@@ -128,6 +131,7 @@ func (n *Node) Step(ctx context.Context, now time.Time) *Decision {
 	f := n.View.Facts(now, n.State)
 	n.recordTransitions(f)
 	d := Decide(ctx, Input{Policy: n.Policy, Facts: f, State: n.State})
+	n.holdStartsForAck(f, d)
 	n.State.RulePending = d.RulePending
 	n.State.RuleStandby = selfStandby(d, n.Name)
 	n.recordDecision(now, d)
@@ -318,6 +322,7 @@ func (n *Node) Move(now time.Time, group, node string) error {
 		return fmt.Errorf("unknown node %q", node)
 	}
 	n.State.Operator.Merge(Operator{Moves: map[string]OperatorMove{group: {Node: node, At: now}}})
+	n.notePending("move", group, now)
 	n.rec(now, RecEvent, group, fmt.Sprintf("operator: move %s to %s", group, orDefault(node, "(cleared)")), "", nil)
 	return nil
 }
@@ -344,6 +349,7 @@ func (n *Node) Cleanup(now time.Time, group string) error {
 		return fmt.Errorf("unknown group %q (groups: %s; \"*\" for all)", group, strings.Join(n.Policy.GroupNames(), ", "))
 	}
 	n.State.Operator.Merge(Operator{Cleanups: map[string]time.Time{group: now}})
+	n.notePending("cleanup", group, now)
 	if group == "*" {
 		n.rec(now, RecEvent, "", "operator: clean up the failures of every group", "", nil)
 	} else {
@@ -375,6 +381,7 @@ func (n *Node) SetStandby(now time.Time, node string, on bool) error {
 		return fmt.Errorf("unknown node %q", node)
 	}
 	n.State.Operator.Merge(Operator{Standby: map[string]OperatorFlag{node: {On: on, At: now}}})
+	n.notePending("standby", node, now)
 	word := "online"
 	if on {
 		word = "standby"

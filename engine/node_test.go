@@ -97,7 +97,9 @@ func TestNodeOnlyExecutesOwnReadyActions(t *testing.T) {
 	if len(d.Plan.For("n2")) != 3 || d.Plan.For("n2")[0].Wait == "" {
 		t.Fatalf("plan for n2: %v, want three waiting starts", planLines(d.Plan.For("n2")))
 	}
-	step(&Report{Node: "n1", Incarnation: 1, PolicyHash: p.Hash})
+	// n1 stopped db, and its report shows the operator's move (it learned
+	// it from n2's heartbeats): n2, where the move was made, may start.
+	step(&Report{Node: "n1", Incarnation: 1, PolicyHash: p.Hash, Operator: n.State.Operator.Clone()})
 	if len(exec.actions) != 3 {
 		t.Fatalf("executed %d actions after n1 let go, want 3 starts", len(exec.actions))
 	}
