@@ -97,10 +97,8 @@ type Agent struct {
 	// gossips them (engine.Node.BackupSucceeded).
 	backupOK chan backupOK
 	reload   chan chan error
-	// done carries the results of the jobs run by runJob; jobCtx is their
-	// context (cancelled only after the handover).
-	done   chan engine.Result
-	jobCtx context.Context
+	// done carries the results of the jobs run by runJob.
+	done chan engine.Result
 
 	payload atomic.Pointer[[]byte]
 	status  atomic.Pointer[Status]
@@ -180,7 +178,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.Node), now: cfg.Now, policy: p,
 		inbox: make(chan heartbeat.Received, 1024), diskBeats: make(chan diskBeat, 64), control: make(chan controlRequest),
 		monitors: make(chan monitorResult, 64), reload: make(chan chan error), backupOK: make(chan backupOK, 64),
-		done: make(chan engine.Result, 1024), jobCtx: context.Background(),
+		done:     make(chan engine.Result, 1024),
 		peerRpts: map[string]peerReport{}, loss: map[string]*lossMeter{}, records: newRecordLog(500),
 		metrics: NewMetrics(cfg.Node, cfg.Now), dbpos: newDBPositions(filepath.Join(cfg.StateDir, peerDBFile))}
 	a.live.Store(p)
@@ -571,7 +569,9 @@ func (a *Agent) loop(ctx context.Context) error {
 // blocks.
 func (a *Agent) runJob(j *engine.Job) {
 	go func() {
-		a.done <- engine.RunJob(a.jobCtx, a.node.Exec, j, a.now)
+		// Not cancelled with the loop: a job runs to its end, and the
+		// handover waits for it, so nothing is left half started.
+		a.done <- engine.RunJob(context.Background(), a.node.Exec, j, a.now)
 	}()
 }
 

@@ -208,7 +208,6 @@ func (n *Node) Complete(res Result) {
 	for _, o := range res.Outcomes {
 		a := o.Action
 		if a.Op == OpFence {
-			delete(n.fencing, a.fencePeer)
 			n.recAction(o.At, a, a.Op+" "+a.fencePeer+": "+a.Detail, a.Reason, o.Err)
 			if o.Err == nil {
 				if n.State.Fenced == nil {
@@ -240,7 +239,7 @@ func (n *Node) Complete(res Result) {
 	}
 	for _, a := range j.Actions {
 		if a.Op == OpFence {
-			delete(n.fencing, a.fencePeer) // also when it never ran
+			delete(n.fencing, a.fencePeer) // done, failed or never ran
 		}
 	}
 	g, at := j.Group, res.Finished

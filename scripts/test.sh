@@ -29,5 +29,8 @@ fi
 
 go mod download
 go vet ./...
+# The Debian packager is its own Go module (nfpm stays out of harules'
+# dependencies); test/e2epkg builds it.
+(cd scripts/package && go mod download && go vet ./...)
 if [ $# -eq 0 ]; then set -- ./...; fi
 go test -count=1 -timeout 40m "$@"

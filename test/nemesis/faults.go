@@ -326,16 +326,9 @@ func pathDown(r *run, f *FaultResult) func() {
 		return func() { r.c.SetLink(f.Target, "eth1", true) }
 	}
 	f.Detail = "lan heartbeats to the peers cut"
-	var undo []func()
-	for _, p := range r.others(f.Target) {
-		undo = append(undo, r.cutBetween(f.Target, p, true, false))
-	}
+	undo := r.cutFromPeers(f.Target, true, false)
 	r.hold(d)
-	return func() {
-		for _, u := range undo {
-			u()
-		}
-	}
+	return undo
 }
 
 // isolate: a node cut off entirely (both links down): no peer, no
@@ -367,16 +360,9 @@ func isolateKeepGateway(r *run, f *FaultResult) func() {
 		f.Inside = false
 		f.Outside = "heartbeat network cut while both sides reach the gateway, no fencing"
 	}
-	var undo []func()
-	for _, p := range r.others(f.Target) {
-		undo = append(undo, r.cutBetween(f.Target, p, true, true))
-	}
+	undo := r.cutFromPeers(f.Target, true, true)
 	r.hold(d)
-	return func() {
-		for _, u := range undo {
-			u()
-		}
-	}
+	return undo
 }
 
 // partialPartition (three nodes): the link between two nodes breaks, both
@@ -444,4 +430,18 @@ func operatorOnly(r *run, f *FaultResult) func() {
 		time.Sleep(r.between(100*time.Millisecond, time.Second))
 	}
 	return nil
+}
+
+// cutFromPeers cuts node from every peer (cutBetween's lan and backnet
+// switches) and returns what undoes all of it.
+func (r *run) cutFromPeers(node string, lan, backnet bool) func() {
+	var undo []func()
+	for _, p := range r.others(node) {
+		undo = append(undo, r.cutBetween(node, p, lan, backnet))
+	}
+	return func() {
+		for _, u := range undo {
+			u()
+		}
+	}
 }
